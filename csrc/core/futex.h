@@ -1,0 +1,12 @@
+/* futex.h — futex wait/wake with absolute CLOCK_MONOTONIC deadlines. */
+#ifndef ZDSHM_FUTEX_H
+#define ZDSHM_FUTEX_H
+
+#include <stdint.h>
+
+/* Returns 0 (woken, or *word != expected), -ETIMEDOUT, -EINTR. */
+int zdi_futex_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns,
+		   int process_private);
+void zdi_futex_wake(uint32_t *word, int process_private);
+
+#endif

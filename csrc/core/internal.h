@@ -1,0 +1,97 @@
+/* internal.h — the private handle and the helpers shared by the core files. */
+#ifndef ZDSHM_INTERNAL_H
+#define ZDSHM_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "atomics.h"
+#include "backend.h"
+#include "layout.h"
+#include "zdshm/zdshm.h"
+
+/* A handle.  Geometry is the private, validated copy; pointers are derived
+ * from it, never from shared memory. */
+struct zd_segment {
+	const struct zdi_backend_ops *ops;
+	uint8_t *base;
+	struct zdi_segment_header *hdr;
+	struct zdi_reader_entry *readers;
+	struct zdi_attach_entry *attach;
+	uint8_t *slots;
+
+	uint64_t total_size;
+	uint64_t slot_capacity;
+	uint64_t slot_stride;
+	uint32_t slot_count;
+	uint32_t flags;
+	uint8_t type_hash[ZD_TYPE_HASH_SIZE];
+	int32_t owner_pid;
+	uint32_t owner_uid;
+	uint64_t created_realtime_ns;
+
+	int creator;
+	int fd;                        /* posix: the shm fd (holds the locks) */
+	char name[ZD_NAME_MAX + 1];
+
+	uint32_t attach_index;         /* this handle's attachment entry */
+	uint32_t attach_epoch;
+	uint64_t own_readers;          /* readers opened here (atomic) */
+	uint64_t last_reap_ns;         /* rate limit of the writer's reap */
+
+	/* Handle pins: how many views this handle holds per slot (under
+	 * pin_mu); the shared handle_pins bit is set while the count is > 0. */
+	pthread_mutex_t pin_mu;
+	uint32_t *pin_count;
+	uint32_t *pin_version;
+
+	uint8_t *mem_locks;            /* memory backend: liveness flags */
+};
+
+/* Creation and geometry (segment.c). */
+int zdi_geometry(uint32_t slot_count, uint64_t slot_capacity,
+		 uint64_t *stride, uint64_t *total);
+int zdi_segment_init_handle(zd_segment_t *seg);      /* after mapping */
+void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg);
+int zdi_header_validate(const struct zdi_segment_header *h, uint64_t real_size);
+void zdi_segment_free(zd_segment_t *seg);
+
+static inline struct zdi_slot_header *zdi_slot(const zd_segment_t *seg,
+					       uint32_t i)
+{
+	return (struct zdi_slot_header *)(seg->slots + (uint64_t)i * seg->slot_stride);
+}
+
+static inline uint8_t *zdi_slot_data(const zd_segment_t *seg, uint32_t i)
+{
+	return (uint8_t *)zdi_slot(seg, i) + ZD_SLOT_HEADER_SIZE;
+}
+
+static inline uint64_t zdi_bit(uint32_t i)
+{
+	return (uint64_t)1 << i;
+}
+
+/* Slot transitions (slot.c). */
+int zdi_pin(zd_segment_t *seg, uint32_t slot, uint64_t expected_state,
+	    uint64_t *pins, uint64_t bit);
+void zdi_unpin(zd_segment_t *seg, uint32_t slot, uint64_t *pins, uint64_t bit);
+int zdi_recycle(zd_segment_t *seg, uint32_t slot, uint64_t expected_state);
+/* Sets (set != 0) or clears reader r's read bit on the sample now in the
+ * slot, holding a reader pin so the bit cannot land on a later sample.
+ * Returns 0, -ENODATA (not committed). */
+int zdi_mark_bit(zd_segment_t *seg, uint32_t slot, uint32_t r, int set);
+void zdi_count_drops(zd_segment_t *seg, uint64_t unread_mask);
+int zdi_view_fill(zd_segment_t *seg, uint32_t slot, uint64_t state,
+		  int32_t reader, zd_view_t *view);
+
+/* Registry (reader.c). */
+void zdi_reader_cleanup(zd_segment_t *seg, uint32_t r);
+int zdi_attach_claim(zd_segment_t *seg);
+void zdi_attach_release(zd_segment_t *seg);
+
+#define ZDI_COUNT(seg, field) \
+	zdi_fetch_add_relaxed_u64(&(seg)->hdr->counters.field, 1)
+
+#endif

@@ -1,0 +1,351 @@
+/* reader.c — the registry (readers and attachments), take, close, reap.
+ *
+ * An entry (reader r or attachment a) is owned by whoever holds its
+ * liveness lock; the state word only says whether it was left ACTIVE.  So:
+ *   claim:   take the lock; if the entry is still ACTIVE its owner died
+ *            without cleaning up: clean up now; then epoch+1, ACTIVE.
+ *   release: clean up, FREE, drop the lock.
+ *   reap:    for each ACTIVE entry that is not ours, try its lock; getting
+ *            it proves the owner is gone: clean up, FREE, drop the lock.
+ * Cleanup always runs under the lock, so it can never touch an entry that a
+ * new owner has claimed (the epoch lets a handle see its entry was reused).
+ */
+#include <unistd.h>
+
+#include "internal.h"
+
+/* ---- attachments ------------------------------------------------------ */
+
+/* Frees every loan and handle pin of attachment a (lock a held). Returns the
+ * number of loans freed. */
+static uint32_t attach_cleanup(zd_segment_t *seg, uint32_t a)
+{
+	uint64_t bit = zdi_bit(a);
+	uint32_t freed = 0;
+
+	for (uint32_t i = 0; i < seg->slot_count; i++) {
+		struct zdi_slot_header *h = zdi_slot(seg, i);
+		uint64_t s = zdi_load_acquire_u64(&h->state);
+
+		if (zdi_load_relaxed_u64(&h->handle_pins) & bit)
+			zdi_fetch_and_acq_rel_u64(&h->handle_pins, ~bit);
+		if (ZDI_ST_KIND(s) == ZDI_SLOT_LOANED && ZDI_ST_OWNER(s) == a &&
+		    zdi_cas_acq_rel_u64(&h->state, &s,
+					ZDI_ST_MAKE(ZDI_SLOT_FREE, 0, 0, ZDI_ST_VERSION(s))))
+			freed++;
+	}
+	return freed;
+}
+
+int zdi_attach_claim(zd_segment_t *seg)
+{
+	for (uint32_t a = 0; a < ZD_ATTACH_MAX; a++) {
+		struct zdi_attach_entry *e = &seg->attach[a];
+		uint32_t epoch;
+
+		if (seg->ops->lock_try(seg, ZDI_LOCK_ATTACH(a)) != 0)
+			continue;
+		if (zdi_load_acquire_u32(&e->state) == ZDI_ENTRY_ACTIVE) {
+			uint32_t n = attach_cleanup(seg, a);
+
+			zdi_fetch_add_relaxed_u64(&seg->hdr->counters.loans_reclaimed, n);
+		}
+		epoch = zdi_load_relaxed_u32(&e->epoch) + 1u;
+		zdi_store_relaxed_u32(&e->epoch, epoch);
+		zdi_store_relaxed_u32((uint32_t *)&e->pid, (uint32_t)getpid());
+		/* Pairs with the acquire loads of reap. */
+		zdi_store_release_u32(&e->state, ZDI_ENTRY_ACTIVE);
+		seg->attach_index = a;
+		seg->attach_epoch = epoch & 0xffffu;
+		return 0;
+	}
+	return -EUSERS;
+}
+
+void zdi_attach_release(zd_segment_t *seg)
+{
+	uint32_t a = seg->attach_index;
+	uint32_t n = attach_cleanup(seg, a);
+
+	zdi_fetch_add_relaxed_u64(&seg->hdr->counters.discards, n);
+	zdi_store_release_u32(&seg->attach[a].state, ZDI_ENTRY_FREE);
+	seg->ops->lock_release(seg, ZDI_LOCK_ATTACH(a));
+	seg->attach_index = UINT32_MAX;
+	zd_notify_bump(seg);
+}
+
+/* ---- readers ------------------------------------------------------------ */
+
+/* Disconnects reader r (lock r held): out of the active mask, every slot
+ * marked read for it, its pins dropped, entry FREE. */
+void zdi_reader_cleanup(zd_segment_t *seg, uint32_t r)
+{
+	uint64_t bit = zdi_bit(r);
+
+	zdi_fetch_and_seqcst_u64(&seg->hdr->active_mask, ~bit);
+	for (uint32_t i = 0; i < seg->slot_count; i++) {
+		struct zdi_slot_header *h = zdi_slot(seg, i);
+
+		zdi_fetch_or_acq_rel_u64(&h->read_mask, bit);
+		if (zdi_load_relaxed_u64(&h->reader_pins) & bit)
+			zdi_fetch_and_acq_rel_u64(&h->reader_pins, ~bit);
+	}
+	zdi_store_release_u32(&seg->readers[r].state, ZDI_ENTRY_FREE);
+	zd_notify_bump(seg);
+}
+
+static void reader_claim(zd_segment_t *seg, uint32_t r, uint64_t join_last,
+			 zd_reader_t *out)
+{
+	struct zdi_reader_entry *e = &seg->readers[r];
+	uint64_t bit = zdi_bit(r);
+	uint32_t epoch = zdi_load_relaxed_u32(&e->epoch) + 1u;
+	uint64_t next, start;
+
+	zdi_store_relaxed_u32(&e->epoch, epoch);
+	zdi_store_relaxed_u32((uint32_t *)&e->pid, (uint32_t)getpid());
+	zdi_store_relaxed_u64(&e->taken, 0);
+	zdi_store_relaxed_u64(&e->dropped, 0);
+	zdi_store_relaxed_u64(&e->last_sn, UINT64_MAX);
+	/* Active first, then read next_sn: a sample that gets a sequence number
+	 * >= start is committed after we count as active, or fixed up below. */
+	zdi_fetch_or_seqcst_u64(&seg->hdr->active_mask, bit);
+	next = zdi_load_seqcst_u64(&seg->hdr->next_sn);
+	start = join_last >= next ? 0 : next - join_last;
+	zdi_store_relaxed_u64(&e->start_sn, start);
+	zdi_store_release_u32(&e->state, ZDI_ENTRY_ACTIVE);
+	zdi_fetch_or_acq_rel_u64(&seg->own_readers, bit);
+	/* Older samples are marked read so we never hold them hostage; the
+	 * last join_last ones are marked unread so we receive them. */
+	for (uint32_t i = 0; i < seg->slot_count; i++) {
+		struct zdi_slot_header *h = zdi_slot(seg, i);
+		uint64_t s = zdi_load_acquire_u64(&h->state);
+
+		if (ZDI_ST_KIND(s) != ZDI_SLOT_COMMITTED)
+			continue;
+		if (zdi_pin(seg, i, s, &h->reader_pins, bit) != 0)
+			continue;       /* recycled: its new sample is ours */
+		if (zdi_load_relaxed_u64(&h->sn) < start)
+			zdi_fetch_or_acq_rel_u64(&h->read_mask, bit);
+		else
+			zdi_fetch_and_acq_rel_u64(&h->read_mask, ~bit);
+		zdi_fetch_and_acq_rel_u64(&h->reader_pins, ~bit);
+	}
+	zd_notify_bump(seg);
+	out->index = r;
+	out->epoch = epoch;
+	out->start_sn = start;
+}
+
+int zd_reader_open(zd_segment_t *seg, uint64_t join_last, zd_reader_t *out)
+{
+	if (out == NULL)
+		return -EINVAL;
+	/* Pass 0 looks at FREE entries; pass 1 tries ACTIVE ones whose owner
+	 * may have died (their lock is free). */
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t r = 0; r < ZD_READER_MAX; r++) {
+			struct zdi_reader_entry *e = &seg->readers[r];
+			int active = zdi_load_acquire_u32(&e->state) == ZDI_ENTRY_ACTIVE;
+
+			if (active != pass ||
+			    (zdi_load_acquire_u64(&seg->own_readers) & zdi_bit(r)))
+				continue;
+			if (seg->ops->lock_try(seg, ZDI_LOCK_READER(r)) != 0)
+				continue;
+			if (zdi_load_acquire_u32(&e->state) == ZDI_ENTRY_ACTIVE) {
+				zdi_reader_cleanup(seg, r);
+				ZDI_COUNT(seg, readers_reaped);
+			}
+			reader_claim(seg, r, join_last, out);
+			return 0;
+		}
+	}
+	return -EUSERS;
+}
+
+static int reader_live(const zd_segment_t *seg, const zd_reader_t *r)
+{
+	const struct zdi_reader_entry *e;
+
+	if (r == NULL || r->index >= ZD_READER_MAX)
+		return -EINVAL;
+	e = &seg->readers[r->index];
+	if (!(zdi_load_acquire_u64(&seg->own_readers) & zdi_bit(r->index)) ||
+	    zdi_load_acquire_u32(&e->state) != ZDI_ENTRY_ACTIVE ||
+	    zdi_load_relaxed_u32(&e->epoch) != r->epoch)
+		return -ENOTCONN;
+	return 0;
+}
+
+int zd_reader_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view)
+{
+	struct zdi_reader_entry *e;
+	uint64_t bit;
+	int rc = reader_live(seg, r);
+
+	if (rc < 0)
+		return rc;
+	e = &seg->readers[r->index];
+	bit = zdi_bit(r->index);
+	for (;;) {
+		uint32_t best = UINT32_MAX;
+		uint64_t best_sn = UINT64_MAX, best_s = 0;
+		struct zdi_slot_header *h;
+
+		for (uint32_t i = 0; i < seg->slot_count; i++) {
+			struct zdi_slot_header *hi = zdi_slot(seg, i);
+			uint64_t s = zdi_load_acquire_u64(&hi->state);
+			uint64_t sn;
+
+			if (ZDI_ST_KIND(s) != ZDI_SLOT_COMMITTED ||
+			    (zdi_load_relaxed_u64(&hi->read_mask) & bit))
+				continue;
+			sn = zdi_load_relaxed_u64(&hi->sn);
+			if (sn < r->start_sn) {
+				/* Committed before we joined; raced the join fix-up. */
+				(void)zdi_mark_bit(seg, i, r->index, 1);
+				continue;
+			}
+			if (best == UINT32_MAX || sn < best_sn) {
+				best = i;
+				best_sn = sn;
+				best_s = s;
+			}
+		}
+		if (best == UINT32_MAX)
+			/* Pairs with the creator's release store in close. */
+			return zdi_load_acquire_u32(&seg->hdr->goodbye) ? -EPIPE : -EAGAIN;
+		h = zdi_slot(seg, best);
+		if (zdi_pin(seg, best, best_s, &h->reader_pins, bit) != 0)
+			continue;       /* recycled meanwhile, or another thread has it */
+		if (zdi_fetch_or_acq_rel_u64(&h->read_mask, bit) & bit) {
+			zdi_unpin(seg, best, &h->reader_pins, bit);
+			continue;
+		}
+		rc = zdi_view_fill(seg, best, best_s, (int32_t)r->index, view);
+		if (rc < 0) {
+			zdi_unpin(seg, best, &h->reader_pins, bit);
+			ZDI_COUNT(seg, corrupt_dropped);
+			return rc;
+		}
+		zdi_fetch_add_relaxed_u64(&e->taken, 1);
+		zdi_store_relaxed_u64(&e->last_sn, view->sn);
+		return 0;
+	}
+}
+
+int zd_reader_wait_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view,
+			uint64_t deadline_ns, uint64_t spin_ns)
+{
+	for (;;) {
+		uint64_t gen = zd_notify_generation(seg);
+		int rc = zd_reader_take(seg, r, view);
+
+		if (rc != -EAGAIN)
+			return rc;
+		rc = zd_notify_wait(seg, gen, deadline_ns, spin_ns);
+		if (rc == -EINTR)
+			return rc;
+		if (rc == -ETIMEDOUT) {
+			rc = zd_reader_take(seg, r, view);
+			return rc == -EAGAIN ? -ETIMEDOUT : rc;
+		}
+	}
+}
+
+int zd_reader_stats(const zd_segment_t *seg, const zd_reader_t *r,
+		    zd_reader_stats_t *out)
+{
+	const struct zdi_reader_entry *e;
+	uint64_t next, done;
+	int rc = reader_live(seg, r);
+
+	if (rc < 0)
+		return rc;
+	e = &seg->readers[r->index];
+	out->taken = zdi_load_relaxed_u64(&e->taken);
+	out->dropped = zdi_load_relaxed_u64(&e->dropped);
+	out->last_sn = zdi_load_relaxed_u64(&e->last_sn);
+	next = zdi_load_relaxed_u64(&seg->hdr->next_sn);
+	done = out->last_sn == UINT64_MAX ? r->start_sn : out->last_sn + 1u;
+	out->lag = next > done ? next - done : 0;
+	return 0;
+}
+
+int zd_reader_close(zd_segment_t *seg, zd_reader_t *r)
+{
+	uint64_t bit;
+	int rc = reader_live(seg, r);
+
+	if (rc < 0)
+		return rc;
+	bit = zdi_bit(r->index);
+	for (uint32_t i = 0; i < seg->slot_count; i++)
+		if (zdi_load_acquire_u64(&zdi_slot(seg, i)->reader_pins) & bit)
+			return -EBUSY;
+	zdi_reader_cleanup(seg, r->index);
+	zdi_fetch_and_acq_rel_u64(&seg->own_readers, ~bit);
+	seg->ops->lock_release(seg, ZDI_LOCK_READER(r->index));
+	return 0;
+}
+
+/* ---- reap --------------------------------------------------------------- */
+
+int zd_segment_reap(zd_segment_t *seg, uint32_t *readers_reaped,
+		    uint32_t *loans_reclaimed)
+{
+	uint64_t own = zdi_load_acquire_u64(&seg->own_readers);
+	uint32_t nr = 0, nl = 0;
+
+	for (uint32_t r = 0; r < ZD_READER_MAX; r++) {
+		if ((own & zdi_bit(r)) ||
+		    zdi_load_acquire_u32(&seg->readers[r].state) != ZDI_ENTRY_ACTIVE)
+			continue;
+		if (seg->ops->lock_try(seg, ZDI_LOCK_READER(r)) != 0)
+			continue;       /* alive */
+		if (zdi_load_acquire_u32(&seg->readers[r].state) == ZDI_ENTRY_ACTIVE) {
+			zdi_reader_cleanup(seg, r);
+			ZDI_COUNT(seg, readers_reaped);
+			nr++;
+		}
+		seg->ops->lock_release(seg, ZDI_LOCK_READER(r));
+	}
+	for (uint32_t a = 0; a < ZD_ATTACH_MAX; a++) {
+		if (a == seg->attach_index ||
+		    zdi_load_acquire_u32(&seg->attach[a].state) != ZDI_ENTRY_ACTIVE)
+			continue;
+		if (seg->ops->lock_try(seg, ZDI_LOCK_ATTACH(a)) != 0)
+			continue;
+		if (zdi_load_acquire_u32(&seg->attach[a].state) == ZDI_ENTRY_ACTIVE) {
+			nl += attach_cleanup(seg, a);
+			zdi_store_release_u32(&seg->attach[a].state, ZDI_ENTRY_FREE);
+		}
+		seg->ops->lock_release(seg, ZDI_LOCK_ATTACH(a));
+	}
+	/* Loans whose owner entry is gone or reused (or a corrupt owner). */
+	for (uint32_t i = 0; i < seg->slot_count; i++) {
+		struct zdi_slot_header *h = zdi_slot(seg, i);
+		uint64_t s = zdi_load_acquire_u64(&h->state);
+		uint32_t a = ZDI_ST_OWNER(s);
+
+		if (ZDI_ST_KIND(s) != ZDI_SLOT_LOANED)
+			continue;
+		if (a < ZD_ATTACH_MAX &&
+		    zdi_load_acquire_u32(&seg->attach[a].state) == ZDI_ENTRY_ACTIVE &&
+		    (zdi_load_relaxed_u32(&seg->attach[a].epoch) & 0xffffu) == ZDI_ST_EPOCH(s))
+			continue;
+		if (zdi_cas_acq_rel_u64(&h->state, &s,
+					ZDI_ST_MAKE(ZDI_SLOT_FREE, 0, 0, ZDI_ST_VERSION(s))))
+			nl++;
+	}
+	if (nl > 0) {
+		zdi_fetch_add_relaxed_u64(&seg->hdr->counters.loans_reclaimed, nl);
+		zd_notify_bump(seg);
+	}
+	if (readers_reaped != NULL)
+		*readers_reaped = nr;
+	if (loans_reclaimed != NULL)
+		*loans_reclaimed = nl;
+	return 0;
+}

@@ -1,0 +1,74 @@
+/* zdshm/reader.h — the reader registry and the take/release loop.
+ *
+ * A reader owns one entry of the segment's reader table; its index is its
+ * bit in every read mask and in the segment's active mask.  Opening claims a
+ * free entry by taking its liveness lock and CAS-ing it to ACTIVE with a new
+ * epoch; closing (or the death of its process, found by zd_segment_reap)
+ * disconnects it.  Cleanup of a dead reader holds that reader's liveness
+ * lock, so it can never clear a new reader that reused the index.
+ */
+#ifndef ZDSHM_READER_H
+#define ZDSHM_READER_H
+
+#include <stdint.h>
+
+#include "zdshm/segment.h"
+#include "zdshm/slot.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct zd_reader {
+	uint32_t index;        /* bit in the masks                           */
+	uint32_t epoch;        /* entry epoch this reader was opened with    */
+	uint64_t start_sn;     /* first sequence number it may receive       */
+} zd_reader_t;
+
+typedef struct zd_reader_stats {
+	uint64_t taken;        /* samples delivered                          */
+	uint64_t dropped;      /* samples freed before it read them          */
+	uint64_t lag;          /* committed sequence numbers not yet taken   */
+	uint64_t last_sn;      /* last sequence number taken (UINT64_MAX: none) */
+} zd_reader_stats_t;
+
+/* Registers a reader.  join_last == 0: it receives samples committed from
+ * now on.  join_last == K: it also receives the last K samples that are
+ * still held in committed slots.  Older committed samples are marked read
+ * for it, so it never holds them hostage.
+ * Returns 0, -EUSERS (all ZD_READER_MAX entries taken), -EINVAL. */
+int zd_reader_open(zd_segment_t *seg, uint64_t join_last, zd_reader_t *out);
+
+/* Takes the oldest unread sample: pins its slot, sets the reader's read bit
+ * and fills *view.  Release the view with zd_slot_release.
+ * Returns 0, -EAGAIN (nothing unread), -ENOTCONN (this reader was
+ * disconnected), -EPIPE (the creator said goodbye and nothing is unread),
+ * -EBADMSG (a published slot was corrupt: it was dropped and counted; the
+ * next call goes on). */
+int zd_reader_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view);
+
+/* Like zd_reader_take but waits until CLOCK_MONOTONIC deadline_ns
+ * (UINT64_MAX: none), spinning up to spin_ns before parking on the futex.
+ * Returns what zd_reader_take returns except -EAGAIN, plus -ETIMEDOUT and
+ * -EINTR. */
+int zd_reader_wait_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view,
+			uint64_t deadline_ns, uint64_t spin_ns);
+
+/* Counters of this reader (from the shared entry). Returns 0, -ENOTCONN. */
+int zd_reader_stats(const zd_segment_t *seg, const zd_reader_t *r,
+		    zd_reader_stats_t *out);
+
+/* Unregisters: clears the active bit, marks every committed slot read for
+ * this index, frees the entry.  Every view it took must have been released
+ * first (the index could otherwise be reused while a view still pins).
+ * Returns 0, -EBUSY (a view it took is still pinned: nothing changed),
+ * -ENOTCONN (already disconnected: nothing to do). */
+int zd_reader_close(zd_segment_t *seg, zd_reader_t *r);
+
+/* The segment's active-reader mask (acquire). */
+uint64_t zd_segment_active_mask(const zd_segment_t *seg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

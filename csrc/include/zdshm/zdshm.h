@@ -1,0 +1,75 @@
+/* zdshm.h — zero-copy shared-memory slots for processes on one host.
+ *
+ * DESIGN NOTE
+ * ===========
+ * A segment is one contiguous region (heap for the memory backend, a POSIX
+ * shared-memory object for the posix backend) with this layout:
+ *
+ *   offset 0            segment header (512 B): immutable geometry written
+ *                       once by the creator, then lifecycle flags, the
+ *                       sequence counter, the notify word, the active-reader
+ *                       mask and the segment counters, each hot word on its
+ *                       own 64-byte cache line
+ *   readers_offset      reader table: ZD_READER_MAX entries of 64 B
+ *   attach_offset       attachment table: ZD_ATTACH_MAX entries of 64 B
+ *                       (one per open handle; it owns that handle's loans)
+ *   slots_offset        slot_count slots of slot_stride bytes each:
+ *                       a 128 B slot header (64 B control + 64 B user meta)
+ *                       then slot_capacity data bytes, padded to 64 B
+ *
+ * Every word that more than one process changes is in the segment, so any
+ * attached process may loan, commit, take and release.
+ *
+ * Slot state machine (one 64-bit state word per slot, changed only by CAS):
+ *
+ *        reserve (CAS)            commit (release store)
+ *   FREE ───────────────► LOANED ─────────────────────────► COMMITTED
+ *    ▲   ◄──────────────── │  discard / owner dead             │  ▲ │
+ *    │                                                        pin│ │unpin
+ *    │    evict_stale / disconnect free it, or reserve      (viewers+1/-1)
+ *    └──────────── takes it (CAS) once every active reader ◄─────┘
+ *                  has read it and no view pins it (viewers == 0)
+ *
+ *   bits 0..1   kind: FREE, LOANED, COMMITTED
+ *   bits 2..15  LOANED: owner attachment index; COMMITTED: number of views
+ *   bits 16..31 LOANED: low 16 bits of the owner attachment's epoch
+ *   bits 32..63 version, incremented by every commit (defeats ABA on pins)
+ *
+ * A committed slot also has a read mask (bit r set: reader r has read it or
+ * no longer needs it), its 64-bit sequence number, size and CLOCK_MONOTONIC
+ * commit time.  A reader delivers the unread committed sample with the
+ * smallest sequence number, so samples arrive oldest-first and never twice
+ * (the read bit is set while the slot is pinned, so it cannot land on a later
+ * sample).  A slot is recycled only when its view count is 0: no view of a
+ * slot outlives the sample it shows.
+ *
+ * Memory orderings:
+ *   - commit writes data, meta, sn, size, time and read mask, then stores the
+ *     state word with release; readers load it with acquire before reading
+ *     any of those (and re-check the version after pinning);
+ *   - pin/unpin/recycle are acq_rel CAS on the state word; the read mask is a
+ *     fetch_or whose returned value decides whether the caller set the bit;
+ *   - the notify word and the waiter count form a Dekker pair and use
+ *     seq_cst: a notifier bumps the word then loads the waiter count, a
+ *     waiter raises the count then re-loads the word, so a wake-up is never
+ *     lost and a notifier with no sleeper makes no system call;
+ *   - the init flag is stored last with release at creation; attach loads it
+ *     with acquire before copying the immutable header to private memory.
+ *
+ * Liveness: a reader or attachment entry is owned while its owner holds an
+ * open-file-description lock on one byte of the shared-memory object
+ * (F_OFD_SETLK); the kernel drops it when the process dies.  Whoever takes
+ * the lock of an entry still marked ACTIVE knows its owner is gone and cleans
+ * up; the entry's epoch lets a handle notice that its entry was reused.
+ */
+#ifndef ZDSHM_ZDSHM_H
+#define ZDSHM_ZDSHM_H
+
+#include "zdshm/error.h"
+#include "zdshm/segment.h"
+#include "zdshm/slot.h"
+#include "zdshm/reader.h"
+#include "zdshm/writer.h"
+#include "zdshm/notify.h"
+
+#endif
