@@ -114,7 +114,6 @@ static void reader_claim(zd_segment_t *seg, uint32_t r, uint64_t join_last,
 	start = join_last >= next ? 0 : next - join_last;
 	zdi_store_relaxed_u64(&e->start_sn, start);
 	zdi_store_release_u32(&e->state, ZDI_ENTRY_ACTIVE);
-	zdi_fetch_or_acq_rel_u64(&seg->own_readers, bit);
 	/* Older samples are marked read so we never hold them hostage; the
 	 * last join_last ones are marked unread so we receive them. */
 	for (uint32_t i = 0; i < seg->slot_count; i++) {
@@ -148,11 +147,17 @@ int zd_reader_open(zd_segment_t *seg, uint64_t join_last, zd_reader_t *out)
 			struct zdi_reader_entry *e = &seg->readers[r];
 			int active = zdi_load_acquire_u32(&e->state) == ZDI_ENTRY_ACTIVE;
 
-			if (active != pass ||
-			    (zdi_load_acquire_u64(&seg->own_readers) & zdi_bit(r)))
+			if (active != pass)
 				continue;
-			if (seg->ops->lock_try(seg, ZDI_LOCK_READER(r)) != 0)
+			/* Claim r inside this handle first: the OFD lock alone
+			 * cannot tell two threads of one handle apart. */
+			if (zdi_fetch_or_acq_rel_u64(&seg->own_readers, zdi_bit(r)) &
+			    zdi_bit(r))
 				continue;
+			if (seg->ops->lock_try(seg, ZDI_LOCK_READER(r)) != 0) {
+				zdi_fetch_and_acq_rel_u64(&seg->own_readers, ~zdi_bit(r));
+				continue;
+			}
 			if (zdi_load_acquire_u32(&e->state) == ZDI_ENTRY_ACTIVE) {
 				zdi_reader_cleanup(seg, r);
 				ZDI_COUNT(seg, readers_reaped);
@@ -189,31 +194,12 @@ int zd_reader_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view)
 	e = &seg->readers[r->index];
 	bit = zdi_bit(r->index);
 	for (;;) {
-		uint32_t best = UINT32_MAX;
-		uint64_t best_sn = UINT64_MAX, best_s = 0;
+		uint32_t best;
+		uint64_t best_sn, best_s;
 		struct zdi_slot_header *h;
 
-		for (uint32_t i = 0; i < seg->slot_count; i++) {
-			struct zdi_slot_header *hi = zdi_slot(seg, i);
-			uint64_t s = zdi_load_acquire_u64(&hi->state);
-			uint64_t sn;
-
-			if (ZDI_ST_KIND(s) != ZDI_SLOT_COMMITTED ||
-			    (zdi_load_relaxed_u64(&hi->read_mask) & bit))
-				continue;
-			sn = zdi_load_relaxed_u64(&hi->sn);
-			if (sn < r->start_sn) {
-				/* Committed before we joined; raced the join fix-up. */
-				(void)zdi_mark_bit(seg, i, r->index, 1);
-				continue;
-			}
-			if (best == UINT32_MAX || sn < best_sn) {
-				best = i;
-				best_sn = sn;
-				best_s = s;
-			}
-		}
-		if (best == UINT32_MAX)
+		if (zdi_scan_oldest(seg, r->index, r->start_sn, &best, &best_sn,
+				    &best_s) < 0)
 			/* Pairs with the creator's release store in close. */
 			return zdi_load_acquire_u32(&seg->hdr->goodbye) ? -EPIPE : -EAGAIN;
 		h = zdi_slot(seg, best);

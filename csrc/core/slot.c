@@ -334,32 +334,80 @@ int zd_slot_read(zd_segment_t *seg, uint32_t slot, zd_slot_header_t *hdr,
 	return zd_slot_release(seg, &v);
 }
 
+/* The committed sample with the smallest sn >= start that reader r has not
+ * read: slot, sn and the state word it was seen with.  Samples below start
+ * are marked read for r on the way (they predate its join).
+ *
+ * Delivery order: one pass by slot index can pass a slot just before a
+ * sample is published there and then find a newer one further on.  Every
+ * commit bumps the generation after publishing, so when the generation did
+ * not move during the pass the pass saw a consistent picture; when it did,
+ * a second look for an older unread sample settles it.  A writer's samples
+ * thus come in its commit order; samples of different writers come in the
+ * order their commits became visible.
+ * Returns 0, -EAGAIN (nothing unread). */
+int zdi_scan_oldest(zd_segment_t *seg, uint32_t r, uint64_t start,
+		    uint32_t *slot, uint64_t *sn_out, uint64_t *state_out)
+{
+	uint64_t bit = zdi_bit(r);
+
+	for (;;) {
+		/* Pairs with the seq_cst bump after every publish. */
+		uint32_t gen = zdi_load_acquire_u32(&seg->hdr->notify_gen);
+		uint32_t best = UINT32_MAX;
+		uint64_t best_sn = UINT64_MAX, best_s = 0;
+		int again = 0;
+
+		for (uint32_t i = 0; i < seg->slot_count; i++) {
+			struct zdi_slot_header *h = zdi_slot(seg, i);
+			uint64_t s = zdi_load_acquire_u64(&h->state);
+			uint64_t sn;
+
+			if (ZDI_ST_KIND(s) != ZDI_SLOT_COMMITTED ||
+			    (zdi_load_relaxed_u64(&h->read_mask) & bit))
+				continue;
+			sn = zdi_load_relaxed_u64(&h->sn);
+			if (sn < start) {
+				(void)zdi_mark_bit(seg, i, r, 1);
+				continue;
+			}
+			if (best == UINT32_MAX || sn < best_sn) {
+				best = i;
+				best_sn = sn;
+				best_s = s;
+			}
+		}
+		if (best == UINT32_MAX)
+			return -EAGAIN;
+		if (zdi_load_acquire_u32(&seg->hdr->notify_gen) != gen) {
+			for (uint32_t i = 0; i < seg->slot_count && !again; i++) {
+				struct zdi_slot_header *h = zdi_slot(seg, i);
+				uint64_t sn;
+
+				if (ZDI_ST_KIND(zdi_load_acquire_u64(&h->state)) !=
+					    ZDI_SLOT_COMMITTED ||
+				    (zdi_load_relaxed_u64(&h->read_mask) & bit))
+					continue;
+				sn = zdi_load_relaxed_u64(&h->sn);
+				again = sn >= start && sn < best_sn;
+			}
+			if (again)
+				continue;
+		}
+		*slot = best;
+		*sn_out = best_sn;
+		*state_out = best_s;
+		return 0;
+	}
+}
+
 int zd_slot_next_unread(zd_segment_t *seg, uint32_t reader, uint32_t *slot)
 {
-	uint64_t bit, best_sn = UINT64_MAX;
-	uint32_t best = UINT32_MAX;
+	uint64_t sn, s;
 
 	if (reader >= ZD_READER_MAX)
 		return -ERANGE;
-	bit = zdi_bit(reader);
-	for (uint32_t i = 0; i < seg->slot_count; i++) {
-		struct zdi_slot_header *h = zdi_slot(seg, i);
-		uint64_t s = zdi_load_acquire_u64(&h->state);
-		uint64_t sn;
-
-		if (ZDI_ST_KIND(s) != ZDI_SLOT_COMMITTED ||
-		    (zdi_load_relaxed_u64(&h->read_mask) & bit))
-			continue;
-		sn = zdi_load_relaxed_u64(&h->sn);
-		if (best == UINT32_MAX || sn < best_sn) {
-			best = i;
-			best_sn = sn;
-		}
-	}
-	if (best == UINT32_MAX)
-		return -EAGAIN;
-	*slot = best;
-	return 0;
+	return zdi_scan_oldest(seg, reader, 0, slot, &sn, &s);
 }
 
 int zdi_mark_bit(zd_segment_t *seg, uint32_t slot, uint32_t r, int set)
