@@ -230,6 +230,7 @@ static int posix_open(const char *name, int writable, zd_segment_t **out)
 	zd_segment_t *seg;
 	int rc;
 
+	*out = NULL;
 	rc = zd_name_validate(name);
 	if (rc < 0)
 		return rc;
@@ -254,7 +255,7 @@ static int posix_open(const char *name, int writable, zd_segment_t **out)
 
 int zd_segment_attach_posix(const char *name, zd_segment_t **out)
 {
-	zd_segment_t *seg;
+	zd_segment_t *seg = NULL;
 	int rc;
 
 	if (out == NULL)
@@ -273,7 +274,7 @@ int zd_segment_attach_posix(const char *name, zd_segment_t **out)
 
 int zd_segment_describe_posix(const char *name, zd_segment_info_t *out)
 {
-	zd_segment_t *seg;
+	zd_segment_t *seg = NULL;
 	int rc;
 
 	if (out == NULL)
