@@ -84,7 +84,7 @@ int zd_segment_create_memory(const zd_config_t *cfg, zd_segment_t **out)
 	memset(seg->base, 0, (size_t)total);
 	seg->total_size = total;
 	seg->hdr = (struct zdi_segment_header *)seg->base;
-	zdi_segment_write_header(seg, cfg);
+	zdi_segment_write_header(seg, cfg, stride, total);
 	rc = zdi_segment_init_handle(seg);
 	if (rc < 0)
 		goto fail;

@@ -165,7 +165,7 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 	seg->base = base;
 	seg->total_size = total;
 	seg->hdr = (struct zdi_segment_header *)seg->base;
-	zdi_segment_write_header(seg, cfg);
+	zdi_segment_write_header(seg, cfg, stride, total);
 	rc = zdi_segment_init_handle(seg);
 	if (rc < 0)
 		goto fail;

@@ -53,7 +53,8 @@ struct zd_segment {
 int zdi_geometry(uint32_t slot_count, uint64_t slot_capacity,
 		 uint64_t *stride, uint64_t *total);
 int zdi_segment_init_handle(zd_segment_t *seg);      /* after mapping */
-void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg);
+void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg,
+			      uint64_t stride, uint64_t total);
 int zdi_header_validate(const struct zdi_segment_header *h, uint64_t real_size);
 void zdi_segment_free(zd_segment_t *seg);
 

@@ -44,16 +44,15 @@ static void derive_pointers(zd_segment_t *seg)
 	seg->slots = seg->base + ZDI_SLOTS_OFFSET;
 }
 
-/* The creator fills the immutable header of a zeroed region and stores the
- * init flag last. */
-void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg)
+/* The creator fills the immutable header of a zeroed region (geometry from
+ * zdi_geometry) and stores the init flag last. */
+void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg,
+			      uint64_t stride, uint64_t total)
 {
 	struct zdi_segment_header *h;
 	static const uint8_t zero[ZD_TYPE_HASH_SIZE];
 	struct timespec ts;
-	uint64_t stride, total;
 
-	(void)zdi_geometry(cfg->slot_count, cfg->slot_capacity, &stride, &total);
 	derive_pointers(seg);
 	h = seg->hdr;
 	clock_gettime(CLOCK_REALTIME, &ts);
