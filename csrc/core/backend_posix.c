@@ -188,6 +188,10 @@ static int posix_map_validated(zd_segment_t *seg, int writable)
 
 	if (fstat(seg->fd, &st) < 0)
 		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EBADMSG;        /* a FIFO, device or directory planted there */
+	if (st.st_size == 0)
+		return -EINPROGRESS;    /* between the creator's shm_open and fallocate */
 	if (st.st_size < (off_t)sizeof(struct zdi_segment_header))
 		return -EBADMSG;
 	if ((uint64_t)st.st_size > SIZE_MAX)
@@ -238,7 +242,8 @@ static int posix_open(const char *name, int writable, zd_segment_t **out)
 	if (seg == NULL)
 		return -ENOMEM;
 	shm_path(path, name);
-	seg->fd = shm_open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+	/* O_NONBLOCK: opening a FIFO planted under the name must not block. */
+	seg->fd = shm_open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK, 0);
 	if (seg->fd < 0) {
 		rc = -errno;
 		free(seg);

@@ -30,6 +30,7 @@ const char *zd_strerror(int code)
 	case EEXIST: return "segment already exists";
 	case ENOENT: return "no such segment";
 	case EACCES: return "permission denied";
+	case ELOOP: return "segment name is a symbolic link";
 	case ENOSPC: return "no space left for the segment";
 	case ENOMEM: return "out of memory";
 	case EMFILE: return "too many open files";

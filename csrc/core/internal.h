@@ -83,11 +83,15 @@ int zdi_recycle(zd_segment_t *seg, uint32_t slot, uint64_t expected_state);
  * slot, holding a reader pin so the bit cannot land on a later sample.
  * Returns 0, -ENODATA (not committed). */
 int zdi_mark_bit(zd_segment_t *seg, uint32_t slot, uint32_t r, int set);
+void zdi_loan_taken(zd_segment_t *seg, uint32_t slot);
 int zdi_scan_oldest(zd_segment_t *seg, uint32_t r, uint64_t start,
 		    uint32_t *slot, uint64_t *sn_out, uint64_t *state_out);
 void zdi_count_drops(zd_segment_t *seg, uint64_t unread_mask);
 int zdi_view_fill(zd_segment_t *seg, uint32_t slot, uint64_t state,
 		  int32_t reader, zd_view_t *view);
+
+/* Reaps at most once per ZDI_REAP_INTERVAL_NS per handle (writer.c). */
+void zdi_maybe_reap(zd_segment_t *seg, int force);
 
 /* Registry (reader.c). */
 void zdi_reader_cleanup(zd_segment_t *seg, uint32_t r);

@@ -76,22 +76,60 @@ void zdi_attach_release(zd_segment_t *seg)
 
 /* ---- readers ------------------------------------------------------------ */
 
-/* Disconnects reader r (lock r held): out of the active mask, every slot
- * marked read for it, its pins dropped, entry FREE. */
-void zdi_reader_cleanup(zd_segment_t *seg, uint32_t r)
+/* Disconnects reader r (lock r held): out of the active mask and every slot
+ * marked read for it, so no writer waits on it any more.  Its pins are left
+ * alone: the views they protect may still be alive. */
+static void reader_disconnect(zd_segment_t *seg, uint32_t r)
 {
 	uint64_t bit = zdi_bit(r);
 
 	zdi_fetch_and_seqcst_u64(&seg->hdr->active_mask, ~bit);
+	for (uint32_t i = 0; i < seg->slot_count; i++)
+		zdi_fetch_or_acq_rel_u64(&zdi_slot(seg, i)->read_mask, bit);
+	zd_notify_bump(seg);
+}
+
+/* Disconnects reader r and drops its pins (lock r held, its owner gone or
+ * done), then frees the entry. */
+void zdi_reader_cleanup(zd_segment_t *seg, uint32_t r)
+{
+	uint64_t bit = zdi_bit(r);
+
+	reader_disconnect(seg, r);
 	for (uint32_t i = 0; i < seg->slot_count; i++) {
 		struct zdi_slot_header *h = zdi_slot(seg, i);
 
-		zdi_fetch_or_acq_rel_u64(&h->read_mask, bit);
 		if (zdi_load_relaxed_u64(&h->reader_pins) & bit)
 			zdi_fetch_and_acq_rel_u64(&h->reader_pins, ~bit);
 	}
 	zdi_store_release_u32(&seg->readers[r].state, ZDI_ENTRY_FREE);
 	zd_notify_bump(seg);
+}
+
+static uint64_t held_start(const zd_segment_t *seg, uint64_t next, uint64_t k)
+{
+	uint64_t start = next, below = next;
+
+	/* k passes over the slots, each finding the newest sn below the last
+	 * one found: O(k * slots) at join, with no allocation. */
+	for (uint64_t n = 0; n < k; n++) {
+		uint64_t found = UINT64_MAX;
+
+		for (uint32_t i = 0; i < seg->slot_count; i++) {
+			struct zdi_slot_header *h = zdi_slot(seg, i);
+			uint64_t sn;
+
+			if (ZDI_ST_KIND(zdi_load_acquire_u64(&h->state)) != ZDI_SLOT_COMMITTED)
+				continue;
+			sn = zdi_load_relaxed_u64(&h->sn);
+			if (sn < below && (found == UINT64_MAX || sn > found))
+				found = sn;
+		}
+		if (found == UINT64_MAX)
+			break;
+		start = below = found;
+	}
+	return start;
 }
 
 static void reader_claim(zd_segment_t *seg, uint32_t r, uint64_t join_last,
@@ -111,7 +149,7 @@ static void reader_claim(zd_segment_t *seg, uint32_t r, uint64_t join_last,
 	 * >= start is committed after we count as active, or fixed up below. */
 	zdi_fetch_or_seqcst_u64(&seg->hdr->active_mask, bit);
 	next = zdi_load_seqcst_u64(&seg->hdr->next_sn);
-	start = join_last >= next ? 0 : next - join_last;
+	start = join_last == 0 ? next : held_start(seg, next, join_last);
 	zdi_store_relaxed_u64(&e->start_sn, start);
 	zdi_store_release_u32(&e->state, ZDI_ENTRY_ACTIVE);
 	/* Older samples are marked read so we never hold them hostage; the
@@ -198,8 +236,15 @@ int zd_reader_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view)
 		uint64_t best_sn, best_s;
 		struct zdi_slot_header *h;
 
-		if (zdi_scan_oldest(seg, r->index, r->start_sn, &best, &best_sn,
-				    &best_s) < 0)
+		rc = zdi_scan_oldest(seg, r->index, r->start_sn, &best, &best_sn,
+				     &best_s);
+		if (rc == -EINPROGRESS) {
+			/* An older commit is in flight; if its writer died, the
+			 * reaper frees the loan and we go on. */
+			zdi_maybe_reap(seg, 0);
+			return -EAGAIN;
+		}
+		if (rc < 0)
 			/* Pairs with the creator's release store in close. */
 			return zdi_load_acquire_u32(&seg->hdr->goodbye) ? -EPIPE : -EAGAIN;
 		h = zdi_slot(seg, best);
@@ -267,9 +312,10 @@ int zd_reader_close(zd_segment_t *seg, zd_reader_t *r)
 	if (rc < 0)
 		return rc;
 	bit = zdi_bit(r->index);
+	reader_disconnect(seg, r->index);
 	for (uint32_t i = 0; i < seg->slot_count; i++)
 		if (zdi_load_acquire_u64(&zdi_slot(seg, i)->reader_pins) & bit)
-			return -EBUSY;
+			return -EBUSY;  /* index kept until the views are released */
 	zdi_reader_cleanup(seg, r->index);
 	zdi_fetch_and_acq_rel_u64(&seg->own_readers, ~bit);
 	seg->ops->lock_release(seg, ZDI_LOCK_READER(r->index));

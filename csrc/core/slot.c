@@ -69,6 +69,7 @@ int zdi_recycle(zd_segment_t *seg, uint32_t slot, uint64_t expected_state)
 		zd_notify_bump(seg);
 		return -EAGAIN;
 	}
+	zdi_store_relaxed_u64(&h->sn, UINT64_MAX);  /* see zdi_loan_taken */
 	return 0;
 }
 
@@ -82,34 +83,55 @@ void zdi_count_drops(zd_segment_t *seg, uint64_t unread_mask)
 	}
 }
 
+void zdi_loan_taken(zd_segment_t *seg, uint32_t slot)
+{
+	/* Only the owner writes a LOANED slot.  No sequence number yet: a
+	 * reader must not take this loan for an in-flight commit (see
+	 * publish and zdi_scan_oldest). */
+	zdi_store_relaxed_u64(&zdi_slot(seg, slot)->sn, UINT64_MAX);
+	ZDI_COUNT(seg, loans);
+}
+
 int zd_slot_reserve(zd_segment_t *seg, uint64_t active_mask, uint32_t *slot)
 {
-	for (uint32_t i = 0; i < seg->slot_count; i++) {
-		struct zdi_slot_header *h = zdi_slot(seg, i);
-		uint64_t s = zdi_load_acquire_u64(&h->state);
+	/* The lowest FREE slot; failing that the oldest committed one that
+	 * every active reader has read and no view pins, so a segment keeps
+	 * its newest samples (for readers joining with join_last). */
+	for (;;) {
+		uint32_t best = UINT32_MAX;
+		uint64_t best_sn = UINT64_MAX, best_s = 0;
 
-		if (ZDI_ST_KIND(s) == ZDI_SLOT_FREE) {
-			if (!zdi_cas_acq_rel_u64(&h->state, &s,
-						 my_loan(seg, ZDI_ST_VERSION(s))))
-				continue;
-		} else if (ZDI_ST_KIND(s) == ZDI_SLOT_COMMITTED) {
-			uint64_t rm;
+		for (uint32_t i = 0; i < seg->slot_count; i++) {
+			struct zdi_slot_header *h = zdi_slot(seg, i);
+			uint64_t s = zdi_load_acquire_u64(&h->state);
+			uint64_t sn;
 
-			if (pins_of(h) != 0)
+			if (ZDI_ST_KIND(s) == ZDI_SLOT_FREE) {
+				if (!zdi_cas_acq_rel_u64(&h->state, &s,
+							 my_loan(seg, ZDI_ST_VERSION(s))))
+					continue;
+				zdi_loan_taken(seg, i);
+				*slot = i;
+				return 0;
+			}
+			if (ZDI_ST_KIND(s) != ZDI_SLOT_COMMITTED || pins_of(h) != 0 ||
+			    (zdi_load_acquire_u64(&h->read_mask) & active_mask) != active_mask)
 				continue;
-			rm = zdi_load_acquire_u64(&h->read_mask);
-			if ((rm & active_mask) != active_mask)
-				continue;
-			if (zdi_recycle(seg, i, s) < 0)
-				continue;
-		} else {
-			continue;
+			sn = zdi_load_relaxed_u64(&h->sn);
+			if (best == UINT32_MAX || sn < best_sn) {
+				best = i;
+				best_sn = sn;
+				best_s = s;
+			}
 		}
-		ZDI_COUNT(seg, loans);
-		*slot = i;
-		return 0;
+		if (best == UINT32_MAX)
+			return -EAGAIN;
+		if (zdi_recycle(seg, best, best_s) == 0) {
+			zdi_loan_taken(seg, best);
+			*slot = best;
+			return 0;
+		}
 	}
-	return -EAGAIN;
 }
 
 /* Returns the state word of a live loan of this handle, or 0. */
@@ -142,11 +164,18 @@ static int publish(zd_segment_t *seg, uint32_t slot, uint64_t loaned,
 		   uint64_t len, uint64_t *sn_out)
 {
 	struct zdi_slot_header *h = zdi_slot(seg, slot);
-	uint64_t sn = zdi_fetch_add_relaxed_u64(&seg->hdr->next_sn, 1);
+	uint64_t sn = zdi_load_relaxed_u64(&seg->hdr->next_sn);
 	uint64_t committed = ZDI_ST_MAKE(ZDI_SLOT_COMMITTED, 0, 0,
 					 ZDI_ST_VERSION(loaned) + 1u);
 
-	zdi_store_relaxed_u64(&h->sn, sn);
+	/* The sequence number is stored in the (still loaned) slot before
+	 * next_sn moves past it, and the CAS releases that store: whoever sees
+	 * a later commit also sees this slot either committed or loaned with
+	 * its sn, i.e. in flight.  That is what lets readers deliver strictly
+	 * in sn order across writers. */
+	do {
+		zdi_store_relaxed_u64(&h->sn, sn);
+	} while (!zdi_cas_acq_rel_u64(&seg->hdr->next_sn, &sn, sn + 1u));
 	zdi_store_relaxed_u64(&h->size, len);
 	zdi_store_relaxed_u64(&h->commit_ns, zd_now_ns());
 	zdi_store_relaxed_u64(&h->read_mask, 0);
@@ -334,69 +363,94 @@ int zd_slot_read(zd_segment_t *seg, uint32_t slot, zd_slot_header_t *hdr,
 	return zd_slot_release(seg, &v);
 }
 
+struct scan {
+	uint32_t best;          /* UINT32_MAX: none */
+	uint64_t best_sn;
+	uint64_t best_s;
+	uint64_t inflight;      /* smallest sn >= start of a loan being committed */
+};
+
+static void scan_pass(zd_segment_t *seg, uint32_t r, uint64_t start,
+		      struct scan *out)
+{
+	uint64_t bit = zdi_bit(r);
+
+	out->best = UINT32_MAX;
+	out->best_sn = UINT64_MAX;
+	out->best_s = 0;
+	out->inflight = UINT64_MAX;
+	for (uint32_t i = 0; i < seg->slot_count; i++) {
+		struct zdi_slot_header *h = zdi_slot(seg, i);
+		uint64_t s = zdi_load_acquire_u64(&h->state);
+		uint64_t sn;
+
+		if (ZDI_ST_KIND(s) == ZDI_SLOT_LOANED) {
+			sn = zdi_load_relaxed_u64(&h->sn);
+			if (sn >= start && sn < out->inflight)
+				out->inflight = sn;
+			continue;
+		}
+		if (ZDI_ST_KIND(s) != ZDI_SLOT_COMMITTED ||
+		    (zdi_load_relaxed_u64(&h->read_mask) & bit))
+			continue;
+		sn = zdi_load_relaxed_u64(&h->sn);
+		if (sn < start) {
+			(void)zdi_mark_bit(seg, i, r, 1);
+			continue;
+		}
+		if (out->best == UINT32_MAX || sn < out->best_sn) {
+			out->best = i;
+			out->best_sn = sn;
+			out->best_s = s;
+		}
+	}
+}
+
+#define ZDI_INFLIGHT_SPINS 128
+
 /* The committed sample with the smallest sn >= start that reader r has not
  * read: slot, sn and the state word it was seen with.  Samples below start
  * are marked read for r on the way (they predate its join).
  *
- * Delivery order: one pass by slot index can pass a slot just before a
- * sample is published there and then find a newer one further on.  Every
- * commit bumps the generation after publishing, so when the generation did
- * not move during the pass the pass saw a consistent picture; when it did,
- * a second look for an older unread sample settles it.  A writer's samples
- * thus come in its commit order; samples of different writers come in the
- * order their commits became visible.
- * Returns 0, -EAGAIN (nothing unread). */
+ * Delivery is in sequence-number order, across writers too:
+ *  - a pass by slot index can pass a slot just before a sample is published
+ *    there and then find a newer one further on.  Every commit bumps the
+ *    generation after publishing, so when the generation did not move the
+ *    pass saw a consistent picture; when it did, a second pass settles it;
+ *  - a commit stores its sn into the slot before taking it (see publish),
+ *    so an older commit still in flight shows as a loan with a smaller sn:
+ *    we hold back, spinning briefly, then report -EINPROGRESS (its publish
+ *    will bump the generation).  A loan that has only just been taken
+ *    still shows its old sn for a moment; the spin covers that too.
+ * Returns 0, -EAGAIN (nothing unread), -EINPROGRESS (an older commit is in
+ * flight). */
 int zdi_scan_oldest(zd_segment_t *seg, uint32_t r, uint64_t start,
 		    uint32_t *slot, uint64_t *sn_out, uint64_t *state_out)
 {
-	uint64_t bit = zdi_bit(r);
-
-	for (;;) {
+	for (unsigned tries = 0;; tries++) {
 		/* Pairs with the seq_cst bump after every publish. */
 		uint32_t gen = zdi_load_acquire_u32(&seg->hdr->notify_gen);
-		uint32_t best = UINT32_MAX;
-		uint64_t best_sn = UINT64_MAX, best_s = 0;
-		int again = 0;
+		struct scan a, b;
 
-		for (uint32_t i = 0; i < seg->slot_count; i++) {
-			struct zdi_slot_header *h = zdi_slot(seg, i);
-			uint64_t s = zdi_load_acquire_u64(&h->state);
-			uint64_t sn;
-
-			if (ZDI_ST_KIND(s) != ZDI_SLOT_COMMITTED ||
-			    (zdi_load_relaxed_u64(&h->read_mask) & bit))
-				continue;
-			sn = zdi_load_relaxed_u64(&h->sn);
-			if (sn < start) {
-				(void)zdi_mark_bit(seg, i, r, 1);
-				continue;
-			}
-			if (best == UINT32_MAX || sn < best_sn) {
-				best = i;
-				best_sn = sn;
-				best_s = s;
-			}
-		}
-		if (best == UINT32_MAX)
+		scan_pass(seg, r, start, &a);
+		if (a.best == UINT32_MAX)
 			return -EAGAIN;
 		if (zdi_load_acquire_u32(&seg->hdr->notify_gen) != gen) {
-			for (uint32_t i = 0; i < seg->slot_count && !again; i++) {
-				struct zdi_slot_header *h = zdi_slot(seg, i);
-				uint64_t sn;
-
-				if (ZDI_ST_KIND(zdi_load_acquire_u64(&h->state)) !=
-					    ZDI_SLOT_COMMITTED ||
-				    (zdi_load_relaxed_u64(&h->read_mask) & bit))
-					continue;
-				sn = zdi_load_relaxed_u64(&h->sn);
-				again = sn >= start && sn < best_sn;
-			}
-			if (again)
-				continue;
+			scan_pass(seg, r, start, &b);
+			if (b.best_sn < a.best_sn)
+				continue;       /* an older one appeared: go again */
+			if (b.inflight < a.inflight)
+				a.inflight = b.inflight;
 		}
-		*slot = best;
-		*sn_out = best_sn;
-		*state_out = best_s;
+		if (a.inflight < a.best_sn) {
+			if (tries >= ZDI_INFLIGHT_SPINS)
+				return -EINPROGRESS;
+			zdi_cpu_relax();
+			continue;
+		}
+		*slot = a.best;
+		*sn_out = a.best_sn;
+		*state_out = a.best_s;
 		return 0;
 	}
 }
@@ -405,9 +459,12 @@ int zd_slot_next_unread(zd_segment_t *seg, uint32_t reader, uint32_t *slot)
 {
 	uint64_t sn, s;
 
+	int rc;
+
 	if (reader >= ZD_READER_MAX)
 		return -ERANGE;
-	return zdi_scan_oldest(seg, reader, 0, slot, &sn, &s);
+	rc = zdi_scan_oldest(seg, reader, 0, slot, &sn, &s);
+	return rc == -EINPROGRESS ? -EAGAIN : rc;
 }
 
 int zdi_mark_bit(zd_segment_t *seg, uint32_t slot, uint32_t r, int set)

@@ -39,13 +39,13 @@ static int reclaim_oldest(zd_segment_t *seg, uint64_t active, uint32_t *slot)
 			zdi_count_drops(seg, active & ~rm);
 			ZDI_COUNT(seg, reclaims);
 		}
-		ZDI_COUNT(seg, loans);
+		zdi_loan_taken(seg, best);
 		*slot = best;
 		return 0;
 	}
 }
 
-static void maybe_reap(zd_segment_t *seg, int force)
+void zdi_maybe_reap(zd_segment_t *seg, int force)
 {
 	uint64_t now = zd_now_ns();
 	uint64_t last = zdi_load_relaxed_u64(&seg->last_reap_ns);
@@ -76,7 +76,7 @@ int zd_writer_loan(zd_segment_t *seg, zd_overflow_t policy,
 			return 0;
 		if (!reaped) {
 			/* Dead readers or dead writers' loans may hold slots. */
-			maybe_reap(seg, 0);
+			zdi_maybe_reap(seg, 0);
 			reaped = 1;
 			continue;
 		}

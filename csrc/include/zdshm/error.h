@@ -22,7 +22,7 @@
  *   -EPROTO        the segment was made by an incompatible layout version
  *   -EINPROGRESS   the segment is still being created (init flag not set)
  *   -EPIPE         the segment's creator has closed it (goodbye flag)
- *   -EEXIST, -ENOENT, -EACCES, -ENOSPC, -ENOMEM, -EMFILE: from the system
+ *   -EEXIST, -ENOENT, -EACCES, -ELOOP, -ENOSPC, -ENOMEM, -EMFILE: from the system
  */
 #ifndef ZDSHM_ERROR_H
 #define ZDSHM_ERROR_H

@@ -33,8 +33,8 @@ typedef struct zd_reader_stats {
 } zd_reader_stats_t;
 
 /* Registers a reader.  join_last == 0: it receives samples committed from
- * now on.  join_last == K: it also receives the last K samples that are
- * still held in committed slots.  Older committed samples are marked read
+ * now on.  join_last == K: it also receives the K newest samples that are
+ * still held in committed slots (fewer if fewer are held).  Older committed samples are marked read
  * for it, so it never holds them hostage.
  * Returns 0, -EUSERS (all ZD_READER_MAX entries taken), -EINVAL. */
 int zd_reader_open(zd_segment_t *seg, uint64_t join_last, zd_reader_t *out);
@@ -58,11 +58,12 @@ int zd_reader_wait_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view,
 int zd_reader_stats(const zd_segment_t *seg, const zd_reader_t *r,
 		    zd_reader_stats_t *out);
 
-/* Unregisters: clears the active bit, marks every committed slot read for
- * this index, frees the entry.  Every view it took must have been released
- * first (the index could otherwise be reused while a view still pins).
- * Returns 0, -EBUSY (a view it took is still pinned: nothing changed),
- * -ENOTCONN (already disconnected: nothing to do). */
+/* Unregisters: clears the active bit and marks every committed slot read
+ * for this index at once, so no writer waits on it; then frees the entry.
+ * While a view it took is still pinned the entry (and its index) is kept
+ * and -EBUSY is returned: call again once the views are released (take
+ * then delivers nothing new: every slot is marked read).
+ * Returns 0, -EBUSY, -ENOTCONN (already disconnected: nothing to do). */
 int zd_reader_close(zd_segment_t *seg, zd_reader_t *r);
 
 /* The segment's active-reader mask (acquire). */

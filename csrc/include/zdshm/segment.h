@@ -90,9 +90,11 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 
 /* Attaches to an existing posix segment for reading and writing.  Copies the
  * immutable header to private memory and validates it against fstat with
- * overflow-checked arithmetic; nothing in it is trusted afterwards.
- * Returns 0, -EINVAL, -ENAMETOOLONG, -ENOENT, -EACCES, -EBADMSG, -EPROTO,
- * -EINPROGRESS, -ENOMEM, -EMFILE, -EUSERS. */
+ * overflow-checked arithmetic; nothing in it is trusted afterwards.  Not a
+ * regular file (a FIFO planted under the name): -EBADMSG, without blocking;
+ * a symlink: -ELOOP; an empty object (creation under way): -EINPROGRESS.
+ * Returns 0, -EINVAL, -ENAMETOOLONG, -ENOENT, -EACCES, -ELOOP, -EBADMSG,
+ * -EPROTO, -EINPROGRESS, -ENOMEM, -EMFILE, -EUSERS. */
 int zd_segment_attach_posix(const char *name, zd_segment_t **out);
 
 /* Describes a posix segment read-only (O_RDONLY, PROT_READ), without taking

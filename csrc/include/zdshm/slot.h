@@ -40,8 +40,9 @@ typedef struct zd_slot_header {
 	uint64_t read_mask;
 } zd_slot_header_t;
 
-/* Loans the free slot with the lowest index, owned by this handle.
- * Returns 0, -EAGAIN (no free slot). */
+/* Loans a slot for this handle: the FREE slot with the lowest index, or
+ * else the free committed slot with the oldest sample (so the newest
+ * samples stay held).  Returns 0, -EAGAIN (no free slot). */
 int zd_slot_reserve(zd_segment_t *seg, uint64_t active_mask, uint32_t *slot);
 
 /* Writable data pointer and capacity, and the meta area, of a live loan of
@@ -80,7 +81,8 @@ int zd_slot_read(zd_segment_t *seg, uint32_t slot, zd_slot_header_t *hdr,
 		 void *buf, uint64_t buflen, uint64_t *copied);
 
 /* The committed slot with the smallest sequence number whose read bit for
- * `reader` is clear.  Returns 0, -EAGAIN (none), -ERANGE (reader index). */
+ * `reader` is clear (none while an older commit is still in flight).
+ * Returns 0, -EAGAIN (none), -ERANGE (reader index). */
 int zd_slot_next_unread(zd_segment_t *seg, uint32_t reader, uint32_t *slot);
 
 /* Sets the reader's bit in the slot's read mask.  Returns 0, -ERANGE,
@@ -103,7 +105,8 @@ int zd_slot_evict_stale_at(zd_segment_t *seg, uint64_t now_ns,
 			   uint64_t max_age_ns, uint64_t active_mask,
 			   uint32_t *evicted);
 
-/* Kind of a slot right now: 0 FREE, 1 LOANED, 2 COMMITTED; -ERANGE.
+/* Kind of a slot right now: 0 FREE, 1 LOANED, 2 COMMITTED; -ERANGE,
+ * -EBADMSG (the state word holds no valid kind).
  * For tests and diagnostics only: the answer may be stale at once. */
 int zd_slot_state(const zd_segment_t *seg, uint32_t slot);
 

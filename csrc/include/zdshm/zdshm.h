@@ -22,33 +22,41 @@
  *
  * Slot state machine (one 64-bit state word per slot, changed only by CAS):
  *
- *        reserve (CAS)            commit (release store)
+ *        reserve (CAS)            commit (CAS, release)
  *   FREE ───────────────► LOANED ─────────────────────────► COMMITTED
  *    ▲   ◄──────────────── │  discard / owner dead             │  ▲ │
- *    │                                                        pin│ │unpin
- *    │    evict_stale / disconnect free it, or reserve      (viewers+1/-1)
- *    └──────────── takes it (CAS) once every active reader ◄─────┘
- *                  has read it and no view pins it (viewers == 0)
+ *    │                                                      pin│ │unpin
+ *    │   evict_stale / reclaim free it, or reserve     (set/clear a bit in
+ *    └──────────── takes it (CAS) once every active reader ◄─ a pin mask)
+ *                  has read it and no view pins it
  *
  *   bits 0..1   kind: FREE, LOANED, COMMITTED
- *   bits 2..15  LOANED: owner attachment index; COMMITTED: number of views
+ *   bits 2..15  LOANED: owner attachment index
  *   bits 16..31 LOANED: low 16 bits of the owner attachment's epoch
  *   bits 32..63 version, incremented by every commit (defeats ABA on pins)
  *
  * A committed slot also has a read mask (bit r set: reader r has read it or
- * no longer needs it), its 64-bit sequence number, size and CLOCK_MONOTONIC
- * commit time.  A reader delivers the unread committed sample with the
- * smallest sequence number, so samples arrive oldest-first and never twice
- * (the read bit is set while the slot is pinned, so it cannot land on a later
- * sample).  A slot is recycled only when its view count is 0: no view of a
- * slot outlives the sample it shows.
+ * no longer needs it), two pin masks (bit r: reader r holds a view; bit a:
+ * attachment a holds views through zd_slot_acquire), its 64-bit sequence
+ * number, size and CLOCK_MONOTONIC commit time.  Pins are masks, not counts,
+ * so the pins of a process that died can be found and dropped.  A slot is
+ * recycled only when both pin masks are 0: no view outlives its sample.
+ *
+ * Order: a commit stores its sequence number into the slot while it is still
+ * loaned, then takes it from the segment counter (CAS).  A reader delivers the
+ * unread committed sample with the smallest sequence number and holds back
+ * while a loan with a smaller one is being committed, so samples arrive in
+ * sequence-number order, across writers too, and never twice (the read bit is
+ * set while the slot is pinned, so it cannot land on a later sample).
  *
  * Memory orderings:
  *   - commit writes data, meta, sn, size, time and read mask, then stores the
  *     state word with release; readers load it with acquire before reading
  *     any of those (and re-check the version after pinning);
- *   - pin/unpin/recycle are acq_rel CAS on the state word; the read mask is a
- *     fetch_or whose returned value decides whether the caller set the bit;
+ *   - pins and recycling are a Dekker pair (seq_cst): a pinner sets its bit
+ *     then re-loads the state; a recycler CASes the state then loads the pin
+ *     masks and gives the slot back if it sees a pin (slot.c); the read mask
+ *     is a fetch_or whose returned value decides whether the caller set it;
  *   - the notify word and the waiter count form a Dekker pair and use
  *     seq_cst: a notifier bumps the word then loads the waiter count, a
  *     waiter raises the count then re-loads the word, so a wake-up is never
