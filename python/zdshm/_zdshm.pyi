@@ -6,13 +6,21 @@ is sliced so Ctrl-C raises ``KeyboardInterrupt`` within 100 ms.
 from __future__ import annotations
 
 from collections.abc import Buffer, Iterator
+from contextlib import AbstractContextManager
 from typing import Any, Literal, final
 
 __version__: str
 READER_MAX: int          # 64
 ATTACH_MAX: int          # 64
 SLOT_META_SIZE: int      # 64
-NAME_MAX: int
+NAME_MAX: int            # 200
+# additions
+SLOT_COUNT_MAX: int      # 1 << 20
+SLOT_CAPACITY_MAX: int   # 1 << 40
+TYPE_HASH_SIZE: int      # 16
+META_NDIM_MAX: int       # 6: dimensions a slot's meta can describe
+META_FORMAT_MAX: int     # 11: characters of a stored PEP 3118 format
+LAYOUT_VERSION: int      # segment layout version of the C core
 
 # --- exceptions: each derives from Error and the fitting builtin -------------
 class Error(Exception):
@@ -33,6 +41,10 @@ class CorruptSegmentError(Error, ValueError): ...         # -EBADMSG, -EPROTO, -
 class NoSpaceError(Error, OSError): ...                   # -ENOSPC
 class ViewsAliveError(Error, BufferError): ...            # close/commit while views are alive
 class ClosedError(Error, ValueError): ...                 # operation on a closed object
+# additions: the remaining core codes (normally prevented by argument checks)
+class InvalidArgumentError(Error, ValueError): ...        # -EINVAL, -ERANGE, -ENAMETOOLONG
+class SizeOverflowError(Error, OverflowError): ...        # -EOVERFLOW
+class SystemCallError(Error, OSError): ...                # anything else (-ENOMEM, -EMFILE, ...)
 
 # --- segments ----------------------------------------------------------------
 class Segment:
@@ -65,7 +77,7 @@ class Segment:
     def evict_stale(self, max_age: float, active_mask: int, *, now_ns: int | None = None) -> int: ...
     def wait_for_change(self, last: int, timeout: float | None = None) -> bool: ...  # True: changed
     def slot_state(self, slot: int) -> Literal["free", "loaned", "committed"]: ...
-    def info(self) -> dict[str, Any]: ...
+    def info(self) -> dict[str, Any]: ...               # describe()'s keys + name, is_creator, notify_generation, open_objects
     def reap(self) -> tuple[int, int]: ...               # (readers_reaped, loans_reclaimed)
     # high level
     def writer(self, overflow: Literal["block", "fail", "reclaim"] = "block",
@@ -114,6 +126,13 @@ class Loan(Buffer):
     def set_format(self, format: str, shape: tuple[int, ...]) -> None: ...  # PEP 3118 format + shape stored in the slot
     def commit(self, nbytes: int | None = None) -> int: ...   # returns sn; nbytes None: shape*itemsize if set, else capacity
     def discard(self) -> None: ...
+    # additions
+    @property
+    def address(self) -> int: ...                        # slot data address in this process (diagnostics)
+    @property
+    def sn(self) -> int | None: ...                      # sequence number once committed
+    def _commit_sealed(self, nbytes: int | None = None, /) -> int: ...  # commit allowing 1 export (loan_array)
+    def _discard_sealed(self) -> None: ...               # discard allowing 1 export (loan_array)
     def __len__(self) -> int: ...
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def __enter__(self) -> Loan: ...
@@ -140,6 +159,8 @@ class Sample(Buffer):
     def released(self) -> bool: ...
     @property
     def exports(self) -> int: ...
+    @property
+    def address(self) -> int: ...                        # addition: data address in this process
     def release(self) -> None: ...                       # ViewsAliveError while views are alive
     def tobytes(self) -> bytes: ...
     def __len__(self) -> int: ...
@@ -154,6 +175,19 @@ class Writer:
     def loan(self, timeout: float | None = ...) -> Loan: ...
     def publish(self, obj: Buffer, timeout: float | None = ...) -> int: ...  # copy-in; keeps format/shape
     def close(self) -> None: ...
+    # additions
+    def loan_array(self, shape: int | tuple[int, ...], dtype: Any,
+                   timeout: float | None = ...) -> AbstractContextManager[Any]: ...  # zdshm.arrays.loan_array
+    @property
+    def timeout(self) -> float | None: ...
+    @property
+    def spin(self) -> float: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def segment(self) -> Segment: ...
+    def __enter__(self) -> Writer: ...
+    def __exit__(self, *exc: object) -> None: ...        # close()
 
 @final
 class Reader:
@@ -163,7 +197,9 @@ class Reader:
     def closed(self) -> bool: ...
     def take(self, timeout: float | None = None) -> Sample: ...   # WaitTimeoutError; SegmentClosedError at goodbye
     def try_take(self) -> Sample | None: ...
-    def stats(self) -> dict[str, int]: ...               # taken, dropped, lag, last_sn
+    def stats(self) -> dict[str, int | None]: ...        # taken, dropped, lag, last_sn (None before the first take)
+    @property
+    def segment(self) -> Segment: ...                    # addition
     def close(self) -> None: ...
     def __iter__(self) -> Iterator[Sample]: ...          # ends when the creator says goodbye
     def __next__(self) -> Sample: ...

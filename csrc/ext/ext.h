@@ -1,0 +1,371 @@
+/* ext.h — private header of the CPython extension module zdshm._zdshm.
+ *
+ * One C file per Python type (python-zstandard style):
+ *   module.c   module definition and state, the exception hierarchy, the one
+ *              function that maps C return codes to exceptions (zdext_raise),
+ *              argument converters, list_segments/describe/unlink/validate_name
+ *   segment.c  Segment (base), MemorySegment, PosixSegment; the child list
+ *              and the sliced, interruptible wait loop
+ *   loan.c     Loan: writable buffer exporter over a reserved slot
+ *   sample.c   Sample: read-only buffer exporter over a pinned committed slot
+ *   writer.c   Writer: loan/publish under an overflow policy
+ *   reader.c   Reader: registered reader, take/try_take/iteration
+ *
+ * Lifetime model
+ * --------------
+ * Every Loan, Sample and Reader holds a strong reference to its Segment and
+ * sits on the segment's intrusive child list (borrowed pointers).  A Loan or
+ * Sample counts its buffer exports; a view (memoryview, numpy array, slice)
+ * holds a reference to its exporter, so exporter -> segment -> mapping is
+ * alive for as long as any view is.  Segment.close() raises ViewsAliveError
+ * while a child has exports; otherwise it discards live loans, releases
+ * samples, closes readers and unmaps.  Segment.__exit__ defers instead: the
+ * segment refuses new operations at once and unmaps when the last child with
+ * views lets go.  Nothing unmaps while a pointer into the mapping is held.
+ *
+ * Threads: every call into the core that may block or make system calls runs
+ * with the GIL released and with segment->inflight raised, so close() (which
+ * sets `closing`, then waits for inflight to drop to zero with the GIL
+ * released) never frees the handle under a waiting thread.
+ */
+#ifndef ZDSHM_EXT_H
+#define ZDSHM_EXT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <stdint.h>
+
+#include "zdshm/zdshm.h"
+
+#define ZDEXT_VERSION "0.1.0"
+
+/* A blocking wait is cut in slices of at most this long; signals are
+ * checked between slices, so Ctrl-C is seen within one slice. */
+#define ZDEXT_SLICE_NS (50ull * 1000 * 1000)
+
+/* Wait-loop results beside the core's negative errno codes. */
+#define ZDEXT_PYERR (-100000)   /* a Python exception is set (signal)     */
+#define ZDEXT_CLOSED (-100001)  /* the segment or reader is being closed   */
+
+/* Copies at least this large run with the GIL released. */
+#define ZDEXT_NOGIL_COPY (256u * 1024u)
+
+/* ---------------------------------------------------------------------------
+ * Slot meta layout (ZD_SLOT_META_SIZE == 64 bytes, written by Loan.set_format
+ * and Writer.publish, read by Sample when a buffer is requested):
+ *
+ *   0..1    magic "ZA"
+ *   2       ndim, 0..ZDEXT_META_NDIM_MAX
+ *   3       format length, 1..ZDEXT_META_FORMAT_MAX
+ *   4..15   PEP 3118 format, NUL padded (canonical form, see below)
+ *   16..63  shape: ZDEXT_META_NDIM_MAX little-endian uint64, unused ones 0
+ *
+ * A format is one optional byte-order character among "<>=!@" and one of
+ * "?bBhHiIlLqQefdg" or "Zf", "Zd", "Zg" (complex).  "F", "D", "G" are taken
+ * as "Zf", "Zd", "Zg" and stored in that canonical form.  Native mode (no
+ * prefix or '@') uses C sizes, the others struct's standard sizes ('g' and
+ * "Zg" are native only).  The meta is valid only if
+ * prod(shape) * itemsize == the committed size (overflow-checked); a reader
+ * copies the 64 bytes to private memory before validating them, and falls
+ * back to 1-D unsigned bytes ("B") when anything is off.
+ * ------------------------------------------------------------------------- */
+#define ZDEXT_META_MAGIC0 'Z'
+#define ZDEXT_META_MAGIC1 'A'
+#define ZDEXT_META_NDIM_MAX 6
+#define ZDEXT_META_FORMAT_MAX 11
+#define ZDEXT_META_FORMAT_OFF 4
+#define ZDEXT_META_SHAPE_OFF 16
+
+_Static_assert(ZDEXT_META_SHAPE_OFF + 8 * ZDEXT_META_NDIM_MAX == ZD_SLOT_META_SIZE,
+	       "meta layout must fill the slot meta area exactly");
+_Static_assert(ZDEXT_META_FORMAT_OFF + ZDEXT_META_FORMAT_MAX + 1 == ZDEXT_META_SHAPE_OFF,
+	       "format field must end where the shape begins");
+
+/* A parsed, validated array description. */
+typedef struct zdext_layout {
+	int ndim;                                   /* 0..6                 */
+	Py_ssize_t itemsize;
+	uint64_t nbytes;                            /* prod(shape)*itemsize */
+	char format[ZDEXT_META_FORMAT_MAX + 1];     /* canonical, NUL ended */
+	Py_ssize_t shape[ZDEXT_META_NDIM_MAX];
+} zdext_layout;
+
+/* Canonicalises a format (see above) into canon (ZDEXT_META_FORMAT_MAX+1
+ * bytes) and returns its item size, or 0 if it is not a supported format. */
+Py_ssize_t zdext_format_itemsize(const char *fmt, size_t len, char *canon);
+
+/* Encodes a validated layout into a 64-byte meta area. */
+void zdext_meta_encode(const zdext_layout *lay, uint8_t *meta);
+
+/* Decodes and validates 64 meta bytes against a sample of `size` bytes.
+ * Returns 1 and fills *lay, or 0 (no or invalid meta). */
+int zdext_meta_decode(const uint8_t *meta, uint64_t size, zdext_layout *lay);
+
+/* --------------------------------------------------------------------------
+ * Module state
+ * ------------------------------------------------------------------------ */
+typedef struct zdext_state {
+	PyTypeObject *segment_type;
+	PyTypeObject *memory_segment_type;
+	PyTypeObject *posix_segment_type;
+	PyTypeObject *loan_type;
+	PyTypeObject *sample_type;
+	PyTypeObject *writer_type;
+	PyTypeObject *reader_type;
+
+	PyObject *Error;
+	PyObject *NoFreeSlotError;
+	PyObject *WaitTimeoutError;
+	PyObject *SegmentExistsError;
+	PyObject *SegmentNotFoundError;
+	PyObject *SegmentPermissionError;
+	PyObject *SampleTooLargeError;
+	PyObject *StaleLoanError;
+	PyObject *NoSampleError;
+	PyObject *SlotBusyError;
+	PyObject *TooManyReadersError;
+	PyObject *DisconnectedError;
+	PyObject *SegmentClosedError;
+	PyObject *CorruptSegmentError;
+	PyObject *NoSpaceError;
+	PyObject *ViewsAliveError;
+	PyObject *ClosedError;
+	PyObject *InvalidArgumentError;
+	PyObject *SizeOverflowError;
+	PyObject *SystemCallError;
+
+	PyObject *str_free;
+	PyObject *str_loaned;
+	PyObject *str_committed;
+
+	PyObject *loan_array;       /* zdshm.arrays.loan_array, imported lazily */
+} zdext_state;
+
+extern PyModuleDef zdext_module_def;
+
+static inline zdext_state *
+zdext_state_of_type(PyTypeObject *tp)
+{
+	return (zdext_state *)PyType_GetModuleState(tp);
+}
+
+static inline zdext_state *
+zdext_state_of(PyObject *obj)
+{
+	return zdext_state_of_type(Py_TYPE(obj));
+}
+
+/* THE mapping from a core return code (negative errno) to a Python
+ * exception.  `what` says what was being done ("reserve", "attach 'x'").
+ * Always returns NULL with an exception set. */
+PyObject *zdext_raise(zdext_state *st, int rc, const char *what);
+
+/* Raises ViewsAliveError for `n` live views of `what`; returns NULL. */
+PyObject *zdext_views_alive(zdext_state *st, Py_ssize_t n, const char *what,
+			    const char *action);
+
+/* Raises ClosedError("<what> is closed"); returns NULL. */
+PyObject *zdext_closed(zdext_state *st, const char *what);
+
+/* --------------------------------------------------------------------------
+ * Argument converters.  Each raises TypeError, ValueError or OverflowError
+ * naming the argument and the bad value, and returns -1; 0 on success.
+ * ------------------------------------------------------------------------ */
+
+/* An int (bool refused, __index__ accepted) in lo..hi.  Negative or out of
+ * range: ValueError; beyond 64 bits: OverflowError. */
+int zdext_u64_arg(PyObject *o, const char *what, uint64_t lo, uint64_t hi,
+		  uint64_t *out);
+
+/* A duration in seconds: int or float, not bool, >= 0, not NaN; +inf and
+ * (when allow_none) None mean "no limit" (UINT64_MAX).  Values too large
+ * for uint64 nanoseconds are clamped to no limit; values below one
+ * nanosecond round up to 1 ns unless exactly 0.  max_s > 0 bounds it. */
+int zdext_seconds_arg(PyObject *o, const char *what, int allow_none,
+		      double max_s, uint64_t *ns);
+
+/* A segment name: str, no NUL, valid per zd_name_validate.  *out points
+ * into the str's UTF-8 cache (valid while o lives). */
+int zdext_name_arg(PyObject *o, const char *what, const char **out);
+
+/* A type hash: None (all zero out) or a bytes-like of exactly 16 bytes,
+ * not all zero. */
+int zdext_type_hash_arg(PyObject *o, uint8_t out[ZD_TYPE_HASH_SIZE]);
+
+/* Binds the arguments of a METH_FASTCALL|METH_KEYWORDS call: out[i] gets
+ * the object passed for names[i] or NULL.  At most maxpos positionals. */
+int zdext_bind(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+	       PyObject *kwnames, const char *const *names, int nparams,
+	       int maxpos, PyObject **out);
+
+/* A layout from Loan.set_format arguments (TypeError/ValueError/
+ * OverflowError naming the value). */
+int zdext_layout_from_py(PyObject *format, PyObject *shape, zdext_layout *lay);
+
+/* A layout from an exported C-contiguous buffer (publish); ValueError when
+ * its format is not supported or it has more than 6 dimensions. */
+int zdext_layout_from_buffer(const Py_buffer *v, PyObject *obj,
+			     zdext_layout *lay);
+
+/* Builds the dict of zd_segment_info_t (describe(), Segment.info()). */
+PyObject *zdext_info_dict(const zd_segment_info_t *info);
+
+/* --------------------------------------------------------------------------
+ * Objects
+ * ------------------------------------------------------------------------ */
+enum zdext_child_kind {
+	ZDEXT_CHILD_LOAN = 1,
+	ZDEXT_CHILD_SAMPLE = 2,
+	ZDEXT_CHILD_READER = 3,
+};
+
+/* Intrusive list link; `owner` is the object it is embedded in (borrowed). */
+typedef struct zdext_child {
+	struct zdext_child *prev;
+	struct zdext_child *next;
+	PyObject *owner;
+	int kind;
+} zdext_child;
+
+typedef struct SegmentObject {
+	PyObject_HEAD
+	zd_segment_t *seg;        /* NULL once really closed                  */
+	int closed;               /* no new operations                        */
+	int closing;              /* a close is in progress: waiters bail out */
+	int close_pending;        /* unmap when the last child lets go        */
+	Py_ssize_t inflight;      /* calls running with the GIL released      */
+	zdext_child children;     /* sentinel: loans, samples, readers        */
+	Py_ssize_t n_loans;       /* children on the list, by kind            */
+	Py_ssize_t n_samples;
+	Py_ssize_t n_readers;
+	zd_backend_kind_t backend; /* geometry, cached at open: valid after close */
+	uint32_t slot_count;
+	int is_creator;
+	int has_type_hash;
+	uint64_t slot_capacity;
+	uint64_t slot_total_size;
+	uint64_t total_size;
+	uint8_t type_hash[ZD_TYPE_HASH_SIZE];
+	PyObject *name;           /* str (posix) or NULL                      */
+	PyObject *weakreflist;
+	/* Registrations whose zd_reader_close returned -EBUSY (a view it took
+	 * is still pinned): retried whenever a sample is released. */
+	int n_pending_close;
+	zd_reader_t pending_close[ZD_READER_MAX];
+} SegmentObject;
+
+enum zdext_loan_state {
+	ZDEXT_LOAN_LIVE = 0,
+	ZDEXT_LOAN_COMMITTED = 1,
+	ZDEXT_LOAN_DISCARDED = 2,
+};
+
+typedef struct LoanObject {
+	PyObject_HEAD
+	zdext_child link;         /* on the list while live or exported       */
+	int linked;
+	SegmentObject *segment;   /* strong                                   */
+	uint8_t *data;
+	uint8_t *meta;
+	Py_ssize_t capacity;
+	uint64_t fmt_nbytes;      /* bytes described by set_format            */
+	uint64_t sn;
+	uint32_t slot;
+	int state;
+	int has_format;
+	Py_ssize_t exports;
+} LoanObject;
+
+typedef struct SampleObject {
+	PyObject_HEAD
+	zdext_child link;         /* on the list until released               */
+	int linked;
+	SegmentObject *segment;   /* strong                                   */
+	zd_view_t view;
+	int released;
+	int parsed;               /* layout below is filled                   */
+	Py_ssize_t exports;
+	zdext_layout layout;
+	Py_ssize_t strides[ZDEXT_META_NDIM_MAX];
+} SampleObject;
+
+typedef struct WriterObject {
+	PyObject_HEAD
+	SegmentObject *segment;   /* strong                                   */
+	zd_overflow_t policy;
+	uint64_t timeout_ns;      /* UINT64_MAX: none                         */
+	uint64_t spin_ns;
+	int closed;
+} WriterObject;
+
+typedef struct ReaderObject {
+	PyObject_HEAD
+	zdext_child link;
+	int linked;
+	SegmentObject *segment;   /* strong                                   */
+	zd_reader_t r;
+	uint64_t spin_ns;
+	int closed;
+	int closing;              /* close() waits for the waiter to leave    */
+	Py_ssize_t busy;          /* a take is waiting with the GIL released  */
+} ReaderObject;
+
+extern PyType_Spec zdext_segment_spec;
+extern PyType_Spec zdext_memory_segment_spec;
+extern PyType_Spec zdext_posix_segment_spec;
+extern PyType_Spec zdext_loan_spec;
+extern PyType_Spec zdext_sample_spec;
+extern PyType_Spec zdext_writer_spec;
+extern PyType_Spec zdext_reader_spec;
+
+/* segment.c */
+void zdext_child_link(SegmentObject *seg, zdext_child *c, int kind,
+		      PyObject *owner);
+void zdext_child_unlink(SegmentObject *seg, zdext_child *c);
+/* Called when a child left the list: finishes a deferred close. */
+void zdext_segment_settle(SegmentObject *seg);
+/* ClosedError unless the segment is open; returns 0 or -1. */
+int zdext_segment_check(SegmentObject *seg);
+/* Closes a reader registration now, or queues it for a retry after the
+ * next sample release if the core reports -EBUSY. */
+void zdext_segment_close_reader(SegmentObject *seg, zd_reader_t *r);
+/* Retries queued reader closes (cheap when none is queued). */
+void zdext_segment_retry_closes(SegmentObject *seg);
+/* Waits with the GIL released until *counter is 0 (polls every ms). */
+void zdext_wait_idle(Py_ssize_t *counter);
+
+/* One slice of a blocking wait: called with the GIL released; returns a
+ * core code (0, -ETIMEDOUT, -EINTR, or an error). */
+typedef int (*zdext_slice_fn)(void *ctx, uint64_t deadline_ns,
+			      uint64_t spin_ns);
+/* Runs fn in slices until it returns something else than -ETIMEDOUT or
+ * -EINTR, the deadline passes (-ETIMEDOUT), a signal handler raises
+ * (ZDEXT_PYERR), or *abort becomes non-zero (ZDEXT_CLOSED).  Raises
+ * segment->inflight for the duration. */
+int zdext_wait(SegmentObject *seg, zdext_slice_fn fn, void *ctx,
+	       uint64_t timeout_ns, uint64_t spin_ns, const int *abort);
+
+/* loan.c */
+PyObject *zdext_loan_new(zdext_state *st, SegmentObject *seg, uint32_t slot);
+
+/* sample.c */
+PyObject *zdext_sample_new(zdext_state *st, SegmentObject *seg,
+			   const zd_view_t *view);
+/* Releases the pin (segment open, exports 0); unlinks. */
+void zdext_sample_release_now(SampleObject *s);
+
+/* loan.c: discard (if live) and unlink; used by close. */
+void zdext_loan_drop_now(LoanObject *l);
+
+/* reader.c: close the registration and unlink; used by close. */
+void zdext_reader_close_now(ReaderObject *r);
+
+/* writer.c: Segment.writer(); reader.c: Segment.reader(). */
+PyObject *zdext_segment_writer(PyObject *seg, PyObject *const *args,
+			       Py_ssize_t nargs, PyObject *kwnames);
+PyObject *zdext_segment_reader(PyObject *seg, PyObject *const *args,
+			       Py_ssize_t nargs, PyObject *kwnames);
+
+#endif

@@ -1,0 +1,440 @@
+/* loan.c — Loan: a writable buffer exporter over a reserved slot.
+ *
+ * Rules (README "Lifetime rules"):
+ *   - len(loan) == slot capacity; views are 1-D unsigned bytes, writable;
+ *   - the Loan counts its exports; commit() and discard() refuse with
+ *     ViewsAliveError while any view is alive, so after commit the writer
+ *     holds no writable view of a published slot;
+ *   - a Loan collected without commit is discarded, never published;
+ *   - _commit_sealed()/_discard_sealed() allow exactly one remaining export:
+ *     zdshm.arrays.loan_array uses them after making its array read-only.
+ */
+#include "ext.h"
+
+#include <errno.h>
+#include <string.h>
+
+PyObject *
+zdext_loan_new(zdext_state *st, SegmentObject *seg, uint32_t slot)
+{
+	LoanObject *l;
+	void *data = NULL, *meta = NULL;
+	uint64_t cap = 0;
+	int rc;
+
+	rc = zd_slot_data_ptr(seg->seg, slot, &data, &cap, &meta);
+	if (rc < 0) {
+		zd_slot_discard(seg->seg, slot);
+		return zdext_raise(st, rc, "loan");
+	}
+	l = PyObject_New(LoanObject, st->loan_type);
+	if (l == NULL) {
+		zd_slot_discard(seg->seg, slot);
+		return NULL;
+	}
+	l->segment = (SegmentObject *)Py_NewRef(seg);
+	l->data = data;
+	l->meta = meta;
+	l->capacity = (Py_ssize_t)cap;
+	l->fmt_nbytes = 0;
+	l->sn = 0;
+	l->slot = slot;
+	l->state = ZDEXT_LOAN_LIVE;
+	l->has_format = 0;
+	l->exports = 0;
+	zdext_child_link(seg, &l->link, ZDEXT_CHILD_LOAN, (PyObject *)l);
+	l->linked = 1;
+	return (PyObject *)l;
+}
+
+static void
+loan_unlink(LoanObject *l)
+{
+	if (l->linked) {
+		zdext_child_unlink(l->segment, &l->link);
+		l->linked = 0;
+	}
+}
+
+void
+zdext_loan_drop_now(LoanObject *l)
+{
+	if (l->state == ZDEXT_LOAN_LIVE && l->segment->seg != NULL) {
+		zd_slot_discard(l->segment->seg, l->slot);
+		l->state = ZDEXT_LOAN_DISCARDED;
+	}
+	loan_unlink(l);
+}
+
+/* 0 if the loan may be committed/discarded/formatted now, else -1. */
+static int
+loan_check_live(LoanObject *l, const char *action)
+{
+	zdext_state *st = zdext_state_of((PyObject *)l);
+	char what[80];
+
+	if (l->segment->closed || l->segment->seg == NULL) {
+		zdext_closed(st, "the loan's segment");
+		return -1;
+	}
+	if (l->state != ZDEXT_LOAN_LIVE) {
+		PyOS_snprintf(what, sizeof(what), "%s: the loan was already %s",
+			      action, l->state == ZDEXT_LOAN_COMMITTED
+			      ? "committed" : "discarded");
+		zdext_raise(st, -ESTALE, what);
+		return -1;
+	}
+	return 0;
+}
+
+static PyObject *
+loan_commit_impl(LoanObject *l, PyObject *nbytes_obj, Py_ssize_t allowed)
+{
+	zdext_state *st = zdext_state_of((PyObject *)l);
+	uint64_t n = 0, sn = 0;
+	int given = nbytes_obj != NULL && nbytes_obj != Py_None;
+	int rc;
+
+	if (given) {
+		if (zdext_u64_arg(nbytes_obj, "nbytes", 0, UINT64_MAX, &n) < 0)
+			return NULL;
+		if (n > (uint64_t)l->capacity) {
+			PyErr_Format(st->SampleTooLargeError,
+				     "nbytes must be an int in 0..%zd (the slot "
+				     "capacity), got %R", l->capacity, nbytes_obj);
+			return NULL;
+		}
+	}
+	if (loan_check_live(l, "commit") < 0)
+		return NULL;
+	if (l->exports > allowed)
+		return zdext_views_alive(st, l->exports, "loan", "commit");
+	if (l->has_format) {
+		if (given && n != l->fmt_nbytes) {
+			PyErr_Format(PyExc_ValueError,
+				     "nbytes %R does not match the format and shape "
+				     "set with set_format() (%llu bytes)", nbytes_obj,
+				     (unsigned long long)l->fmt_nbytes);
+			return NULL;
+		}
+		n = l->fmt_nbytes;
+	} else {
+		if (!given)
+			n = (uint64_t)l->capacity;
+		/* No description: clear the magic a previous sample left. */
+		l->meta[0] = 0;
+		l->meta[1] = 0;
+	}
+	rc = zd_slot_commit_in_place(l->segment->seg, l->slot, n, &sn);
+	if (rc < 0)
+		return zdext_raise(st, rc, "commit");
+	l->state = ZDEXT_LOAN_COMMITTED;
+	l->sn = sn;
+	if (l->exports == 0)
+		loan_unlink(l);
+	return PyLong_FromUnsignedLongLong(sn);
+}
+
+static PyObject *
+loan_commit(LoanObject *l, PyObject *const *args, Py_ssize_t nargs,
+	    PyObject *kwnames)
+{
+	static const char *const names[] = {"nbytes"};
+	PyObject *a[1];
+
+	if (kwnames == NULL && nargs <= 1)
+		return loan_commit_impl(l, nargs ? args[0] : NULL, 0);
+	if (zdext_bind("commit", args, nargs, kwnames, names, 1, 1, a) < 0)
+		return NULL;
+	return loan_commit_impl(l, a[0], 0);
+}
+
+static PyObject *
+loan_commit_sealed(LoanObject *l, PyObject *const *args, Py_ssize_t nargs)
+{
+	if (nargs > 1) {
+		PyErr_SetString(PyExc_TypeError, "_commit_sealed(nbytes=None)");
+		return NULL;
+	}
+	return loan_commit_impl(l, nargs ? args[0] : NULL, 1);
+}
+
+static PyObject *
+loan_discard_impl(LoanObject *l, Py_ssize_t allowed)
+{
+	zdext_state *st = zdext_state_of((PyObject *)l);
+	int rc;
+
+	if (loan_check_live(l, "discard") < 0)
+		return NULL;
+	if (l->exports > allowed)
+		return zdext_views_alive(st, l->exports, "loan", "discard");
+	rc = zd_slot_discard(l->segment->seg, l->slot);
+	l->state = ZDEXT_LOAN_DISCARDED;
+	if (l->exports == 0)
+		loan_unlink(l);
+	if (rc < 0)
+		return zdext_raise(st, rc, "discard");
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+loan_discard(LoanObject *l, PyObject *Py_UNUSED(ignored))
+{
+	return loan_discard_impl(l, 0);
+}
+
+static PyObject *
+loan_discard_sealed(LoanObject *l, PyObject *Py_UNUSED(ignored))
+{
+	return loan_discard_impl(l, 1);
+}
+
+static PyObject *
+loan_set_format(LoanObject *l, PyObject *const *args, Py_ssize_t nargs,
+		PyObject *kwnames)
+{
+	static const char *const names[] = {"format", "shape"};
+	zdext_state *st = zdext_state_of((PyObject *)l);
+	PyObject *a[2];
+	zdext_layout lay;
+
+	if (zdext_bind("set_format", args, nargs, kwnames, names, 2, 2, a) < 0)
+		return NULL;
+	if (a[0] == NULL || a[1] == NULL) {
+		PyErr_SetString(PyExc_TypeError, "set_format() needs format and shape");
+		return NULL;
+	}
+	if (zdext_layout_from_py(a[0], a[1], &lay) < 0)
+		return NULL;
+	if (lay.nbytes > (uint64_t)l->capacity) {
+		PyErr_Format(st->SampleTooLargeError,
+			     "format %R with shape %R needs %llu bytes, more than "
+			     "the slot capacity %zd", a[0], a[1],
+			     (unsigned long long)lay.nbytes, l->capacity);
+		return NULL;
+	}
+	if (loan_check_live(l, "set_format") < 0)
+		return NULL;
+	zdext_meta_encode(&lay, l->meta);
+	l->has_format = 1;
+	l->fmt_nbytes = lay.nbytes;
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+loan_enter(LoanObject *l, PyObject *Py_UNUSED(ignored))
+{
+	if (loan_check_live(l, "enter") < 0)
+		return NULL;
+	return Py_NewRef(l);
+}
+
+static PyObject *
+loan_exit(LoanObject *l, PyObject *const *args, Py_ssize_t nargs)
+{
+	PyObject *r;
+
+	if (nargs >= 1 && args[0] != Py_None) {
+		/* The body raised: never publish.  With views still alive the
+		 * loan stays loaned and is discarded when the Loan is collected. */
+		if (l->state == ZDEXT_LOAN_LIVE && l->exports == 0 &&
+		    l->segment->seg != NULL)
+			zdext_loan_drop_now(l);
+		Py_RETURN_FALSE;
+	}
+	if (l->state != ZDEXT_LOAN_LIVE)
+		Py_RETURN_FALSE;
+	r = loan_commit_impl(l, NULL, 0);
+	if (r == NULL)
+		return NULL;
+	Py_DECREF(r);
+	Py_RETURN_FALSE;
+}
+
+#if PY_VERSION_HEX < 0x030C0000
+/* PEP 688's __buffer__ for Pythons that do not make it from the slots. */
+static PyObject *
+loan_dunder_buffer(PyObject *self, PyObject *arg)
+{
+	Py_buffer v;
+	long flags = PyLong_AsLong(arg);
+
+	if (flags == -1 && PyErr_Occurred())
+		return NULL;
+	if (PyObject_GetBuffer(self, &v, (int)flags) < 0)
+		return NULL;
+	PyBuffer_Release(&v);
+	return PyMemoryView_FromObject(self);
+}
+#endif
+
+/* --------------------------------------------------------------------------
+ * Buffer protocol
+ * ------------------------------------------------------------------------ */
+
+static int
+loan_getbuffer(LoanObject *l, Py_buffer *view, int flags)
+{
+	if (l->segment->closed || l->segment->seg == NULL) {
+		view->obj = NULL;
+		zdext_closed(zdext_state_of((PyObject *)l), "the loan's segment");
+		return -1;
+	}
+	if (l->state != ZDEXT_LOAN_LIVE) {
+		view->obj = NULL;
+		PyErr_Format(PyExc_BufferError,
+			     "the loan of slot %u was already %s: no new views",
+			     (unsigned)l->slot, l->state == ZDEXT_LOAN_COMMITTED
+			     ? "committed" : "discarded");
+		return -1;
+	}
+	if (PyBuffer_FillInfo(view, (PyObject *)l, l->data, l->capacity, 0,
+			      flags) < 0)
+		return -1;
+	l->exports++;
+	return 0;
+}
+
+static void
+loan_releasebuffer(LoanObject *l, Py_buffer *Py_UNUSED(view))
+{
+	SegmentObject *seg = l->segment;
+
+	if (--l->exports > 0)
+		return;
+	if (seg->close_pending) {
+		zdext_loan_drop_now(l);
+		zdext_segment_settle(seg);
+	} else if (l->state != ZDEXT_LOAN_LIVE) {
+		loan_unlink(l);
+	}
+}
+
+static void
+loan_dealloc(LoanObject *l)
+{
+	PyTypeObject *tp = Py_TYPE(l);
+	SegmentObject *seg = l->segment;
+
+	/* An abandoned loan is discarded, never published. */
+	zdext_loan_drop_now(l);
+	zdext_segment_settle(seg);
+	tp->tp_free((PyObject *)l);
+	Py_DECREF(tp);
+	Py_DECREF(seg);
+}
+
+static Py_ssize_t
+loan_len(LoanObject *l)
+{
+	return l->capacity;
+}
+
+static PyObject *
+loan_repr(LoanObject *l)
+{
+	static const char *const states[] = {"live", "committed", "discarded"};
+
+	return PyUnicode_FromFormat("<zdshm.Loan slot=%u capacity=%zd %s exports=%zd>",
+				    (unsigned)l->slot, l->capacity,
+				    states[l->state], l->exports);
+}
+
+static PyObject *
+loan_get_slot(LoanObject *l, void *Py_UNUSED(c))
+{
+	return PyLong_FromUnsignedLong(l->slot);
+}
+
+static PyObject *
+loan_get_capacity(LoanObject *l, void *Py_UNUSED(c))
+{
+	return PyLong_FromSsize_t(l->capacity);
+}
+
+static PyObject *
+loan_get_live(LoanObject *l, void *Py_UNUSED(c))
+{
+	return PyBool_FromLong(l->state == ZDEXT_LOAN_LIVE &&
+			       l->segment->seg != NULL);
+}
+
+static PyObject *
+loan_get_exports(LoanObject *l, void *Py_UNUSED(c))
+{
+	return PyLong_FromSsize_t(l->exports);
+}
+
+static PyObject *
+loan_get_address(LoanObject *l, void *Py_UNUSED(c))
+{
+	return PyLong_FromVoidPtr(l->data);
+}
+
+static PyObject *
+loan_get_sn(LoanObject *l, void *Py_UNUSED(c))
+{
+	if (l->state != ZDEXT_LOAN_COMMITTED)
+		Py_RETURN_NONE;
+	return PyLong_FromUnsignedLongLong(l->sn);
+}
+
+static PyGetSetDef loan_getset[] = {
+	{"slot", (getter)loan_get_slot, NULL, "The loaned slot index.", NULL},
+	{"capacity", (getter)loan_get_capacity, NULL, "Writable bytes (== len).", NULL},
+	{"live", (getter)loan_get_live, NULL,
+	 "True until commit, discard or the segment's close.", NULL},
+	{"exports", (getter)loan_get_exports, NULL,
+	 "Number of buffer views alive.", NULL},
+	{"address", (getter)loan_get_address, NULL,
+	 "Address of the slot's data in this process (diagnostics).", NULL},
+	{"sn", (getter)loan_get_sn, NULL,
+	 "Sequence number once committed, else None.", NULL},
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef loan_methods[] = {
+	{"commit", (PyCFunction)(void (*)(void))loan_commit,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "commit(nbytes=None) -> int\n--\n\n"
+	 "Publishes nbytes (default: the set_format size, else the capacity) and "
+	 "returns the sequence number.  ViewsAliveError while views are alive."},
+	{"discard", (PyCFunction)loan_discard, METH_NOARGS,
+	 "discard() -> None\n--\n\nEnds the loan without publishing."},
+	{"set_format", (PyCFunction)(void (*)(void))loan_set_format,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "set_format(format, shape) -> None\n--\n\n"
+	 "Stores a PEP 3118 format and shape in the slot's meta area."},
+	{"_commit_sealed", (PyCFunction)(void (*)(void))loan_commit_sealed,
+	 METH_FASTCALL, "commit() allowing one remaining (read-only) export."},
+	{"_discard_sealed", (PyCFunction)loan_discard_sealed, METH_NOARGS,
+	 "discard() allowing one remaining (read-only) export."},
+	{"__enter__", (PyCFunction)loan_enter, METH_NOARGS, NULL},
+	{"__exit__", (PyCFunction)(void (*)(void))loan_exit, METH_FASTCALL,
+	 "Commits on success, discards on exception."},
+#if PY_VERSION_HEX < 0x030C0000
+	{"__buffer__", (PyCFunction)loan_dunder_buffer, METH_O, NULL},
+#endif
+	{NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot loan_slots[] = {
+	{Py_tp_doc, "A writable loan of one slot (see Segment.reserve, Writer.loan)."},
+	{Py_tp_dealloc, loan_dealloc},
+	{Py_tp_repr, loan_repr},
+	{Py_tp_getset, loan_getset},
+	{Py_tp_methods, loan_methods},
+	{Py_sq_length, loan_len},
+	{Py_bf_getbuffer, loan_getbuffer},
+	{Py_bf_releasebuffer, loan_releasebuffer},
+	{0, NULL},
+};
+
+PyType_Spec zdext_loan_spec = {
+	.name = "zdshm.Loan",
+	.basicsize = sizeof(LoanObject),
+	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION |
+		 Py_TPFLAGS_IMMUTABLETYPE,
+	.slots = loan_slots,
+};

@@ -1,0 +1,283 @@
+/* meta.c — the array description stored in a slot's 64-byte meta area
+ * (layout in ext.h): PEP 3118 formats, encoding, validated decoding, and
+ * building a layout from Python arguments or from an exported buffer.
+ */
+#include "ext.h"
+
+#include <string.h>
+
+Py_ssize_t
+zdext_format_itemsize(const char *fmt, size_t len, char *canon)
+{
+	size_t i = 0, rest;
+	char order = 0, code;
+	int native, cplx = 0;
+	Py_ssize_t size;
+	char *p = canon;
+
+	if (len >= 1 && fmt[0] != '\0' && strchr("<>=!@", fmt[0]) != NULL) {
+		order = fmt[0];
+		i = 1;
+	}
+	native = (order == 0 || order == '@');
+	rest = len - i;
+	if (rest == 1) {
+		code = fmt[i];
+		if (code == 'F' || code == 'D' || code == 'G') {
+			cplx = 1;
+			code = (char)(code - 'A' + 'a');
+		}
+	} else if (rest == 2 && fmt[i] == 'Z') {
+		cplx = 1;
+		code = fmt[i + 1];
+		if (code != 'f' && code != 'd' && code != 'g')
+			return 0;
+	} else {
+		return 0;
+	}
+	switch (code) {
+	case '?': size = native ? (Py_ssize_t)sizeof(_Bool) : 1; break;
+	case 'b': case 'B': size = 1; break;
+	case 'h': case 'H': size = native ? (Py_ssize_t)sizeof(short) : 2; break;
+	case 'i': case 'I': size = native ? (Py_ssize_t)sizeof(int) : 4; break;
+	case 'l': case 'L': size = native ? (Py_ssize_t)sizeof(long) : 4; break;
+	case 'q': case 'Q': size = native ? (Py_ssize_t)sizeof(long long) : 8; break;
+	case 'e': size = 2; break;
+	case 'f': size = 4; break;
+	case 'd': size = 8; break;
+	case 'g':
+		if (!native)
+			return 0;
+		size = (Py_ssize_t)sizeof(long double);
+		break;
+	default:
+		return 0;
+	}
+	if (cplx) {
+		if (code != 'f' && code != 'd' && code != 'g')
+			return 0;
+		size *= 2;
+	}
+	if (order)
+		*p++ = order;
+	if (cplx)
+		*p++ = 'Z';
+	*p++ = code;
+	*p = '\0';
+	return size;
+}
+
+static void
+put_le64(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t
+get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+void
+zdext_meta_encode(const zdext_layout *lay, uint8_t *meta)
+{
+	uint8_t m[ZD_SLOT_META_SIZE];
+	size_t flen = strlen(lay->format);
+	int d;
+
+	memset(m, 0, sizeof(m));
+	m[0] = ZDEXT_META_MAGIC0;
+	m[1] = ZDEXT_META_MAGIC1;
+	m[2] = (uint8_t)lay->ndim;
+	m[3] = (uint8_t)flen;
+	memcpy(m + ZDEXT_META_FORMAT_OFF, lay->format, flen);
+	for (d = 0; d < lay->ndim; d++)
+		put_le64(m + ZDEXT_META_SHAPE_OFF + 8 * d, (uint64_t)lay->shape[d]);
+	memcpy(meta, m, sizeof(m));
+}
+
+/* prod(shape) * itemsize, overflow-checked against PY_SSIZE_T_MAX. */
+static int
+layout_nbytes(const uint64_t *shape, int ndim, Py_ssize_t itemsize,
+	      uint64_t *out)
+{
+	uint64_t n = (uint64_t)itemsize;
+	int d;
+
+	for (d = 0; d < ndim; d++)
+		if (__builtin_mul_overflow(n, shape[d], &n))
+			return -1;
+	if (n > (uint64_t)PY_SSIZE_T_MAX)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+int
+zdext_meta_decode(const uint8_t *meta, uint64_t size, zdext_layout *lay)
+{
+	uint8_t m[ZD_SLOT_META_SIZE];
+	uint64_t shape[ZDEXT_META_NDIM_MAX], nbytes;
+	char canon[ZDEXT_META_FORMAT_MAX + 1];
+	const char *fmt;
+	size_t flen, i;
+	int ndim, d;
+	Py_ssize_t itemsize;
+
+	/* One copy out of shared memory; nothing below reads it again. */
+	memcpy(m, meta, sizeof(m));
+	if (m[0] != ZDEXT_META_MAGIC0 || m[1] != ZDEXT_META_MAGIC1)
+		return 0;
+	ndim = m[2];
+	flen = m[3];
+	if (ndim > ZDEXT_META_NDIM_MAX || flen < 1 || flen > ZDEXT_META_FORMAT_MAX)
+		return 0;
+	fmt = (const char *)m + ZDEXT_META_FORMAT_OFF;
+	for (i = 0; i < flen; i++)
+		if (fmt[i] == '\0')
+			return 0;
+	for (i = flen; i < ZDEXT_META_FORMAT_MAX + 1; i++)
+		if (fmt[i] != '\0')
+			return 0;
+	itemsize = zdext_format_itemsize(fmt, flen, canon);
+	if (itemsize <= 0 || strcmp(canon, fmt) != 0)
+		return 0;
+	for (d = 0; d < ZDEXT_META_NDIM_MAX; d++) {
+		shape[d] = get_le64(m + ZDEXT_META_SHAPE_OFF + 8 * d);
+		if (d >= ndim && shape[d] != 0)
+			return 0;
+		if (shape[d] > (uint64_t)PY_SSIZE_T_MAX)
+			return 0;
+	}
+	if (layout_nbytes(shape, ndim, itemsize, &nbytes) < 0 || nbytes != size)
+		return 0;
+	lay->ndim = ndim;
+	lay->itemsize = itemsize;
+	lay->nbytes = nbytes;
+	memcpy(lay->format, canon, sizeof(canon));
+	for (d = 0; d < ZDEXT_META_NDIM_MAX; d++)
+		lay->shape[d] = d < ndim ? (Py_ssize_t)shape[d] : 0;
+	return 1;
+}
+
+static int
+format_from_py(PyObject *format, const char *what, zdext_layout *lay)
+{
+	Py_ssize_t len;
+	const char *s;
+
+	if (!PyUnicode_Check(format)) {
+		PyErr_Format(PyExc_TypeError,
+			     "%s must be a str (a PEP 3118 format such as 'B', "
+			     "'<f4', 'Zd'), got %.200R (%s)", what, format,
+			     Py_TYPE(format)->tp_name);
+		return -1;
+	}
+	s = PyUnicode_AsUTF8AndSize(format, &len);
+	if (s == NULL)
+		PyErr_Clear();
+	if (s == NULL || len < 1 || len > ZDEXT_META_FORMAT_MAX ||
+	    (size_t)len != strlen(s) ||
+	    (lay->itemsize = zdext_format_itemsize(s, (size_t)len,
+						   lay->format)) <= 0) {
+		PyErr_Format(PyExc_ValueError,
+			     "%s %.200R is not supported: use an optional byte "
+			     "order among '<>=!@' and one of ?bBhHiIlLqQefdg, "
+			     "Zf, Zd, Zg (F, D, G)", what, format);
+		return -1;
+	}
+	return 0;
+}
+
+int
+zdext_layout_from_py(PyObject *format, PyObject *shape, zdext_layout *lay)
+{
+	PyObject *seq;
+	Py_ssize_t n, d;
+	uint64_t dims[ZDEXT_META_NDIM_MAX], nbytes;
+
+	if (format_from_py(format, "format", lay) < 0)
+		return -1;
+	if (!PyTuple_Check(shape) && !PyList_Check(shape)) {
+		PyErr_Format(PyExc_TypeError,
+			     "shape must be a tuple of ints, got %.200R (%s)",
+			     shape, Py_TYPE(shape)->tp_name);
+		return -1;
+	}
+	seq = shape;
+	n = PySequence_Fast_GET_SIZE(seq);
+	if (n > ZDEXT_META_NDIM_MAX) {
+		PyErr_Format(PyExc_ValueError,
+			     "shape must have at most %d dimensions, got %.200R",
+			     ZDEXT_META_NDIM_MAX, shape);
+		return -1;
+	}
+	for (d = 0; d < n; d++) {
+		if (zdext_u64_arg(PySequence_Fast_GET_ITEM(seq, d), "a dimension",
+				  0, (uint64_t)PY_SSIZE_T_MAX, &dims[d]) < 0) {
+			/* Name the whole shape, keep the exception class. */
+			PyObject *type, *value, *tb;
+
+			PyErr_Fetch(&type, &value, &tb);
+			PyErr_Format(type, "shape must be a tuple of ints in 0..%zd, "
+				     "got %.200R", PY_SSIZE_T_MAX, shape);
+			Py_XDECREF(type);
+			Py_XDECREF(value);
+			Py_XDECREF(tb);
+			return -1;
+		}
+	}
+	if (layout_nbytes(dims, (int)n, lay->itemsize, &nbytes) < 0) {
+		PyErr_Format(PyExc_OverflowError,
+			     "shape %.200R of %.200R items does not fit in memory",
+			     shape, format);
+		return -1;
+	}
+	lay->ndim = (int)n;
+	lay->nbytes = nbytes;
+	for (d = 0; d < ZDEXT_META_NDIM_MAX; d++)
+		lay->shape[d] = d < n ? (Py_ssize_t)dims[d] : 0;
+	return 0;
+}
+
+int
+zdext_layout_from_buffer(const Py_buffer *v, PyObject *obj, zdext_layout *lay)
+{
+	const char *fmt = v->format ? v->format : "B";
+	size_t flen = strlen(fmt);
+	int d;
+
+	if (flen < 1 || flen > ZDEXT_META_FORMAT_MAX ||
+	    (lay->itemsize = zdext_format_itemsize(fmt, flen, lay->format)) <= 0 ||
+	    lay->itemsize != v->itemsize) {
+		PyErr_Format(PyExc_ValueError,
+			     "publish() cannot describe the buffer format %.50s of "
+			     "%.200R (supported: an optional byte order among "
+			     "'<>=!@' and one of ?bBhHiIlLqQefdg, Zf, Zd, Zg); "
+			     "publish memoryview(obj).cast('B') to send raw bytes",
+			     fmt, obj);
+		return -1;
+	}
+	if (v->ndim > ZDEXT_META_NDIM_MAX) {
+		PyErr_Format(PyExc_ValueError,
+			     "publish() supports at most %d dimensions, %.200R has %d",
+			     ZDEXT_META_NDIM_MAX, obj, v->ndim);
+		return -1;
+	}
+	lay->ndim = v->ndim;
+	lay->nbytes = (uint64_t)v->len;
+	for (d = 0; d < ZDEXT_META_NDIM_MAX; d++)
+		lay->shape[d] = (d < v->ndim && v->shape) ? v->shape[d] : 0;
+	if (v->ndim == 1 && v->shape == NULL)
+		lay->shape[0] = v->len / v->itemsize;
+	return 0;
+}

@@ -1,0 +1,825 @@
+/* module.c — zdshm._zdshm: module state, exceptions, argument converters and
+ * the module-level functions list_segments, describe, unlink, validate_name.
+ *
+ * Modelled on CPython's Modules/xxlimited.c: multi-phase initialisation, all
+ * types are heap types created from specs and kept in the module state,
+ * no PyObject * globals.
+ */
+#include "ext.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+/* --------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------ */
+
+/* THE one place where a core return code becomes a Python exception. */
+PyObject *
+zdext_raise(zdext_state *st, int rc, const char *what)
+{
+	PyObject *cls;
+	PyObject *msg = NULL, *exc = NULL, *code = NULL;
+	int err = rc < 0 ? -rc : rc;
+
+	switch (rc) {
+	case -EAGAIN:       cls = st->NoFreeSlotError; break;
+	case -ETIMEDOUT:    cls = st->WaitTimeoutError; break;
+	case -EEXIST:       cls = st->SegmentExistsError; break;
+	case -ENOENT:       cls = st->SegmentNotFoundError; break;
+	case -EACCES:
+	case -EPERM:        cls = st->SegmentPermissionError; break;
+	case -EMSGSIZE:     cls = st->SampleTooLargeError; break;
+	case -ESTALE:       cls = st->StaleLoanError; break;
+	case -ENODATA:      cls = st->NoSampleError; break;
+	case -EBUSY:        cls = st->SlotBusyError; break;
+	case -EUSERS:       cls = st->TooManyReadersError; break;
+	case -ENOTCONN:     cls = st->DisconnectedError; break;
+	case -EPIPE:        cls = st->SegmentClosedError; break;
+	case -EBADMSG:
+	case -EPROTO:
+	case -EINPROGRESS:  cls = st->CorruptSegmentError; break;
+	case -ENOSPC:       cls = st->NoSpaceError; break;
+	case -EINVAL:
+	case -ERANGE:
+	case -ENAMETOOLONG: cls = st->InvalidArgumentError; break;
+	case -EOVERFLOW:    cls = st->SizeOverflowError; break;
+	case ZDEXT_CLOSED:
+		PyErr_Format(st->ClosedError, "%s: the object was closed while waiting", what);
+		return NULL;
+	case ZDEXT_PYERR:
+		return NULL; /* already set (a signal handler raised) */
+	default:            cls = st->SystemCallError; break;
+	}
+
+	msg = PyUnicode_FromFormat("%s: %s", what, zd_strerror(rc));
+	if (msg == NULL)
+		goto out;
+	code = PyLong_FromLong(err);
+	if (code == NULL)
+		goto out;
+	if (PyType_IsSubtype((PyTypeObject *)cls, (PyTypeObject *)PyExc_OSError)) {
+		/* OSError subclasses take (errno, strerror): .errno is set. */
+		exc = PyObject_CallFunctionObjArgs(cls, code, msg, NULL);
+		if (exc == NULL)
+			goto out;
+	} else {
+		exc = PyObject_CallOneArg(cls, msg);
+		if (exc == NULL)
+			goto out;
+		if (PyObject_SetAttrString(exc, "errno", code) < 0)
+			goto out;
+	}
+	PyErr_SetObject(cls, exc);
+out:
+	Py_XDECREF(exc);
+	Py_XDECREF(code);
+	Py_XDECREF(msg);
+	return NULL;
+}
+
+PyObject *
+zdext_views_alive(zdext_state *st, Py_ssize_t n, const char *what,
+		  const char *action)
+{
+	PyErr_Format(st->ViewsAliveError,
+		     "cannot %s: %zd view%s of this %s %s still alive "
+		     "(memoryview, numpy array, slice); del or release() %s first",
+		     action, n, n == 1 ? "" : "s", what, n == 1 ? "is" : "are",
+		     n == 1 ? "it" : "them");
+	return NULL;
+}
+
+PyObject *
+zdext_closed(zdext_state *st, const char *what)
+{
+	PyErr_Format(st->ClosedError, "%s is closed", what);
+	return NULL;
+}
+
+/* --------------------------------------------------------------------------
+ * Argument converters
+ * ------------------------------------------------------------------------ */
+
+int
+zdext_u64_arg(PyObject *o, const char *what, uint64_t lo, uint64_t hi,
+	      uint64_t *out)
+{
+	PyObject *n;
+	long long sv;
+	unsigned long long v;
+	int ovf;
+
+	if (PyLong_CheckExact(o)) {
+		/* Fast path (hot methods): a plain int that fits. */
+		int o_ovf;
+		long long q = PyLong_AsLongLongAndOverflow(o, &o_ovf);
+
+		if (o_ovf == 0 && q >= 0 && (uint64_t)q >= lo && (uint64_t)q <= hi) {
+			*out = (uint64_t)q;
+			return 0;
+		}
+		if (q == -1 && PyErr_Occurred())
+			return -1;
+	}
+	if (PyBool_Check(o) || !PyIndex_Check(o)) {
+		PyErr_Format(PyExc_TypeError,
+			     "%s must be an int in %llu..%llu, got %.200R (%s)",
+			     what, (unsigned long long)lo, (unsigned long long)hi,
+			     o, Py_TYPE(o)->tp_name);
+		return -1;
+	}
+	n = PyNumber_Index(o);
+	if (n == NULL)
+		return -1;
+	sv = PyLong_AsLongLongAndOverflow(n, &ovf);
+	if (sv == -1 && ovf == 0 && PyErr_Occurred()) {
+		Py_DECREF(n);
+		return -1;
+	}
+	if (ovf < 0 || (ovf == 0 && sv < 0)) {
+		PyErr_Format(PyExc_ValueError,
+			     "%s must be an int in %llu..%llu, got %.200R",
+			     what, (unsigned long long)lo, (unsigned long long)hi, n);
+		Py_DECREF(n);
+		return -1;
+	}
+	if (ovf > 0) {
+		v = PyLong_AsUnsignedLongLong(n);
+		if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+			PyErr_Clear();
+			PyErr_Format(PyExc_OverflowError,
+				     "%s must be an int in %llu..%llu, got %.200R",
+				     what, (unsigned long long)lo,
+				     (unsigned long long)hi, n);
+			Py_DECREF(n);
+			return -1;
+		}
+	} else {
+		v = (unsigned long long)sv;
+	}
+	if (v < lo || v > hi) {
+		PyErr_Format(PyExc_ValueError,
+			     "%s must be an int in %llu..%llu, got %.200R",
+			     what, (unsigned long long)lo, (unsigned long long)hi, n);
+		Py_DECREF(n);
+		return -1;
+	}
+	Py_DECREF(n);
+	*out = v;
+	return 0;
+}
+
+int
+zdext_seconds_arg(PyObject *o, const char *what, int allow_none, double max_s,
+		  uint64_t *ns)
+{
+	double d;
+
+	if (o == Py_None && allow_none) {
+		*ns = UINT64_MAX;
+		return 0;
+	}
+	if (PyBool_Check(o) ||
+	    !(PyFloat_Check(o) || PyLong_Check(o) || PyIndex_Check(o))) {
+		PyErr_Format(PyExc_TypeError,
+			     "%s must be a number of seconds >= 0%s, got %.200R (%s)",
+			     what, allow_none ? " or None" : "", o,
+			     Py_TYPE(o)->tp_name);
+		return -1;
+	}
+	d = PyFloat_AsDouble(o);
+	if (d == -1.0 && PyErr_Occurred()) {
+		PyErr_Clear();
+		PyErr_Format(PyExc_OverflowError,
+			     "%s must be a number of seconds >= 0, got %.200R",
+			     what, o);
+		return -1;
+	}
+	if (isnan(d) || d < 0.0 || (max_s > 0.0 && d > max_s)) {
+		if (max_s > 0.0)
+			PyErr_Format(PyExc_ValueError,
+				     "%s must be a number of seconds in 0..%d, got %.200R",
+				     what, (int)max_s, o);
+		else
+			PyErr_Format(PyExc_ValueError,
+				     "%s must be a number of seconds >= 0 (not NaN), got %.200R",
+				     what, o);
+		return -1;
+	}
+	if (isinf(d) || d * 1e9 >= 18446744073709549568.0) {
+		*ns = UINT64_MAX;
+		return 0;
+	}
+	*ns = (uint64_t)(d * 1e9 + 0.5);
+	if (*ns == 0 && d > 0.0)
+		*ns = 1;
+	return 0;
+}
+
+int
+zdext_name_arg(PyObject *o, const char *what, const char **out)
+{
+	Py_ssize_t len;
+	const char *s;
+	int rc;
+
+	if (!PyUnicode_Check(o)) {
+		PyErr_Format(PyExc_TypeError, "%s must be a str, got %.200R (%s)",
+			     what, o, Py_TYPE(o)->tp_name);
+		return -1;
+	}
+	s = PyUnicode_AsUTF8AndSize(o, &len);
+	if (s == NULL) {
+		PyErr_Clear();
+		PyErr_Format(PyExc_ValueError,
+			     "%s %.200R is not a valid segment name: it cannot be "
+			     "encoded as UTF-8", what, o);
+		return -1;
+	}
+	if ((size_t)len != strlen(s)) {
+		PyErr_Format(PyExc_ValueError,
+			     "%s %.200R is not a valid segment name: it contains NUL",
+			     what, o);
+		return -1;
+	}
+	rc = zd_name_validate(s);
+	if (rc == -ENAMETOOLONG) {
+		PyErr_Format(PyExc_ValueError,
+			     "%s %.200R is not a valid segment name: longer than %u "
+			     "characters", what, o, (unsigned)ZD_NAME_MAX);
+		return -1;
+	}
+	if (rc != 0) {
+		PyErr_Format(PyExc_ValueError,
+			     "%s %.200R is not a valid segment name: use 1..%u "
+			     "characters of [A-Za-z0-9._-], not starting with '.', "
+			     "without a leading '/'", what, o, (unsigned)ZD_NAME_MAX);
+		return -1;
+	}
+	*out = s;
+	return 0;
+}
+
+int
+zdext_type_hash_arg(PyObject *o, uint8_t out[ZD_TYPE_HASH_SIZE])
+{
+	Py_buffer v;
+	size_t i;
+	int nonzero = 0;
+
+	memset(out, 0, ZD_TYPE_HASH_SIZE);
+	if (o == Py_None)
+		return 0;
+	if (!PyObject_CheckBuffer(o) || PyUnicode_Check(o)) {
+		PyErr_Format(PyExc_TypeError,
+			     "type_hash must be None or %u bytes, got %.200R (%s)",
+			     (unsigned)ZD_TYPE_HASH_SIZE, o, Py_TYPE(o)->tp_name);
+		return -1;
+	}
+	if (PyObject_GetBuffer(o, &v, PyBUF_C_CONTIGUOUS) < 0)
+		return -1;
+	if (v.len != (Py_ssize_t)ZD_TYPE_HASH_SIZE) {
+		PyErr_Format(PyExc_ValueError,
+			     "type_hash must be exactly %u bytes, got %zd bytes (%.200R)",
+			     (unsigned)ZD_TYPE_HASH_SIZE, v.len, o);
+		PyBuffer_Release(&v);
+		return -1;
+	}
+	memcpy(out, v.buf, ZD_TYPE_HASH_SIZE);
+	PyBuffer_Release(&v);
+	for (i = 0; i < ZD_TYPE_HASH_SIZE; i++)
+		nonzero |= out[i];
+	if (!nonzero) {
+		PyErr_Format(PyExc_ValueError,
+			     "type_hash must not be all zero (that means 'no hash': "
+			     "pass None), got %.200R", o);
+		return -1;
+	}
+	return 0;
+}
+
+int
+zdext_bind(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+	   PyObject *kwnames, const char *const *names, int nparams,
+	   int maxpos, PyObject **out)
+{
+	Py_ssize_t i, k, nkw;
+
+	for (i = 0; i < nparams; i++)
+		out[i] = NULL;
+	if (nargs > maxpos) {
+		PyErr_Format(PyExc_TypeError,
+			     "%s() takes at most %d positional argument%s (%zd given)",
+			     fname, maxpos, maxpos == 1 ? "" : "s", nargs);
+		return -1;
+	}
+	for (i = 0; i < nargs; i++)
+		out[i] = args[i];
+	if (kwnames == NULL)
+		return 0;
+	nkw = PyTuple_GET_SIZE(kwnames);
+	for (k = 0; k < nkw; k++) {
+		PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+		for (i = 0; i < nparams; i++)
+			if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0)
+				break;
+		if (i == nparams) {
+			PyErr_Format(PyExc_TypeError,
+				     "%s() got an unexpected keyword argument %R",
+				     fname, key);
+			return -1;
+		}
+		if (out[i] != NULL) {
+			PyErr_Format(PyExc_TypeError,
+				     "%s() got multiple values for argument '%s'",
+				     fname, names[i]);
+			return -1;
+		}
+		out[i] = args[nargs + k];
+	}
+	return 0;
+}
+
+/* --------------------------------------------------------------------------
+ * Segment descriptions
+ * ------------------------------------------------------------------------ */
+
+static int
+dict_set_u64(PyObject *d, const char *key, uint64_t v)
+{
+	PyObject *o = PyLong_FromUnsignedLongLong(v);
+	int rc;
+
+	if (o == NULL)
+		return -1;
+	rc = PyDict_SetItemString(d, key, o);
+	Py_DECREF(o);
+	return rc;
+}
+
+static int
+dict_set_obj(PyObject *d, const char *key, PyObject *o)
+{
+	int rc;
+
+	if (o == NULL)
+		return -1;
+	rc = PyDict_SetItemString(d, key, o);
+	Py_DECREF(o);
+	return rc;
+}
+
+PyObject *
+zdext_info_dict(const zd_segment_info_t *in)
+{
+	PyObject *d = PyDict_New(), *c = NULL, *th;
+	size_t i;
+	int nonzero = 0;
+
+	if (d == NULL)
+		return NULL;
+	for (i = 0; i < ZD_TYPE_HASH_SIZE; i++)
+		nonzero |= in->type_hash[i];
+	if (nonzero)
+		th = PyBytes_FromStringAndSize((const char *)in->type_hash,
+					       ZD_TYPE_HASH_SIZE);
+	else
+		th = Py_NewRef(Py_None);
+	if (dict_set_obj(d, "backend", PyUnicode_FromString(
+			in->backend == ZD_BACKEND_POSIX ? "posix" : "memory")) < 0 ||
+	    dict_set_u64(d, "layout_version", in->layout_version) < 0 ||
+	    dict_set_u64(d, "slot_count", in->slot_count) < 0 ||
+	    dict_set_u64(d, "slot_capacity", in->slot_capacity) < 0 ||
+	    dict_set_u64(d, "slot_stride", in->slot_stride) < 0 ||
+	    dict_set_u64(d, "total_size", in->total_size) < 0 ||
+	    dict_set_obj(d, "type_hash", th) < 0 ||
+	    dict_set_obj(d, "owner_pid", PyLong_FromLong(in->owner_pid)) < 0 ||
+	    dict_set_u64(d, "owner_uid", in->owner_uid) < 0 ||
+	    dict_set_u64(d, "created_realtime_ns", in->created_realtime_ns) < 0 ||
+	    dict_set_obj(d, "goodbye", PyBool_FromLong(in->goodbye != 0)) < 0 ||
+	    dict_set_u64(d, "readers_active", in->readers_active) < 0 ||
+	    dict_set_u64(d, "active_mask", in->active_mask) < 0 ||
+	    dict_set_u64(d, "next_sn", in->next_sn) < 0)
+		goto fail;
+	c = PyDict_New();
+	if (c == NULL ||
+	    dict_set_u64(c, "loans", in->counters.loans) < 0 ||
+	    dict_set_u64(c, "commits", in->counters.commits) < 0 ||
+	    dict_set_u64(c, "discards", in->counters.discards) < 0 ||
+	    dict_set_u64(c, "evictions", in->counters.evictions) < 0 ||
+	    dict_set_u64(c, "reclaims", in->counters.reclaims) < 0 ||
+	    dict_set_u64(c, "loans_reclaimed", in->counters.loans_reclaimed) < 0 ||
+	    dict_set_u64(c, "readers_reaped", in->counters.readers_reaped) < 0 ||
+	    dict_set_u64(c, "corrupt_dropped", in->counters.corrupt_dropped) < 0)
+		goto fail;
+	if (PyDict_SetItemString(d, "counters", c) < 0)
+		goto fail;
+	Py_DECREF(c);
+	return d;
+fail:
+	Py_XDECREF(c);
+	Py_DECREF(d);
+	return NULL;
+}
+
+/* --------------------------------------------------------------------------
+ * Module functions
+ * ------------------------------------------------------------------------ */
+
+#define ZDEXT_SHM_DIR "/dev/shm"
+
+static int
+cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Collects the names of /dev/shm entries that describe as zdshm segments.
+ * Runs without the GIL.  Returns 0 or -errno; *names is malloc'd. */
+static int
+scan_segments(char ***names, size_t *count)
+{
+	DIR *dir;
+	struct dirent *de;
+	char **v = NULL;
+	size_t n = 0, cap = 0;
+	zd_segment_info_t info;
+
+	*names = NULL;
+	*count = 0;
+	dir = opendir(ZDEXT_SHM_DIR);
+	if (dir == NULL)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(dir)) != NULL) {
+		char *copy;
+
+		if (zd_name_validate(de->d_name) != 0)
+			continue;
+		/* Only regular files: opening a FIFO would block. */
+		if (de->d_type != DT_REG) {
+			struct stat st;
+
+			if (de->d_type != DT_UNKNOWN ||
+			    fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+			    !S_ISREG(st.st_mode))
+				continue;
+		}
+		if (zd_segment_describe_posix(de->d_name, &info) != 0)
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			char **nv = realloc(v, ncap * sizeof(*nv));
+			if (nv == NULL)
+				goto nomem;
+			v = nv;
+			cap = ncap;
+		}
+		copy = strdup(de->d_name);
+		if (copy == NULL)
+			goto nomem;
+		v[n++] = copy;
+	}
+	closedir(dir);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_names);
+	*names = v;
+	*count = n;
+	return 0;
+nomem:
+	closedir(dir);
+	while (n > 0)
+		free(v[--n]);
+	free(v);
+	return -ENOMEM;
+}
+
+static PyObject *
+zdext_list_segments(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+	zdext_state *st = PyModule_GetState(module);
+	char **names;
+	size_t n, i;
+	int rc;
+	PyObject *list = NULL;
+
+	Py_BEGIN_ALLOW_THREADS
+	rc = scan_segments(&names, &n);
+	Py_END_ALLOW_THREADS
+	if (rc < 0)
+		return zdext_raise(st, rc, "list_segments");
+	list = PyList_New((Py_ssize_t)n);
+	for (i = 0; i < n; i++) {
+		if (list != NULL) {
+			PyObject *s = PyUnicode_DecodeFSDefault(names[i]);
+			if (s == NULL)
+				Py_CLEAR(list);
+			else
+				PyList_SET_ITEM(list, (Py_ssize_t)i, s);
+		}
+		free(names[i]);
+	}
+	free(names);
+	return list;
+}
+
+static PyObject *
+zdext_describe(PyObject *module, PyObject *arg)
+{
+	zdext_state *st = PyModule_GetState(module);
+	const char *name;
+	zd_segment_info_t info;
+	int rc;
+	PyObject *d;
+
+	if (zdext_name_arg(arg, "name", &name) < 0)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_describe_posix(name, &info);
+	Py_END_ALLOW_THREADS
+	if (rc < 0) {
+		PyObject *what = PyUnicode_FromFormat("describe %R", arg);
+		if (what != NULL) {
+			zdext_raise(st, rc, PyUnicode_AsUTF8(what));
+			Py_DECREF(what);
+		}
+		return NULL;
+	}
+	d = zdext_info_dict(&info);
+	if (d != NULL && PyDict_SetItemString(d, "name", arg) < 0)
+		Py_CLEAR(d);
+	return d;
+}
+
+static PyObject *
+zdext_unlink(PyObject *module, PyObject *arg)
+{
+	zdext_state *st = PyModule_GetState(module);
+	const char *name;
+	int rc;
+
+	if (zdext_name_arg(arg, "name", &name) < 0)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_unlink_posix(name);
+	Py_END_ALLOW_THREADS
+	if (rc < 0) {
+		PyObject *what = PyUnicode_FromFormat("unlink %R", arg);
+		if (what != NULL) {
+			zdext_raise(st, rc, PyUnicode_AsUTF8(what));
+			Py_DECREF(what);
+		}
+		return NULL;
+	}
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+zdext_validate_name(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+	const char *name;
+
+	if (zdext_name_arg(arg, "name", &name) < 0)
+		return NULL;
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef zdext_methods[] = {
+	{"list_segments", zdext_list_segments, METH_NOARGS,
+	 "list_segments() -> list[str]\n--\n\n"
+	 "Names of the zdshm segments in /dev/shm (sorted)."},
+	{"describe", zdext_describe, METH_O,
+	 "describe(name) -> dict\n--\n\n"
+	 "Describes a posix segment read-only, without attaching to it."},
+	{"unlink", zdext_unlink, METH_O,
+	 "unlink(name) -> None\n--\n\n"
+	 "Removes a posix segment's name; open handles stay valid."},
+	{"validate_name", zdext_validate_name, METH_O,
+	 "validate_name(name) -> None\n--\n\n"
+	 "Raises TypeError or ValueError if name is not a valid segment name."},
+	{NULL, NULL, 0, NULL},
+};
+
+/* --------------------------------------------------------------------------
+ * Initialisation
+ * ------------------------------------------------------------------------ */
+
+struct exc_def {
+	size_t offset;            /* of the PyObject * in zdext_state */
+	const char *name;         /* "zdshm.X"                          */
+	PyObject **builtin;       /* the fitting builtin base            */
+	const char *doc;
+};
+
+#define EXC(field, builtin, doc) \
+	{offsetof(zdext_state, field), "zdshm." #field, &builtin, doc}
+
+static int
+add_exceptions(PyObject *m, zdext_state *st)
+{
+	const struct exc_def defs[] = {
+		EXC(NoFreeSlotError, PyExc_BlockingIOError,
+		    "No free slot to loan or reserve (EAGAIN)."),
+		EXC(WaitTimeoutError, PyExc_TimeoutError,
+		    "A deadline passed (ETIMEDOUT)."),
+		EXC(SegmentExistsError, PyExc_FileExistsError,
+		    "A segment of that name exists (EEXIST)."),
+		EXC(SegmentNotFoundError, PyExc_FileNotFoundError,
+		    "No segment of that name (ENOENT)."),
+		EXC(SegmentPermissionError, PyExc_PermissionError,
+		    "Access to the segment was denied (EACCES)."),
+		EXC(SampleTooLargeError, PyExc_ValueError,
+		    "A sample is larger than the slot capacity (EMSGSIZE)."),
+		EXC(StaleLoanError, PyExc_RuntimeError,
+		    "The loan is no longer live: committed, discarded or reclaimed (ESTALE)."),
+		EXC(NoSampleError, PyExc_LookupError,
+		    "The slot holds no committed sample (ENODATA)."),
+		EXC(SlotBusyError, PyExc_BlockingIOError,
+		    "The slot is pinned by the maximum number of views (EBUSY)."),
+		EXC(TooManyReadersError, PyExc_OSError,
+		    "Every reader or attachment entry of the segment is taken (EUSERS)."),
+		EXC(DisconnectedError, PyExc_ConnectionError,
+		    "The reader was disconnected (ENOTCONN)."),
+		EXC(SegmentClosedError, PyExc_BrokenPipeError,
+		    "The segment's creator has closed it and nothing is left (EPIPE)."),
+		EXC(CorruptSegmentError, PyExc_ValueError,
+		    "The segment or a slot is corrupt, incompatible or not yet "
+		    "initialised (EBADMSG, EPROTO, EINPROGRESS)."),
+		EXC(NoSpaceError, PyExc_OSError,
+		    "No space left for the segment (ENOSPC)."),
+		EXC(ViewsAliveError, PyExc_BufferError,
+		    "close, commit, discard or release refused while views are alive."),
+		EXC(ClosedError, PyExc_ValueError,
+		    "Operation on a closed segment, reader, writer, loan or sample."),
+		EXC(InvalidArgumentError, PyExc_ValueError,
+		    "The core refused an argument (EINVAL, ERANGE, ENAMETOOLONG)."),
+		EXC(SizeOverflowError, PyExc_OverflowError,
+		    "The requested geometry does not fit (EOVERFLOW)."),
+		EXC(SystemCallError, PyExc_OSError,
+		    "Any other system error (ENOMEM, EMFILE, ...)."),
+	};
+	PyObject *dict = NULL, *osdict = NULL, *oserrno;
+	size_t i;
+	int rc = -1;
+
+	dict = Py_BuildValue("{s:O}", "errno", Py_None);
+	if (dict == NULL)
+		goto out;
+	st->Error = PyErr_NewExceptionWithDoc(
+		"zdshm.Error",
+		"Base class of every zdshm error.  Each subclass also derives from "
+		"the fitting builtin exception; .errno holds the C error code, or "
+		"None.", PyExc_Exception, dict);
+	if (st->Error == NULL || PyModule_AddObjectRef(m, "Error", st->Error) < 0)
+		goto out;
+	/* OSError keeps .errno in a member descriptor; Error's class attribute
+	 * would shadow it (Error comes first in the MRO), so OSError-derived
+	 * classes get the descriptor back in their own dict. */
+	oserrno = PyDict_GetItemString(((PyTypeObject *)PyExc_OSError)->tp_dict,
+				       "errno");
+	if (oserrno == NULL) {
+		PyErr_SetString(PyExc_SystemError, "OSError.errno not found");
+		goto out;
+	}
+	osdict = Py_BuildValue("{s:O}", "errno", oserrno);
+	if (osdict == NULL)
+		goto out;
+	for (i = 0; i < sizeof(defs) / sizeof(defs[0]); i++) {
+		PyObject **slot = (PyObject **)((char *)st + defs[i].offset);
+		PyObject *bases;
+		int is_os = PyType_IsSubtype((PyTypeObject *)*defs[i].builtin,
+					     (PyTypeObject *)PyExc_OSError);
+
+		bases = PyTuple_Pack(2, st->Error, *defs[i].builtin);
+		if (bases == NULL)
+			goto out;
+		*slot = PyErr_NewExceptionWithDoc(defs[i].name, defs[i].doc, bases,
+						  is_os ? osdict : NULL);
+		Py_DECREF(bases);
+		if (*slot == NULL)
+			goto out;
+		if (PyModule_AddObjectRef(m, defs[i].name + strlen("zdshm."),
+					  *slot) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	Py_XDECREF(osdict);
+	Py_XDECREF(dict);
+	return rc;
+}
+
+static int
+add_type(PyObject *m, PyTypeObject **slot, PyType_Spec *spec, PyObject *base)
+{
+	*slot = (PyTypeObject *)PyType_FromModuleAndSpec(m, spec, base);
+	if (*slot == NULL)
+		return -1;
+	return PyModule_AddType(m, *slot);
+}
+
+static int
+zdext_exec(PyObject *m)
+{
+	zdext_state *st = PyModule_GetState(m);
+
+	if (add_exceptions(m, st) < 0)
+		return -1;
+	if (add_type(m, &st->segment_type, &zdext_segment_spec, NULL) < 0 ||
+	    add_type(m, &st->memory_segment_type, &zdext_memory_segment_spec,
+		     (PyObject *)st->segment_type) < 0 ||
+	    add_type(m, &st->posix_segment_type, &zdext_posix_segment_spec,
+		     (PyObject *)st->segment_type) < 0 ||
+	    add_type(m, &st->loan_type, &zdext_loan_spec, NULL) < 0 ||
+	    add_type(m, &st->sample_type, &zdext_sample_spec, NULL) < 0 ||
+	    add_type(m, &st->writer_type, &zdext_writer_spec, NULL) < 0 ||
+	    add_type(m, &st->reader_type, &zdext_reader_spec, NULL) < 0)
+		return -1;
+	st->str_free = PyUnicode_InternFromString("free");
+	st->str_loaned = PyUnicode_InternFromString("loaned");
+	st->str_committed = PyUnicode_InternFromString("committed");
+	if (st->str_free == NULL || st->str_loaned == NULL ||
+	    st->str_committed == NULL)
+		return -1;
+	if (PyModule_AddStringConstant(m, "__version__", ZDEXT_VERSION) < 0 ||
+	    PyModule_AddIntConstant(m, "READER_MAX", ZD_READER_MAX) < 0 ||
+	    PyModule_AddIntConstant(m, "ATTACH_MAX", ZD_ATTACH_MAX) < 0 ||
+	    PyModule_AddIntConstant(m, "SLOT_META_SIZE", ZD_SLOT_META_SIZE) < 0 ||
+	    PyModule_AddIntConstant(m, "NAME_MAX", ZD_NAME_MAX) < 0 ||
+	    PyModule_AddIntConstant(m, "SLOT_COUNT_MAX", ZD_SLOT_COUNT_MAX) < 0 ||
+	    PyModule_AddObject(m, "SLOT_CAPACITY_MAX",
+			       PyLong_FromUnsignedLongLong(ZD_SLOT_CAPACITY_MAX)) < 0 ||
+	    PyModule_AddIntConstant(m, "TYPE_HASH_SIZE", ZD_TYPE_HASH_SIZE) < 0 ||
+	    PyModule_AddIntConstant(m, "META_NDIM_MAX", ZDEXT_META_NDIM_MAX) < 0 ||
+	    PyModule_AddIntConstant(m, "META_FORMAT_MAX", ZDEXT_META_FORMAT_MAX) < 0 ||
+	    PyModule_AddIntConstant(m, "LAYOUT_VERSION", ZD_LAYOUT_VERSION) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+zdext_traverse(PyObject *m, visitproc visit, void *arg)
+{
+	zdext_state *st = PyModule_GetState(m);
+	PyObject **p, **end;
+
+	if (st == NULL)
+		return 0;
+	p = (PyObject **)st;
+	end = (PyObject **)(st + 1);
+	for (; p < end; p++)
+		Py_VISIT(*p);
+	return 0;
+}
+
+static int
+zdext_clear(PyObject *m)
+{
+	zdext_state *st = PyModule_GetState(m);
+	PyObject **p, **end;
+
+	if (st == NULL)
+		return 0;
+	p = (PyObject **)st;
+	end = (PyObject **)(st + 1);
+	for (; p < end; p++)
+		Py_CLEAR(*p);
+	return 0;
+}
+
+static void
+zdext_free(void *m)
+{
+	zdext_clear((PyObject *)m);
+}
+
+/* The state is a plain array of object pointers (traverse/clear rely on it). */
+_Static_assert(sizeof(zdext_state) % sizeof(PyObject *) == 0,
+	       "zdext_state must hold only PyObject pointers");
+
+static PyModuleDef_Slot zdext_slots[] = {
+	{Py_mod_exec, zdext_exec},
+	{0, NULL},
+};
+
+PyModuleDef zdext_module_def = {
+	PyModuleDef_HEAD_INIT,
+	.m_name = "zdshm._zdshm",
+	.m_doc = "Zero-copy shared-memory slots: the C extension of zdshm.",
+	.m_size = sizeof(zdext_state),
+	.m_methods = zdext_methods,
+	.m_slots = zdext_slots,
+	.m_traverse = zdext_traverse,
+	.m_clear = zdext_clear,
+	.m_free = zdext_free,
+};
+
+PyMODINIT_FUNC
+PyInit__zdshm(void)
+{
+	return PyModuleDef_Init(&zdext_module_def);
+}

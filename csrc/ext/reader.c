@@ -1,0 +1,321 @@
+/* reader.c — Reader: a registered reader taking samples oldest-first.
+ *
+ * take() first tries without waiting, with the GIL held; then it waits in
+ * slices of at most ZDEXT_SLICE_NS with the GIL released, checking signals
+ * between slices.  One thread at a time may wait on a Reader; close() from
+ * another thread makes the waiter leave at its next slice.
+ */
+#include "ext.h"
+
+#include <errno.h>
+
+PyObject *
+zdext_segment_reader(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+		     PyObject *kwnames)
+{
+	static const char *const names[] = {"join_last", "spin"};
+	SegmentObject *seg = (SegmentObject *)self;
+	zdext_state *st = zdext_state_of(self);
+	PyObject *a[2];
+	uint64_t join_last = 0, spin = 0;
+	zd_reader_t reg;
+	zd_segment_t *h;
+	ReaderObject *r;
+	int rc;
+
+	if (zdext_bind("reader", args, nargs, kwnames, names, 2, 2, a) < 0)
+		return NULL;
+	if (a[0] != NULL &&
+	    zdext_u64_arg(a[0], "join_last", 0, UINT64_MAX, &join_last) < 0)
+		return NULL;
+	if (a[1] != NULL && zdext_seconds_arg(a[1], "spin", 0, 10.0, &spin) < 0)
+		return NULL;
+	if (zdext_segment_check(seg) < 0)
+		return NULL;
+	h = seg->seg;
+	seg->inflight++;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_reader_open(h, join_last, &reg);
+	Py_END_ALLOW_THREADS
+	seg->inflight--;
+	if (rc < 0)
+		return zdext_raise(st, rc, "reader");
+	r = PyObject_New(ReaderObject, st->reader_type);
+	if (r == NULL) {
+		zd_reader_close(h, &reg);
+		return NULL;
+	}
+	r->segment = (SegmentObject *)Py_NewRef(seg);
+	r->r = reg;
+	r->spin_ns = spin;
+	r->closed = 0;
+	r->closing = 0;
+	r->busy = 0;
+	zdext_child_link(seg, &r->link, ZDEXT_CHILD_READER, (PyObject *)r);
+	r->linked = 1;
+	return (PyObject *)r;
+}
+
+void
+zdext_reader_close_now(ReaderObject *r)
+{
+	if (!r->closed) {
+		r->closed = 1;
+		zdext_segment_close_reader(r->segment, &r->r);
+	}
+	if (r->linked) {
+		zdext_child_unlink(r->segment, &r->link);
+		r->linked = 0;
+	}
+}
+
+struct take_ctx {
+	zd_segment_t *seg;
+	zd_reader_t *r;
+	zd_view_t view;
+};
+
+static int
+take_slice(void *p, uint64_t deadline, uint64_t spin)
+{
+	struct take_ctx *c = p;
+
+	return zd_reader_wait_take(c->seg, c->r, &c->view, deadline, spin);
+}
+
+/* Returns a Sample, or NULL with an exception, or NULL without one when
+ * `iterating` and the stream ended (goodbye, or the reader was closed). */
+static PyObject *
+reader_take_impl(ReaderObject *r, uint64_t timeout, int iterating)
+{
+	zdext_state *st = zdext_state_of((PyObject *)r);
+	SegmentObject *seg = r->segment;
+	struct take_ctx ctx;
+	int rc;
+
+	if (r->closed || r->closing) {
+		if (iterating)
+			return NULL;
+		return zdext_closed(st, "the reader");
+	}
+	if (zdext_segment_check(seg) < 0)
+		return NULL;
+	if (r->busy) {
+		PyErr_SetString(PyExc_RuntimeError,
+				"another thread is already waiting on this Reader");
+		return NULL;
+	}
+	rc = zd_reader_take(seg->seg, &r->r, &ctx.view);
+	if (rc == -EAGAIN) {
+		if (timeout == 0) {
+			rc = -ETIMEDOUT;
+		} else {
+			ctx.seg = seg->seg;
+			ctx.r = &r->r;
+			r->busy = 1;
+			rc = zdext_wait(seg, take_slice, &ctx, timeout, r->spin_ns,
+					&r->closing);
+			r->busy = 0;
+		}
+	}
+	if (rc == 0)
+		return zdext_sample_new(st, seg, &ctx.view);
+	if (iterating && (rc == -EPIPE || rc == ZDEXT_CLOSED))
+		return NULL;
+	return zdext_raise(st, rc, "take");
+}
+
+static PyObject *
+reader_take(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
+	    PyObject *kwnames)
+{
+	static const char *const names[] = {"timeout"};
+	PyObject *a[1];
+	uint64_t timeout = UINT64_MAX;
+
+	if (kwnames == NULL && nargs == 0) {
+		a[0] = NULL;
+	} else if (zdext_bind("take", args, nargs, kwnames, names, 1, 1, a) < 0) {
+		return NULL;
+	}
+	if (a[0] != NULL && zdext_seconds_arg(a[0], "timeout", 1, 0.0, &timeout) < 0)
+		return NULL;
+	return reader_take_impl(r, timeout, 0);
+}
+
+static PyObject *
+reader_try_take(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+{
+	zdext_state *st = zdext_state_of((PyObject *)r);
+	SegmentObject *seg = r->segment;
+	zd_view_t view;
+	int rc;
+
+	if (r->closed || r->closing)
+		return zdext_closed(st, "the reader");
+	if (zdext_segment_check(seg) < 0)
+		return NULL;
+	if (r->busy) {
+		PyErr_SetString(PyExc_RuntimeError,
+				"another thread is already waiting on this Reader");
+		return NULL;
+	}
+	rc = zd_reader_take(seg->seg, &r->r, &view);
+	if (rc == 0)
+		return zdext_sample_new(st, seg, &view);
+	if (rc == -EAGAIN)
+		Py_RETURN_NONE;
+	return zdext_raise(st, rc, "try_take");
+}
+
+static PyObject *
+reader_iternext(ReaderObject *r)
+{
+	return reader_take_impl(r, UINT64_MAX, 1);
+}
+
+static PyObject *
+reader_stats(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+{
+	zdext_state *st = zdext_state_of((PyObject *)r);
+	zd_reader_stats_t s;
+	PyObject *last;
+	int rc;
+
+	if (r->closed)
+		return zdext_closed(st, "the reader");
+	if (zdext_segment_check(r->segment) < 0)
+		return NULL;
+	rc = zd_reader_stats(r->segment->seg, &r->r, &s);
+	if (rc < 0)
+		return zdext_raise(st, rc, "stats");
+	if (s.last_sn == UINT64_MAX)
+		last = Py_NewRef(Py_None);
+	else
+		last = PyLong_FromUnsignedLongLong(s.last_sn);
+	if (last == NULL)
+		return NULL;
+	return Py_BuildValue("{s:K,s:K,s:K,s:N}", "taken",
+			     (unsigned long long)s.taken, "dropped",
+			     (unsigned long long)s.dropped, "lag",
+			     (unsigned long long)s.lag, "last_sn", last);
+}
+
+static PyObject *
+reader_close(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+{
+	SegmentObject *seg = r->segment;
+
+	if (r->closed)
+		Py_RETURN_NONE;
+	/* A waiter in another thread leaves at its next slice. */
+	r->closing = 1;
+	zdext_wait_idle(&r->busy);
+	zdext_reader_close_now(r);
+	zdext_segment_settle(seg);
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+reader_enter(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+{
+	if (r->closed)
+		return zdext_closed(zdext_state_of((PyObject *)r), "the reader");
+	return Py_NewRef(r);
+}
+
+static PyObject *
+reader_exit(ReaderObject *r, PyObject *const *Py_UNUSED(args),
+	    Py_ssize_t Py_UNUSED(nargs))
+{
+	PyObject *res = reader_close(r, NULL);
+
+	if (res == NULL)
+		return NULL;
+	Py_DECREF(res);
+	Py_RETURN_FALSE;
+}
+
+static void
+reader_dealloc(ReaderObject *r)
+{
+	PyTypeObject *tp = Py_TYPE(r);
+	SegmentObject *seg = r->segment;
+
+	zdext_reader_close_now(r);
+	zdext_segment_settle(seg);
+	tp->tp_free((PyObject *)r);
+	Py_DECREF(tp);
+	Py_DECREF(seg);
+}
+
+static PyObject *
+reader_repr(ReaderObject *r)
+{
+	return PyUnicode_FromFormat("<zdshm.Reader index=%u%s>",
+				    (unsigned)r->r.index,
+				    r->closed ? " closed" : "");
+}
+
+static PyObject *
+reader_get_index(ReaderObject *r, void *Py_UNUSED(c))
+{
+	return PyLong_FromUnsignedLong(r->r.index);
+}
+
+static PyObject *
+reader_get_closed(ReaderObject *r, void *Py_UNUSED(c))
+{
+	return PyBool_FromLong(r->closed || r->segment->seg == NULL);
+}
+
+static PyObject *
+reader_get_segment(ReaderObject *r, void *Py_UNUSED(c))
+{
+	return Py_NewRef(r->segment);
+}
+
+static PyGetSetDef reader_getset[] = {
+	{"index", (getter)reader_get_index, NULL,
+	 "This reader's bit in the read masks (0..63).", NULL},
+	{"closed", (getter)reader_get_closed, NULL, "True after close().", NULL},
+	{"segment", (getter)reader_get_segment, NULL, "The segment.", NULL},
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef reader_methods[] = {
+	{"take", (PyCFunction)(void (*)(void))reader_take,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "take(timeout=None) -> Sample\n--\n\n"
+	 "The oldest unread sample; waits (GIL released, Ctrl-C works).  "
+	 "WaitTimeoutError, SegmentClosedError after the creator's goodbye."},
+	{"try_take", (PyCFunction)reader_try_take, METH_NOARGS,
+	 "try_take() -> Sample | None\n--\n\nThe oldest unread sample, or None."},
+	{"stats", (PyCFunction)reader_stats, METH_NOARGS,
+	 "stats() -> dict\n--\n\ntaken, dropped, lag, last_sn (None before the first)."},
+	{"close", (PyCFunction)reader_close, METH_NOARGS,
+	 "close() -> None\n--\n\nUnregisters; taken samples stay valid."},
+	{"__enter__", (PyCFunction)reader_enter, METH_NOARGS, NULL},
+	{"__exit__", (PyCFunction)(void (*)(void))reader_exit, METH_FASTCALL, NULL},
+	{NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot reader_slots[] = {
+	{Py_tp_doc, "A registered reader (see Segment.reader).  Iterating blocks "
+		    "and ends when the creator closes the segment."},
+	{Py_tp_dealloc, reader_dealloc},
+	{Py_tp_repr, reader_repr},
+	{Py_tp_getset, reader_getset},
+	{Py_tp_methods, reader_methods},
+	{Py_tp_iter, PyObject_SelfIter},
+	{Py_tp_iternext, reader_iternext},
+	{0, NULL},
+};
+
+PyType_Spec zdext_reader_spec = {
+	.name = "zdshm.Reader",
+	.basicsize = sizeof(ReaderObject),
+	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION |
+		 Py_TPFLAGS_IMMUTABLETYPE,
+	.slots = reader_slots,
+};

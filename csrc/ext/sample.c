@@ -1,0 +1,378 @@
+/* sample.c — Sample: a read-only buffer exporter over a pinned committed slot.
+ *
+ * A Sample holds the pin (zd_view_t) taken by zd_reader_take or
+ * zd_slot_acquire: while it exists and is not released, the slot cannot be
+ * recycled.  Views (memoryview, numpy array) hold a reference to the Sample,
+ * so the pin outlives every view; release() refuses while views are alive;
+ * collection releases automatically.  The published format and shape (slot
+ * meta, see ext.h) are exported through PEP 3118 when valid.
+ */
+#include "ext.h"
+
+#include <errno.h>
+#include <string.h>
+
+PyObject *
+zdext_sample_new(zdext_state *st, SegmentObject *seg, const zd_view_t *view)
+{
+	SampleObject *s;
+
+	if (view->size > (uint64_t)PY_SSIZE_T_MAX) {
+		zd_slot_release(seg->seg, view);
+		return zdext_raise(st, -EBADMSG, "take");
+	}
+	s = PyObject_New(SampleObject, st->sample_type);
+	if (s == NULL) {
+		zd_slot_release(seg->seg, view);
+		return NULL;
+	}
+	s->segment = (SegmentObject *)Py_NewRef(seg);
+	s->view = *view;
+	s->released = 0;
+	s->parsed = 0;
+	s->exports = 0;
+	zdext_child_link(seg, &s->link, ZDEXT_CHILD_SAMPLE, (PyObject *)s);
+	s->linked = 1;
+	return (PyObject *)s;
+}
+
+void
+zdext_sample_release_now(SampleObject *s)
+{
+	if (!s->released) {
+		s->released = 1;
+		if (s->segment->seg != NULL) {
+			zd_slot_release(s->segment->seg, &s->view);
+			if (s->segment->n_pending_close)
+				zdext_segment_retry_closes(s->segment);
+		}
+	}
+	if (s->linked) {
+		zdext_child_unlink(s->segment, &s->link);
+		s->linked = 0;
+	}
+}
+
+/* Decodes the meta once; the layout never changes for this Sample. */
+static void
+sample_parse(SampleObject *s)
+{
+	zdext_layout *lay = &s->layout;
+	Py_ssize_t stride;
+	int d;
+
+	if (s->parsed)
+		return;
+	if (!zdext_meta_decode(s->view.meta, s->view.size, lay)) {
+		lay->ndim = 1;
+		lay->itemsize = 1;
+		lay->nbytes = s->view.size;
+		strcpy(lay->format, "B");
+		memset(lay->shape, 0, sizeof(lay->shape));
+		lay->shape[0] = (Py_ssize_t)s->view.size;
+	}
+	stride = lay->itemsize;
+	for (d = lay->ndim - 1; d >= 0; d--) {
+		s->strides[d] = stride;
+		stride *= lay->shape[d];   /* no overflow: product checked */
+	}
+	s->parsed = 1;
+}
+
+static int
+sample_check(SampleObject *s)
+{
+	if (s->released || s->segment->seg == NULL) {
+		zdext_closed(zdext_state_of((PyObject *)s), "the sample (released)");
+		return -1;
+	}
+	return 0;
+}
+
+/* --------------------------------------------------------------------------
+ * Buffer protocol
+ * ------------------------------------------------------------------------ */
+
+static int
+sample_getbuffer(SampleObject *s, Py_buffer *view, int flags)
+{
+	zdext_layout *lay;
+
+	view->obj = NULL;
+	if (sample_check(s) < 0)
+		return -1;
+	if (flags & PyBUF_WRITABLE) {
+		PyErr_SetString(PyExc_BufferError,
+				"a Sample is read-only: no writable views");
+		return -1;
+	}
+	sample_parse(s);
+	lay = &s->layout;
+	if ((flags & PyBUF_F_CONTIGUOUS) == PyBUF_F_CONTIGUOUS && lay->ndim > 1) {
+		int d, big = 0;
+
+		for (d = 0; d < lay->ndim; d++)
+			big += lay->shape[d] > 1;
+		if (big > 1) {
+			PyErr_SetString(PyExc_BufferError,
+					"the sample is C-contiguous, not Fortran-contiguous");
+			return -1;
+		}
+	}
+	view->buf = (void *)s->view.data;
+	view->len = (Py_ssize_t)s->view.size;
+	view->readonly = 1;
+	view->itemsize = lay->itemsize;
+	view->format = (flags & PyBUF_FORMAT) ? lay->format : NULL;
+	if (flags & PyBUF_ND) {
+		view->ndim = lay->ndim;
+		view->shape = lay->shape;
+	} else {
+		view->ndim = 1;
+		view->shape = NULL;
+	}
+	view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? s->strides : NULL;
+	view->suboffsets = NULL;
+	view->internal = NULL;
+	view->obj = Py_NewRef(s);
+	s->exports++;
+	return 0;
+}
+
+static void
+sample_releasebuffer(SampleObject *s, Py_buffer *Py_UNUSED(view))
+{
+	SegmentObject *seg = s->segment;
+
+	if (--s->exports > 0)
+		return;
+	if (seg->close_pending) {
+		zdext_sample_release_now(s);
+		zdext_segment_settle(seg);
+	}
+}
+
+static void
+sample_dealloc(SampleObject *s)
+{
+	PyTypeObject *tp = Py_TYPE(s);
+	SegmentObject *seg = s->segment;
+
+	/* No view is alive (each holds a reference): unpin. */
+	zdext_sample_release_now(s);
+	zdext_segment_settle(seg);
+	tp->tp_free((PyObject *)s);
+	Py_DECREF(tp);
+	Py_DECREF(seg);
+}
+
+/* --------------------------------------------------------------------------
+ * Methods
+ * ------------------------------------------------------------------------ */
+
+static PyObject *
+sample_release(SampleObject *s, PyObject *Py_UNUSED(ignored))
+{
+	if (s->released || s->segment->seg == NULL)
+		Py_RETURN_NONE;
+	if (s->exports > 0)
+		return zdext_views_alive(zdext_state_of((PyObject *)s), s->exports,
+					 "sample", "release");
+	zdext_sample_release_now(s);
+	zdext_segment_settle(s->segment);
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+sample_tobytes(SampleObject *s, PyObject *Py_UNUSED(ignored))
+{
+	if (sample_check(s) < 0)
+		return NULL;
+	return PyBytes_FromStringAndSize(s->view.data, (Py_ssize_t)s->view.size);
+}
+
+static PyObject *
+sample_enter(SampleObject *s, PyObject *Py_UNUSED(ignored))
+{
+	if (sample_check(s) < 0)
+		return NULL;
+	return Py_NewRef(s);
+}
+
+static PyObject *
+sample_exit(SampleObject *s, PyObject *const *Py_UNUSED(args),
+	    Py_ssize_t Py_UNUSED(nargs))
+{
+	PyObject *r = sample_release(s, NULL);
+
+	if (r == NULL)
+		return NULL;
+	Py_DECREF(r);
+	Py_RETURN_FALSE;
+}
+
+#if PY_VERSION_HEX < 0x030C0000
+static PyObject *
+sample_dunder_buffer(PyObject *self, PyObject *arg)
+{
+	Py_buffer v;
+	long flags = PyLong_AsLong(arg);
+
+	if (flags == -1 && PyErr_Occurred())
+		return NULL;
+	if (PyObject_GetBuffer(self, &v, (int)flags) < 0)
+		return NULL;
+	PyBuffer_Release(&v);
+	return PyMemoryView_FromObject(self);
+}
+#endif
+
+static Py_ssize_t
+sample_len(SampleObject *s)
+{
+	return (Py_ssize_t)s->view.size;
+}
+
+static PyObject *
+sample_repr(SampleObject *s)
+{
+	int pinned = !s->released && s->segment->seg != NULL;
+
+	/* The meta may be read only while the slot is pinned. */
+	if (pinned)
+		sample_parse(s);
+	return PyUnicode_FromFormat("<zdshm.Sample slot=%u sn=%llu size=%llu "
+				    "format=%s ndim=%d%s>", (unsigned)s->view.slot,
+				    (unsigned long long)s->view.sn,
+				    (unsigned long long)s->view.size,
+				    s->parsed ? s->layout.format : "?",
+				    s->parsed ? s->layout.ndim : -1,
+				    pinned ? "" : " released");
+}
+
+static PyObject *
+sample_get_slot(SampleObject *s, void *Py_UNUSED(c))
+{
+	return PyLong_FromUnsignedLong(s->view.slot);
+}
+
+static PyObject *
+sample_get_sn(SampleObject *s, void *Py_UNUSED(c))
+{
+	return PyLong_FromUnsignedLongLong(s->view.sn);
+}
+
+static PyObject *
+sample_get_size(SampleObject *s, void *Py_UNUSED(c))
+{
+	return PyLong_FromUnsignedLongLong(s->view.size);
+}
+
+static PyObject *
+sample_get_commit_ns(SampleObject *s, void *Py_UNUSED(c))
+{
+	return PyLong_FromUnsignedLongLong(s->view.commit_ns);
+}
+
+static PyObject *
+sample_get_format(SampleObject *s, void *Py_UNUSED(c))
+{
+	if (!s->parsed && sample_check(s) < 0)
+		return NULL;
+	sample_parse(s);
+	return PyUnicode_FromString(s->layout.format);
+}
+
+static PyObject *
+sample_get_shape(SampleObject *s, void *Py_UNUSED(c))
+{
+	PyObject *t;
+	int d;
+
+	if (!s->parsed && sample_check(s) < 0)
+		return NULL;
+	sample_parse(s);
+	t = PyTuple_New(s->layout.ndim);
+	if (t == NULL)
+		return NULL;
+	for (d = 0; d < s->layout.ndim; d++) {
+		PyObject *v = PyLong_FromSsize_t(s->layout.shape[d]);
+		if (v == NULL) {
+			Py_DECREF(t);
+			return NULL;
+		}
+		PyTuple_SET_ITEM(t, d, v);
+	}
+	return t;
+}
+
+static PyObject *
+sample_get_released(SampleObject *s, void *Py_UNUSED(c))
+{
+	return PyBool_FromLong(s->released || s->segment->seg == NULL);
+}
+
+static PyObject *
+sample_get_exports(SampleObject *s, void *Py_UNUSED(c))
+{
+	return PyLong_FromSsize_t(s->exports);
+}
+
+static PyObject *
+sample_get_address(SampleObject *s, void *Py_UNUSED(c))
+{
+	return PyLong_FromVoidPtr((void *)s->view.data);
+}
+
+static PyGetSetDef sample_getset[] = {
+	{"slot", (getter)sample_get_slot, NULL, "The slot index.", NULL},
+	{"sn", (getter)sample_get_sn, NULL, "Sequence number.", NULL},
+	{"size", (getter)sample_get_size, NULL, "Committed bytes (== len).", NULL},
+	{"commit_ns", (getter)sample_get_commit_ns, NULL,
+	 "CLOCK_MONOTONIC time of the commit in ns.", NULL},
+	{"format", (getter)sample_get_format, NULL,
+	 "PEP 3118 format of the exported buffer ('B' without a description).", NULL},
+	{"shape", (getter)sample_get_shape, NULL, "Shape of the exported buffer.", NULL},
+	{"released", (getter)sample_get_released, NULL,
+	 "True once the pin was dropped.", NULL},
+	{"exports", (getter)sample_get_exports, NULL,
+	 "Number of buffer views alive.", NULL},
+	{"address", (getter)sample_get_address, NULL,
+	 "Address of the sample's data in this process (diagnostics).", NULL},
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef sample_methods[] = {
+	{"release", (PyCFunction)sample_release, METH_NOARGS,
+	 "release() -> None\n--\n\n"
+	 "Unpins the slot; ViewsAliveError while views are alive."},
+	{"tobytes", (PyCFunction)sample_tobytes, METH_NOARGS,
+	 "tobytes() -> bytes\n--\n\nA copy of the sample's bytes."},
+	{"__enter__", (PyCFunction)sample_enter, METH_NOARGS, NULL},
+	{"__exit__", (PyCFunction)(void (*)(void))sample_exit, METH_FASTCALL,
+	 "Releases the sample."},
+#if PY_VERSION_HEX < 0x030C0000
+	{"__buffer__", (PyCFunction)sample_dunder_buffer, METH_O, NULL},
+#endif
+	{NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot sample_slots[] = {
+	{Py_tp_doc, "A read-only, zero-copy view of a committed slot."},
+	{Py_tp_dealloc, sample_dealloc},
+	{Py_tp_repr, sample_repr},
+	{Py_tp_getset, sample_getset},
+	{Py_tp_methods, sample_methods},
+	{Py_sq_length, sample_len},
+	{Py_bf_getbuffer, sample_getbuffer},
+	{Py_bf_releasebuffer, sample_releasebuffer},
+	{0, NULL},
+};
+
+PyType_Spec zdext_sample_spec = {
+	.name = "zdshm.Sample",
+	.basicsize = sizeof(SampleObject),
+	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION |
+		 Py_TPFLAGS_IMMUTABLETYPE,
+	.slots = sample_slots,
+};

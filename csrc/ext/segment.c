@@ -1,0 +1,1019 @@
+/* segment.c — Segment (abstract base), MemorySegment and PosixSegment.
+ *
+ * A segment object owns one zd_segment_t handle.  Its children (Loan, Sample,
+ * Reader) hold strong references to it and sit on an intrusive list, so
+ * close() can refuse while views are alive and otherwise end every child
+ * before unmapping (see the lifetime model in ext.h).
+ */
+#include "ext.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+/* --------------------------------------------------------------------------
+ * Child list, closing, waiting
+ * ------------------------------------------------------------------------ */
+
+void
+zdext_child_link(SegmentObject *seg, zdext_child *c, int kind, PyObject *owner)
+{
+	c->kind = kind;
+	c->owner = owner;
+	c->next = &seg->children;
+	c->prev = seg->children.prev;
+	seg->children.prev->next = c;
+	seg->children.prev = c;
+	if (kind == ZDEXT_CHILD_LOAN)
+		seg->n_loans++;
+	else if (kind == ZDEXT_CHILD_SAMPLE)
+		seg->n_samples++;
+	else
+		seg->n_readers++;
+}
+
+void
+zdext_child_unlink(SegmentObject *seg, zdext_child *c)
+{
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+	c->next = c->prev = c;
+	if (c->kind == ZDEXT_CHILD_LOAN)
+		seg->n_loans--;
+	else if (c->kind == ZDEXT_CHILD_SAMPLE)
+		seg->n_samples--;
+	else
+		seg->n_readers--;
+}
+
+static void
+segment_close_now(SegmentObject *self)
+{
+	zd_segment_t *h = self->seg;
+
+	/* Nothing points into the mapping any more: every child is gone or
+	 * has no exports and no pin. */
+	self->seg = NULL;
+	self->closed = 1;
+	self->close_pending = 0;
+	self->n_pending_close = 0;   /* zd_segment_close ends them */
+	if (h == NULL)
+		return;
+	Py_BEGIN_ALLOW_THREADS
+	zd_segment_close(h);
+	Py_END_ALLOW_THREADS
+}
+
+void
+zdext_segment_settle(SegmentObject *seg)
+{
+	if (seg->close_pending && seg->seg != NULL &&
+	    seg->children.next == &seg->children)
+		segment_close_now(seg);
+}
+
+void
+zdext_segment_close_reader(SegmentObject *seg, zd_reader_t *r)
+{
+	int rc;
+
+	if (seg->seg == NULL)
+		return;
+	rc = zd_reader_close(seg->seg, r);
+	if (rc == -EBUSY && seg->n_pending_close < (int)ZD_READER_MAX)
+		seg->pending_close[seg->n_pending_close++] = *r;
+}
+
+void
+zdext_segment_retry_closes(SegmentObject *seg)
+{
+	int i = 0;
+
+	while (i < seg->n_pending_close && seg->seg != NULL) {
+		if (zd_reader_close(seg->seg, &seg->pending_close[i]) == -EBUSY) {
+			i++;
+			continue;
+		}
+		seg->pending_close[i] = seg->pending_close[--seg->n_pending_close];
+	}
+}
+
+int
+zdext_segment_check(SegmentObject *seg)
+{
+	if (seg->closed || seg->seg == NULL) {
+		zdext_closed(zdext_state_of((PyObject *)seg), "the segment");
+		return -1;
+	}
+	return 0;
+}
+
+void
+zdext_wait_idle(Py_ssize_t *counter)
+{
+	/* *counter changes only under the GIL; each poll drops the GIL so the
+	 * waiting thread can leave its slice (at most ZDEXT_SLICE_NS). */
+	while (*counter > 0) {
+		Py_BEGIN_ALLOW_THREADS
+		struct timespec ts = {0, 1000 * 1000};
+		nanosleep(&ts, NULL);
+		Py_END_ALLOW_THREADS
+	}
+}
+
+int
+zdext_wait(SegmentObject *seg, zdext_slice_fn fn, void *ctx,
+	   uint64_t timeout_ns, uint64_t spin_ns, const int *abort)
+{
+	uint64_t now = zd_now_ns(), deadline, slice;
+	int rc;
+
+	if (timeout_ns == UINT64_MAX || timeout_ns > UINT64_MAX - now)
+		deadline = UINT64_MAX;
+	else
+		deadline = now + timeout_ns;
+	seg->inflight++;
+	for (;;) {
+		slice = now + ZDEXT_SLICE_NS;
+		if (slice > deadline)
+			slice = deadline;
+		Py_BEGIN_ALLOW_THREADS
+		rc = fn(ctx, slice, spin_ns);
+		Py_END_ALLOW_THREADS
+		spin_ns = 0;   /* spin once, before the first park */
+		if (rc != -ETIMEDOUT && rc != -EINTR)
+			break;
+		now = zd_now_ns();
+		if (rc == -ETIMEDOUT && now >= deadline)
+			break;
+		if (PyErr_CheckSignals() < 0) {
+			rc = ZDEXT_PYERR;
+			break;
+		}
+		if (seg->closing || (abort != NULL && *abort)) {
+			rc = ZDEXT_CLOSED;
+			break;
+		}
+	}
+	seg->inflight--;
+	return rc;
+}
+
+static Py_ssize_t
+child_exports(zdext_child *c)
+{
+	if (c->kind == ZDEXT_CHILD_LOAN)
+		return ((LoanObject *)c->owner)->exports;
+	if (c->kind == ZDEXT_CHILD_SAMPLE)
+		return ((SampleObject *)c->owner)->exports;
+	return 0;
+}
+
+/* close(): defer == 0 refuses while views are alive; __exit__ and
+ * dealloc-time paths defer the unmap until the last view is gone. */
+static int
+segment_close_impl(SegmentObject *self, int defer)
+{
+	zdext_child *c, *next;
+	Py_ssize_t views = 0;
+
+	if (self->seg == NULL || self->closing || self->close_pending)
+		return 0;
+	for (c = self->children.next; c != &self->children; c = c->next)
+		views += child_exports(c);
+	if (views > 0 && !defer) {
+		zdext_views_alive(zdext_state_of((PyObject *)self), views,
+				  "segment's loans and samples", "close the segment");
+		return -1;
+	}
+	self->closed = 1;
+	self->closing = 1;
+	zdext_wait_idle(&self->inflight);
+	for (c = self->children.next; c != &self->children; c = next) {
+		next = c->next;
+		if (child_exports(c) > 0)
+			continue;
+		if (c->kind == ZDEXT_CHILD_LOAN)
+			zdext_loan_drop_now((LoanObject *)c->owner);
+		else if (c->kind == ZDEXT_CHILD_SAMPLE)
+			zdext_sample_release_now((SampleObject *)c->owner);
+		else
+			zdext_reader_close_now((ReaderObject *)c->owner);
+	}
+	self->closing = 0;
+	if (self->children.next == &self->children)
+		segment_close_now(self);
+	else
+		self->close_pending = 1;
+	return 0;
+}
+
+/* --------------------------------------------------------------------------
+ * Construction
+ * ------------------------------------------------------------------------ */
+
+static PyObject *
+segment_wrap(PyTypeObject *tp, zd_segment_t *h, PyObject *name)
+{
+	SegmentObject *self = (SegmentObject *)tp->tp_alloc(tp, 0);
+
+	if (self == NULL) {
+		Py_BEGIN_ALLOW_THREADS
+		zd_segment_close(h);
+		Py_END_ALLOW_THREADS
+		return NULL;
+	}
+	self->seg = h;
+	self->children.next = self->children.prev = &self->children;
+	self->children.owner = NULL;
+	self->children.kind = 0;
+	self->backend = zd_segment_backend(h);
+	self->slot_count = zd_segment_slot_count(h);
+	self->slot_capacity = zd_segment_slot_capacity(h);
+	self->slot_total_size = zd_segment_slot_total_size(h);
+	self->total_size = zd_segment_total_size(h);
+	self->has_type_hash = zd_segment_type_hash(h, self->type_hash);
+	self->is_creator = zd_segment_is_creator(h);
+	self->name = Py_XNewRef(name);
+	if (self->slot_capacity > (uint64_t)PY_SSIZE_T_MAX) {
+		PyErr_Format(PyExc_OverflowError,
+			     "slot_capacity %llu does not fit this platform",
+			     (unsigned long long)self->slot_capacity);
+		Py_DECREF(self);
+		return NULL;
+	}
+	return (PyObject *)self;
+}
+
+/* The checks shared by MemorySegment() and PosixSegment.create(). */
+static int
+config_from_args(PyObject *count, PyObject *cap, PyObject *hash, PyObject *mode,
+		 zd_config_t *cfg)
+{
+	uint64_t n, c, m = 0600;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (zdext_u64_arg(count, "slot_count", 1, ZD_SLOT_COUNT_MAX, &n) < 0 ||
+	    zdext_u64_arg(cap, "slot_capacity", 1, ZD_SLOT_CAPACITY_MAX, &c) < 0 ||
+	    zdext_type_hash_arg(hash ? hash : Py_None, cfg->type_hash) < 0)
+		return -1;
+	if (mode != NULL && zdext_u64_arg(mode, "mode", 1, 0777, &m) < 0)
+		return -1;
+	cfg->slot_count = (uint32_t)n;
+	cfg->slot_capacity = c;
+	cfg->mode = (uint32_t)m;
+	/* Pure arithmetic, no system call: the geometry must fit. */
+	if (zd_config_validate(cfg) < 0 ||
+	    c > (uint64_t)PY_SSIZE_T_MAX) {
+		PyErr_Format(PyExc_OverflowError,
+			     "slot_count %R x slot_capacity %R does not fit in "
+			     "memory (segment size overflows)", count, cap);
+		return -1;
+	}
+	return 0;
+}
+
+static PyObject *
+memory_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+{
+	static char *kwlist[] = {"slot_count", "slot_capacity", "type_hash", NULL};
+	zdext_state *st = zdext_state_of_type(tp);
+	PyObject *count, *cap, *hash = Py_None;
+	zd_config_t cfg;
+	zd_segment_t *h = NULL;
+	int rc;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$O:MemorySegment", kwlist,
+					 &count, &cap, &hash))
+		return NULL;
+	if (config_from_args(count, cap, hash, NULL, &cfg) < 0)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_create_memory(&cfg, &h);
+	Py_END_ALLOW_THREADS
+	if (rc < 0)
+		return zdext_raise(st, rc, "create memory segment");
+	return segment_wrap(tp, h, NULL);
+}
+
+static PyObject *
+what_name(const char *verb, PyObject *name)
+{
+	return PyUnicode_FromFormat("%s %R", verb, name);
+}
+
+static PyObject *
+raise_named(zdext_state *st, int rc, const char *verb, PyObject *name)
+{
+	PyObject *what = what_name(verb, name);
+
+	if (what != NULL) {
+		zdext_raise(st, rc, PyUnicode_AsUTF8(what));
+		Py_DECREF(what);
+	}
+	return NULL;
+}
+
+static PyObject *
+posix_segment_create(PyObject *cls, PyObject *const *args, Py_ssize_t nargs,
+		     PyObject *kwnames)
+{
+	static const char *const names[] = {"name", "slot_count", "slot_capacity",
+					    "type_hash", "mode"};
+	PyTypeObject *tp = (PyTypeObject *)cls;
+	zdext_state *st = zdext_state_of_type(tp);
+	PyObject *a[5];
+	const char *name;
+	zd_config_t cfg;
+	zd_segment_t *h = NULL;
+	int rc;
+
+	if (zdext_bind("create", args, nargs, kwnames, names, 5, 3, a) < 0)
+		return NULL;
+	if (a[0] == NULL || a[1] == NULL || a[2] == NULL) {
+		PyErr_SetString(PyExc_TypeError,
+				"create() needs name, slot_count and slot_capacity");
+		return NULL;
+	}
+	if (zdext_name_arg(a[0], "name", &name) < 0)
+		return NULL;
+	if (config_from_args(a[1], a[2], a[3], a[4] ? a[4] : NULL, &cfg) < 0)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_create_posix(name, &cfg, &h);
+	Py_END_ALLOW_THREADS
+	if (rc < 0)
+		return raise_named(st, rc, "create", a[0]);
+	return segment_wrap(tp, h, a[0]);
+}
+
+static PyObject *
+posix_segment_attach(PyObject *cls, PyObject *arg)
+{
+	PyTypeObject *tp = (PyTypeObject *)cls;
+	zdext_state *st = zdext_state_of_type(tp);
+	const char *name;
+	zd_segment_t *h = NULL;
+	int rc;
+
+	if (zdext_name_arg(arg, "name", &name) < 0)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_attach_posix(name, &h);
+	Py_END_ALLOW_THREADS
+	if (rc < 0)
+		return raise_named(st, rc, "attach", arg);
+	return segment_wrap(tp, h, arg);
+}
+
+static void
+segment_dealloc(SegmentObject *self)
+{
+	PyTypeObject *tp = Py_TYPE(self);
+
+	if (self->weakreflist != NULL)
+		PyObject_ClearWeakRefs((PyObject *)self);
+	/* Every child holds a reference, so the list is empty here. */
+	if (self->seg != NULL)
+		segment_close_now(self);
+	Py_CLEAR(self->name);
+	tp->tp_free((PyObject *)self);
+	Py_DECREF(tp);
+}
+
+static PyObject *
+segment_repr(SegmentObject *self)
+{
+	const char *state = self->seg == NULL ? "closed"
+			    : self->closed ? "closing" : "open";
+
+	if (self->name != NULL)
+		return PyUnicode_FromFormat("<%s name=%R slots=%ux%llu %s>",
+					    Py_TYPE(self)->tp_name, self->name,
+					    (unsigned)self->slot_count,
+					    (unsigned long long)self->slot_capacity,
+					    state);
+	return PyUnicode_FromFormat("<%s slots=%ux%llu %s>",
+				    Py_TYPE(self)->tp_name,
+				    (unsigned)self->slot_count,
+				    (unsigned long long)self->slot_capacity, state);
+}
+
+/* --------------------------------------------------------------------------
+ * Properties
+ * ------------------------------------------------------------------------ */
+
+static PyObject *
+seg_get_backend(SegmentObject *self, void *Py_UNUSED(c))
+{
+	return PyUnicode_FromString(self->backend == ZD_BACKEND_POSIX ? "posix"
+								      : "memory");
+}
+
+static PyObject *
+seg_get_slot_count(SegmentObject *self, void *Py_UNUSED(c))
+{
+	return PyLong_FromUnsignedLong(self->slot_count);
+}
+
+static PyObject *
+seg_get_slot_capacity(SegmentObject *self, void *Py_UNUSED(c))
+{
+	return PyLong_FromUnsignedLongLong(self->slot_capacity);
+}
+
+static PyObject *
+seg_get_slot_total_size(SegmentObject *self, void *Py_UNUSED(c))
+{
+	return PyLong_FromUnsignedLongLong(self->slot_total_size);
+}
+
+static PyObject *
+seg_get_total_size(SegmentObject *self, void *Py_UNUSED(c))
+{
+	return PyLong_FromUnsignedLongLong(self->total_size);
+}
+
+static PyObject *
+seg_get_type_hash(SegmentObject *self, void *Py_UNUSED(c))
+{
+	if (!self->has_type_hash)
+		Py_RETURN_NONE;
+	return PyBytes_FromStringAndSize((const char *)self->type_hash,
+					 ZD_TYPE_HASH_SIZE);
+}
+
+static PyObject *
+seg_get_closed(SegmentObject *self, void *Py_UNUSED(c))
+{
+	return PyBool_FromLong(self->closed || self->seg == NULL);
+}
+
+static PyObject *
+seg_get_notify_generation(SegmentObject *self, void *Py_UNUSED(c))
+{
+	if (zdext_segment_check(self) < 0)
+		return NULL;
+	return PyLong_FromUnsignedLongLong(zd_notify_generation(self->seg));
+}
+
+static PyObject *
+seg_get_active_mask(SegmentObject *self, void *Py_UNUSED(c))
+{
+	if (zdext_segment_check(self) < 0)
+		return NULL;
+	return PyLong_FromUnsignedLongLong(zd_segment_active_mask(self->seg));
+}
+
+static PyObject *
+seg_get_name(SegmentObject *self, void *Py_UNUSED(c))
+{
+	if (self->name == NULL)
+		Py_RETURN_NONE;
+	return Py_NewRef(self->name);
+}
+
+static PyObject *
+seg_get_is_creator(SegmentObject *self, void *Py_UNUSED(c))
+{
+	return PyBool_FromLong(self->is_creator);
+}
+
+/* --------------------------------------------------------------------------
+ * Low-level methods (seed parity)
+ * ------------------------------------------------------------------------ */
+
+static int
+slot_arg(SegmentObject *self, PyObject *o, uint32_t *slot)
+{
+	uint64_t v;
+
+	if (zdext_u64_arg(o, "slot", 0, self->slot_count - 1, &v) < 0)
+		return -1;
+	*slot = (uint32_t)v;
+	return 0;
+}
+
+static int
+reader_arg(PyObject *o, uint32_t *reader)
+{
+	uint64_t v;
+
+	if (zdext_u64_arg(o, "reader", 0, ZD_READER_MAX - 1, &v) < 0)
+		return -1;
+	*reader = (uint32_t)v;
+	return 0;
+}
+
+static PyObject *
+seg_reserve(SegmentObject *self, PyObject *const *args, Py_ssize_t nargs,
+	    PyObject *kwnames)
+{
+	static const char *const names[] = {"active_readers_mask"};
+	zdext_state *st = zdext_state_of((PyObject *)self);
+	PyObject *a[1];
+	uint64_t mask = 0;
+	uint32_t slot;
+	int rc;
+
+	if (zdext_bind("reserve", args, nargs, kwnames, names, 1, 1, a) < 0)
+		return NULL;
+	if (a[0] != NULL &&
+	    zdext_u64_arg(a[0], "active_readers_mask", 0, UINT64_MAX, &mask) < 0)
+		return NULL;
+	if (zdext_segment_check(self) < 0)
+		return NULL;
+	rc = zd_slot_reserve(self->seg, mask, &slot);
+	if (rc < 0)
+		return zdext_raise(st, rc, "reserve");
+	return zdext_loan_new(st, self, slot);
+}
+
+static PyObject *
+seg_next_unread(SegmentObject *self, PyObject *arg)
+{
+	uint32_t reader, slot;
+	int rc;
+
+	if (reader_arg(arg, &reader) < 0 || zdext_segment_check(self) < 0)
+		return NULL;
+	rc = zd_slot_next_unread(self->seg, reader, &slot);
+	if (rc == -EAGAIN)
+		Py_RETURN_NONE;
+	if (rc < 0)
+		return zdext_raise(zdext_state_of((PyObject *)self), rc, "next_unread");
+	return PyLong_FromUnsignedLong(slot);
+}
+
+static PyObject *
+seg_read(SegmentObject *self, PyObject *arg)
+{
+	zdext_state *st = zdext_state_of((PyObject *)self);
+	uint32_t slot;
+	zd_view_t view;
+	int rc;
+
+	if (slot_arg(self, arg, &slot) < 0 || zdext_segment_check(self) < 0)
+		return NULL;
+	rc = zd_slot_acquire(self->seg, slot, &view);
+	if (rc < 0)
+		return zdext_raise(st, rc, "read");
+	return zdext_sample_new(st, self, &view);
+}
+
+static PyObject *
+seg_read_copy(SegmentObject *self, PyObject *arg)
+{
+	zdext_state *st = zdext_state_of((PyObject *)self);
+	uint32_t slot;
+	zd_slot_header_t first, hdr;
+	PyObject *bytes = NULL, *d;
+	uint64_t copied = 0;
+	int rc, tries;
+
+	if (slot_arg(self, arg, &slot) < 0 || zdext_segment_check(self) < 0)
+		return NULL;
+	/* Two passes: learn the size, then copy; a slot recycled in between
+	 * (other sequence number or size) is read again. */
+	for (tries = 0; tries < 64; tries++) {
+		rc = zd_slot_read(self->seg, slot, &first, NULL, 0, NULL);
+		if (rc < 0)
+			return zdext_raise(st, rc, "read_copy");
+		if (first.size > (uint64_t)PY_SSIZE_T_MAX) {
+			return zdext_raise(st, -EBADMSG, "read_copy");
+		}
+		Py_XDECREF(bytes);
+		bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)first.size);
+		if (bytes == NULL)
+			return NULL;
+		if (first.size >= ZDEXT_NOGIL_COPY) {
+			zd_segment_t *h = self->seg;
+			char *buf = PyBytes_AS_STRING(bytes);
+			uint64_t len = first.size;
+
+			self->inflight++;
+			Py_BEGIN_ALLOW_THREADS
+			rc = zd_slot_read(h, slot, &hdr, buf, len, &copied);
+			Py_END_ALLOW_THREADS
+			self->inflight--;
+		} else {
+			rc = zd_slot_read(self->seg, slot, &hdr,
+					  PyBytes_AS_STRING(bytes), first.size,
+					  &copied);
+		}
+		if (rc < 0) {
+			Py_DECREF(bytes);
+			return zdext_raise(st, rc, "read_copy");
+		}
+		if (hdr.sn == first.sn && hdr.size == first.size &&
+		    copied == first.size)
+			break;
+	}
+	if (tries == 64) {
+		Py_DECREF(bytes);
+		return zdext_raise(st, -EBUSY, "read_copy");
+	}
+	d = Py_BuildValue("{s:K,s:K,s:K,s:K}", "sn", (unsigned long long)hdr.sn,
+			  "size", (unsigned long long)hdr.size, "commit_ns",
+			  (unsigned long long)hdr.commit_ns, "read_mask",
+			  (unsigned long long)hdr.read_mask);
+	if (d == NULL) {
+		Py_DECREF(bytes);
+		return NULL;
+	}
+	return Py_BuildValue("(NN)", d, bytes);
+}
+
+static PyObject *
+seg_mark_read(SegmentObject *self, PyObject *const *args, Py_ssize_t nargs,
+	      PyObject *kwnames)
+{
+	static const char *const names[] = {"slot", "reader"};
+	PyObject *a[2];
+	uint32_t slot, reader;
+	int rc;
+
+	if (zdext_bind("mark_read", args, nargs, kwnames, names, 2, 2, a) < 0)
+		return NULL;
+	if (a[0] == NULL || a[1] == NULL) {
+		PyErr_SetString(PyExc_TypeError, "mark_read() needs slot and reader");
+		return NULL;
+	}
+	if (slot_arg(self, a[0], &slot) < 0 || reader_arg(a[1], &reader) < 0 ||
+	    zdext_segment_check(self) < 0)
+		return NULL;
+	rc = zd_slot_mark_read(self->seg, slot, reader);
+	if (rc < 0)
+		return zdext_raise(zdext_state_of((PyObject *)self), rc, "mark_read");
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+seg_mark_reader_disconnected(SegmentObject *self, PyObject *arg)
+{
+	uint32_t reader;
+	int rc;
+
+	if (reader_arg(arg, &reader) < 0 || zdext_segment_check(self) < 0)
+		return NULL;
+	rc = zd_slot_mark_reader_disconnected(self->seg, reader);
+	if (rc < 0)
+		return zdext_raise(zdext_state_of((PyObject *)self), rc,
+				   "mark_reader_disconnected");
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+seg_evict_stale(SegmentObject *self, PyObject *const *args, Py_ssize_t nargs,
+		PyObject *kwnames)
+{
+	static const char *const names[] = {"max_age", "active_mask", "now_ns"};
+	PyObject *a[3];
+	uint64_t max_age, mask, now = 0;
+	uint32_t evicted = 0;
+	int rc;
+
+	if (zdext_bind("evict_stale", args, nargs, kwnames, names, 3, 2, a) < 0)
+		return NULL;
+	if (a[0] == NULL || a[1] == NULL) {
+		PyErr_SetString(PyExc_TypeError,
+				"evict_stale() needs max_age and active_mask");
+		return NULL;
+	}
+	if (zdext_seconds_arg(a[0], "max_age", 0, 0.0, &max_age) < 0 ||
+	    zdext_u64_arg(a[1], "active_mask", 0, UINT64_MAX, &mask) < 0)
+		return NULL;
+	if (a[2] != NULL && a[2] != Py_None &&
+	    zdext_u64_arg(a[2], "now_ns", 0, UINT64_MAX, &now) < 0)
+		return NULL;
+	if (zdext_segment_check(self) < 0)
+		return NULL;
+	if (a[2] != NULL && a[2] != Py_None)
+		rc = zd_slot_evict_stale_at(self->seg, now, max_age, mask, &evicted);
+	else
+		rc = zd_slot_evict_stale(self->seg, max_age, mask, &evicted);
+	if (rc < 0)
+		return zdext_raise(zdext_state_of((PyObject *)self), rc, "evict_stale");
+	return PyLong_FromUnsignedLong(evicted);
+}
+
+struct change_ctx {
+	zd_segment_t *seg;
+	uint64_t last;
+};
+
+static int
+change_slice(void *p, uint64_t deadline, uint64_t spin)
+{
+	struct change_ctx *c = p;
+
+	return zd_notify_wait(c->seg, c->last, deadline, spin);
+}
+
+static PyObject *
+seg_wait_for_change(SegmentObject *self, PyObject *const *args,
+		    Py_ssize_t nargs, PyObject *kwnames)
+{
+	static const char *const names[] = {"last", "timeout"};
+	PyObject *a[2];
+	struct change_ctx ctx;
+	uint64_t timeout = UINT64_MAX;
+	int rc;
+
+	if (zdext_bind("wait_for_change", args, nargs, kwnames, names, 2, 2, a) < 0)
+		return NULL;
+	if (a[0] == NULL) {
+		PyErr_SetString(PyExc_TypeError, "wait_for_change() needs last");
+		return NULL;
+	}
+	if (zdext_u64_arg(a[0], "last", 0, UINT64_MAX, &ctx.last) < 0)
+		return NULL;
+	if (a[1] != NULL &&
+	    zdext_seconds_arg(a[1], "timeout", 1, 0.0, &timeout) < 0)
+		return NULL;
+	if (zdext_segment_check(self) < 0)
+		return NULL;
+	ctx.seg = self->seg;
+	rc = zdext_wait(self, change_slice, &ctx, timeout, 0, NULL);
+	if (rc == 0)
+		Py_RETURN_TRUE;
+	if (rc == -ETIMEDOUT)
+		Py_RETURN_FALSE;
+	return zdext_raise(zdext_state_of((PyObject *)self), rc, "wait_for_change");
+}
+
+static PyObject *
+seg_slot_state(SegmentObject *self, PyObject *arg)
+{
+	zdext_state *st = zdext_state_of((PyObject *)self);
+	uint32_t slot;
+	int rc;
+
+	if (slot_arg(self, arg, &slot) < 0 || zdext_segment_check(self) < 0)
+		return NULL;
+	rc = zd_slot_state(self->seg, slot);
+	switch (rc) {
+	case 0: return Py_NewRef(st->str_free);
+	case 1: return Py_NewRef(st->str_loaned);
+	case 2: return Py_NewRef(st->str_committed);
+	default:
+		return zdext_raise(st, rc < 0 ? rc : -EBADMSG, "slot_state");
+	}
+}
+
+static PyObject *
+seg_info(SegmentObject *self, PyObject *Py_UNUSED(ignored))
+{
+	zd_segment_info_t info;
+	PyObject *d;
+	int rc;
+
+	if (zdext_segment_check(self) < 0)
+		return NULL;
+	rc = zd_segment_info(self->seg, &info);
+	if (rc < 0)
+		return zdext_raise(zdext_state_of((PyObject *)self), rc, "info");
+	d = zdext_info_dict(&info);
+	if (d == NULL)
+		return NULL;
+	{
+		PyObject *v;
+
+		v = self->name ? Py_NewRef(self->name) : Py_NewRef(Py_None);
+		if (PyDict_SetItemString(d, "name", v) < 0)
+			goto fail_v;
+		Py_DECREF(v);
+		v = PyBool_FromLong(self->is_creator);
+		if (PyDict_SetItemString(d, "is_creator", v) < 0)
+			goto fail_v;
+		Py_DECREF(v);
+		v = PyLong_FromUnsignedLongLong(zd_notify_generation(self->seg));
+		if (v == NULL || PyDict_SetItemString(d, "notify_generation", v) < 0)
+			goto fail_v;
+		Py_DECREF(v);
+		v = Py_BuildValue("{s:n,s:n,s:n}", "loans", self->n_loans,
+				  "samples", self->n_samples, "readers",
+				  self->n_readers);
+		if (v == NULL || PyDict_SetItemString(d, "open_objects", v) < 0)
+			goto fail_v;
+		Py_DECREF(v);
+		return d;
+fail_v:
+		Py_XDECREF(v);
+		Py_DECREF(d);
+		return NULL;
+	}
+}
+
+static PyObject *
+seg_reap(SegmentObject *self, PyObject *Py_UNUSED(ignored))
+{
+	zd_segment_t *h;
+	uint32_t readers = 0, loans = 0;
+	int rc;
+
+	if (zdext_segment_check(self) < 0)
+		return NULL;
+	h = self->seg;
+	self->inflight++;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_reap(h, &readers, &loans);
+	Py_END_ALLOW_THREADS
+	self->inflight--;
+	if (rc < 0)
+		return zdext_raise(zdext_state_of((PyObject *)self), rc, "reap");
+	return Py_BuildValue("(kk)", (unsigned long)readers, (unsigned long)loans);
+}
+
+static PyObject *
+seg_close(SegmentObject *self, PyObject *Py_UNUSED(ignored))
+{
+	if (segment_close_impl(self, 0) < 0)
+		return NULL;
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+seg_enter(SegmentObject *self, PyObject *Py_UNUSED(ignored))
+{
+	if (zdext_segment_check(self) < 0)
+		return NULL;
+	return Py_NewRef(self);
+}
+
+static PyObject *
+seg_exit(SegmentObject *self, PyObject *const *Py_UNUSED(args),
+	 Py_ssize_t Py_UNUSED(nargs))
+{
+	if (segment_close_impl(self, 1) < 0)
+		return NULL;
+	Py_RETURN_FALSE;
+}
+
+static PyObject *
+posix_segment_unlink(SegmentObject *self, PyObject *Py_UNUSED(ignored))
+{
+	const char *name;
+	int rc;
+
+	if (self->name == NULL || zdext_name_arg(self->name, "name", &name) < 0)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_unlink_posix(name);
+	Py_END_ALLOW_THREADS
+	if (rc < 0)
+		return raise_named(zdext_state_of((PyObject *)self), rc, "unlink",
+				   self->name);
+	Py_RETURN_NONE;
+}
+
+/* --------------------------------------------------------------------------
+ * Type specs
+ * ------------------------------------------------------------------------ */
+
+static PyGetSetDef segment_getset[] = {
+	{"backend", (getter)seg_get_backend, NULL, "'memory' or 'posix'.", NULL},
+	{"slot_count", (getter)seg_get_slot_count, NULL, "Number of slots.", NULL},
+	{"slot_capacity", (getter)seg_get_slot_capacity, NULL,
+	 "Data bytes per slot.", NULL},
+	{"slot_total_size", (getter)seg_get_slot_total_size, NULL,
+	 "Bytes per slot including its header and padding.", NULL},
+	{"total_size", (getter)seg_get_total_size, NULL,
+	 "Size of the whole segment in bytes.", NULL},
+	{"type_hash", (getter)seg_get_type_hash, NULL,
+	 "The 16-byte type hash, or None.", NULL},
+	{"closed", (getter)seg_get_closed, NULL,
+	 "True once close() or __exit__ ran.", NULL},
+	{"notify_generation", (getter)seg_get_notify_generation, NULL,
+	 "The current notify generation (for wait_for_change).", NULL},
+	{"active_mask", (getter)seg_get_active_mask, NULL,
+	 "Bit mask of the registered readers.", NULL},
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef segment_methods[] = {
+	{"reserve", (PyCFunction)(void (*)(void))seg_reserve,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "reserve(active_readers_mask=0) -> Loan\n--\n\n"
+	 "Loans the free slot with the lowest index (NoFreeSlotError if none)."},
+	{"next_unread", (PyCFunction)seg_next_unread, METH_O,
+	 "next_unread(reader) -> int | None\n--\n\n"
+	 "The committed slot with the smallest sequence number not read by reader."},
+	{"read", (PyCFunction)seg_read, METH_O,
+	 "read(slot) -> Sample\n--\n\n"
+	 "Zero-copy view of a committed slot; pins the slot until released."},
+	{"read_copy", (PyCFunction)seg_read_copy, METH_O,
+	 "read_copy(slot) -> (header, bytes)\n--\n\n"
+	 "Copies a committed slot: ({sn, size, commit_ns, read_mask}, bytes)."},
+	{"mark_read", (PyCFunction)(void (*)(void))seg_mark_read,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "mark_read(slot, reader) -> None\n--\n\nSets reader's bit in the slot's read mask."},
+	{"mark_reader_disconnected", (PyCFunction)seg_mark_reader_disconnected,
+	 METH_O,
+	 "mark_reader_disconnected(reader) -> None\n--\n\n"
+	 "Sets reader's bit on every committed slot."},
+	{"evict_stale", (PyCFunction)(void (*)(void))seg_evict_stale,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "evict_stale(max_age, active_mask, *, now_ns=None) -> int\n--\n\n"
+	 "Frees committed, unpinned, not fully read slots older than max_age seconds."},
+	{"wait_for_change", (PyCFunction)(void (*)(void))seg_wait_for_change,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "wait_for_change(last, timeout=None) -> bool\n--\n\n"
+	 "Waits until notify_generation differs from last (True) or the timeout (False)."},
+	{"slot_state", (PyCFunction)seg_slot_state, METH_O,
+	 "slot_state(slot) -> 'free' | 'loaned' | 'committed'\n--\n\n"},
+	{"info", (PyCFunction)seg_info, METH_NOARGS,
+	 "info() -> dict\n--\n\nHeader fields, counters and this handle's open objects."},
+	{"reap", (PyCFunction)seg_reap, METH_NOARGS,
+	 "reap() -> (readers_reaped, loans_reclaimed)\n--\n\n"
+	 "Disconnects dead readers and frees the loans of dead attachments."},
+	{"writer", (PyCFunction)(void (*)(void))zdext_segment_writer,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "writer(overflow='block', timeout=None, spin=0.0) -> Writer\n--\n\n"},
+	{"reader", (PyCFunction)(void (*)(void))zdext_segment_reader,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "reader(join_last=0, spin=0.0) -> Reader\n--\n\n"
+	 "Registers a reader in the segment."},
+	{"close", (PyCFunction)seg_close, METH_NOARGS,
+	 "close() -> None\n--\n\n"
+	 "Discards live loans, releases samples, closes readers and unmaps; "
+	 "ViewsAliveError while a loan or sample has live views."},
+	{"__enter__", (PyCFunction)seg_enter, METH_NOARGS, NULL},
+	{"__exit__", (PyCFunction)(void (*)(void))seg_exit, METH_FASTCALL,
+	 "Closes like close(), but defers the unmap while views are alive."},
+	{NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef segment_members[] = {
+	{"__weaklistoffset__", T_PYSSIZET, offsetof(SegmentObject, weakreflist),
+	 READONLY, NULL},
+	{NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot segment_slots[] = {
+	{Py_tp_doc, "Common base of MemorySegment and PosixSegment (not instantiable)."},
+	{Py_tp_dealloc, segment_dealloc},
+	{Py_tp_repr, segment_repr},
+	{Py_tp_getset, segment_getset},
+	{Py_tp_methods, segment_methods},
+	{Py_tp_members, segment_members},
+	{0, NULL},
+};
+
+PyType_Spec zdext_segment_spec = {
+	.name = "zdshm.Segment",
+	.basicsize = sizeof(SegmentObject),
+	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE |
+		 Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
+	.slots = segment_slots,
+};
+
+static PyType_Slot memory_segment_slots[] = {
+	{Py_tp_doc, "MemorySegment(slot_count, slot_capacity, *, type_hash=None)\n--\n\n"
+		    "A segment on the heap, shared by the threads of this process."},
+	{Py_tp_new, memory_segment_new},
+	{0, NULL},
+};
+
+PyType_Spec zdext_memory_segment_spec = {
+	.name = "zdshm.MemorySegment",
+	.basicsize = 0,
+	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+	.slots = memory_segment_slots,
+};
+
+static PyGetSetDef posix_segment_getset[] = {
+	{"name", (getter)seg_get_name, NULL, "The segment's name (no '/').", NULL},
+	{"is_creator", (getter)seg_get_is_creator, NULL,
+	 "True if this handle created the segment.", NULL},
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef posix_segment_methods[] = {
+	{"create", (PyCFunction)(void (*)(void))posix_segment_create,
+	 METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
+	 "create(name, slot_count, slot_capacity, *, type_hash=None, mode=0o600)"
+	 " -> PosixSegment\n--\n\n"
+	 "Creates /dev/shm/<name> exclusively (SegmentExistsError if it exists)."},
+	{"attach", (PyCFunction)posix_segment_attach, METH_O | METH_CLASS,
+	 "attach(name) -> PosixSegment\n--\n\nAttaches to an existing segment."},
+	{"unlink", (PyCFunction)posix_segment_unlink, METH_NOARGS,
+	 "unlink() -> None\n--\n\nRemoves the segment's name; mappings stay valid."},
+	{NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot posix_segment_slots[] = {
+	{Py_tp_doc, "A POSIX shared-memory segment (shm_open + mmap).  Use "
+		    "PosixSegment.create() or PosixSegment.attach()."},
+	{Py_tp_getset, posix_segment_getset},
+	{Py_tp_methods, posix_segment_methods},
+	{0, NULL},
+};
+
+PyType_Spec zdext_posix_segment_spec = {
+	.name = "zdshm.PosixSegment",
+	.basicsize = 0,
+	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION |
+		 Py_TPFLAGS_IMMUTABLETYPE,
+	.slots = posix_segment_slots,
+};

@@ -1,0 +1,391 @@
+/* writer.c — Writer: loaning slots under an overflow policy, and publish().
+ *
+ * A loan first tries once without waiting, with the GIL held (no system
+ * call unless the segment is full and must be reaped); only then does it
+ * wait, in slices, with the GIL released.
+ */
+#include "ext.h"
+
+#include <errno.h>
+#include <string.h>
+
+static const char *const policy_names[] = {"block", "fail", "reclaim"};
+
+PyObject *
+zdext_segment_writer(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+		     PyObject *kwnames)
+{
+	static const char *const names[] = {"overflow", "timeout", "spin"};
+	SegmentObject *seg = (SegmentObject *)self;
+	zdext_state *st = zdext_state_of(self);
+	PyObject *a[3];
+	zd_overflow_t policy = ZD_OVERFLOW_BLOCK;
+	uint64_t timeout = UINT64_MAX, spin = 0;
+	WriterObject *w;
+
+	if (zdext_bind("writer", args, nargs, kwnames, names, 3, 3, a) < 0)
+		return NULL;
+	if (a[0] != NULL) {
+		int i;
+
+		if (!PyUnicode_Check(a[0])) {
+			PyErr_Format(PyExc_TypeError,
+				     "overflow must be 'block', 'fail' or 'reclaim', "
+				     "got %.200R (%s)", a[0], Py_TYPE(a[0])->tp_name);
+			return NULL;
+		}
+		for (i = 0; i < 3; i++)
+			if (PyUnicode_CompareWithASCIIString(a[0], policy_names[i]) == 0)
+				break;
+		if (i == 3) {
+			PyErr_Format(PyExc_ValueError,
+				     "overflow must be 'block', 'fail' or 'reclaim', "
+				     "got %.200R", a[0]);
+			return NULL;
+		}
+		policy = i == 0 ? ZD_OVERFLOW_BLOCK
+			 : i == 1 ? ZD_OVERFLOW_FAIL : ZD_OVERFLOW_RECLAIM;
+	}
+	if (a[1] != NULL && zdext_seconds_arg(a[1], "timeout", 1, 0.0, &timeout) < 0)
+		return NULL;
+	if (a[2] != NULL && zdext_seconds_arg(a[2], "spin", 0, 10.0, &spin) < 0)
+		return NULL;
+	if (spin == UINT64_MAX) {
+		PyErr_Format(PyExc_ValueError,
+			     "spin must be a number of seconds in 0..10, got %R", a[2]);
+		return NULL;
+	}
+	if (zdext_segment_check(seg) < 0)
+		return NULL;
+	w = PyObject_New(WriterObject, st->writer_type);
+	if (w == NULL)
+		return NULL;
+	w->segment = (SegmentObject *)Py_NewRef(seg);
+	w->policy = policy;
+	w->timeout_ns = timeout;
+	w->spin_ns = spin;
+	w->closed = 0;
+	return (PyObject *)w;
+}
+
+struct loan_ctx {
+	zd_segment_t *seg;
+	zd_overflow_t policy;
+	uint32_t slot;
+};
+
+static int
+loan_slice(void *p, uint64_t deadline, uint64_t spin)
+{
+	struct loan_ctx *c = p;
+
+	return zd_writer_loan(c->seg, c->policy, deadline, spin, &c->slot);
+}
+
+/* Loans a slot per the writer's policy; returns 0 or a code for
+ * zdext_raise.  The segment is open. */
+static int
+writer_loan_slot(WriterObject *w, uint64_t timeout_ns, uint32_t *slot)
+{
+	SegmentObject *seg = w->segment;
+	struct loan_ctx ctx;
+	int rc;
+
+	/* One attempt without waiting: FAIL never waits; RECLAIM with a
+	 * deadline already passed reclaims or times out at once. */
+	rc = zd_writer_loan(seg->seg, w->policy == ZD_OVERFLOW_RECLAIM
+			    ? ZD_OVERFLOW_RECLAIM : ZD_OVERFLOW_FAIL,
+			    0, 0, slot);
+	if (rc == 0 || w->policy == ZD_OVERFLOW_FAIL)
+		return rc;
+	if (rc != -EAGAIN && rc != -ETIMEDOUT)
+		return rc;
+	if (timeout_ns == 0)
+		return -ETIMEDOUT;
+	ctx.seg = seg->seg;
+	ctx.policy = w->policy;
+	ctx.slot = 0;
+	rc = zdext_wait(seg, loan_slice, &ctx, timeout_ns, w->spin_ns, &w->closed);
+	if (rc == 0)
+		*slot = ctx.slot;
+	return rc;
+}
+
+static int
+writer_check(WriterObject *w)
+{
+	if (w->closed) {
+		zdext_closed(zdext_state_of((PyObject *)w), "the writer");
+		return -1;
+	}
+	return zdext_segment_check(w->segment);
+}
+
+/* timeout argument: absent -> the writer's default. */
+static int
+timeout_arg(WriterObject *w, PyObject *o, uint64_t *ns)
+{
+	if (o == NULL) {
+		*ns = w->timeout_ns;
+		return 0;
+	}
+	return zdext_seconds_arg(o, "timeout", 1, 0.0, ns);
+}
+
+static PyObject *
+writer_loan(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
+	    PyObject *kwnames)
+{
+	static const char *const names[] = {"timeout"};
+	zdext_state *st = zdext_state_of((PyObject *)w);
+	PyObject *a[1];
+	uint64_t timeout;
+	uint32_t slot;
+	int rc;
+
+	if (kwnames == NULL && nargs == 0) {
+		a[0] = NULL;
+	} else if (zdext_bind("loan", args, nargs, kwnames, names, 1, 1, a) < 0) {
+		return NULL;
+	}
+	if (timeout_arg(w, a[0], &timeout) < 0 || writer_check(w) < 0)
+		return NULL;
+	rc = writer_loan_slot(w, timeout, &slot);
+	if (rc < 0)
+		return zdext_raise(st, rc, "loan");
+	return zdext_loan_new(st, w->segment, slot);
+}
+
+static PyObject *
+writer_publish(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
+	       PyObject *kwnames)
+{
+	static const char *const names[] = {"obj", "timeout"};
+	zdext_state *st = zdext_state_of((PyObject *)w);
+	SegmentObject *seg = w->segment;
+	PyObject *a[2];
+	Py_buffer v;
+	zdext_layout lay;
+	uint64_t timeout, cap, sn = 0;
+	uint32_t slot;
+	void *data = NULL, *meta = NULL;
+	int rc;
+
+	if (zdext_bind("publish", args, nargs, kwnames, names, 2, 2, a) < 0)
+		return NULL;
+	if (a[0] == NULL) {
+		PyErr_SetString(PyExc_TypeError, "publish() needs obj");
+		return NULL;
+	}
+	if (timeout_arg(w, a[1], &timeout) < 0)
+		return NULL;
+	if (!PyObject_CheckBuffer(a[0])) {
+		PyErr_Format(PyExc_TypeError,
+			     "publish() needs an object supporting the buffer "
+			     "protocol, got %.200R (%s)", a[0], Py_TYPE(a[0])->tp_name);
+		return NULL;
+	}
+	if (PyObject_GetBuffer(a[0], &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+		PyErr_Clear();
+		PyErr_Format(PyExc_ValueError,
+			     "publish() needs a C-contiguous buffer, got %.200R "
+			     "(use numpy.ascontiguousarray)", a[0]);
+		return NULL;
+	}
+	if (zdext_layout_from_buffer(&v, a[0], &lay) < 0)
+		goto fail;
+	if ((uint64_t)v.len > seg->slot_capacity) {
+		PyErr_Format(st->SampleTooLargeError,
+			     "publish(): %.100R has %zd bytes, more than the slot "
+			     "capacity %llu", a[0], v.len,
+			     (unsigned long long)seg->slot_capacity);
+		goto fail;
+	}
+	if (writer_check(w) < 0)
+		goto fail;
+	rc = writer_loan_slot(w, timeout, &slot);
+	if (rc < 0) {
+		zdext_raise(st, rc, "publish");
+		goto fail;
+	}
+	rc = zd_slot_data_ptr(seg->seg, slot, &data, &cap, &meta);
+	if (rc < 0) {
+		zd_slot_discard(seg->seg, slot);
+		zdext_raise(st, rc, "publish");
+		goto fail;
+	}
+	if ((size_t)v.len >= ZDEXT_NOGIL_COPY) {
+		seg->inflight++;
+		Py_BEGIN_ALLOW_THREADS
+		memcpy(data, v.buf, (size_t)v.len);
+		Py_END_ALLOW_THREADS
+		seg->inflight--;
+	} else {
+		memcpy(data, v.buf, (size_t)v.len);
+	}
+	zdext_meta_encode(&lay, meta);
+	rc = zd_slot_commit_in_place(seg->seg, slot, (uint64_t)v.len, &sn);
+	if (rc < 0) {
+		zd_slot_discard(seg->seg, slot);
+		zdext_raise(st, rc, "publish");
+		goto fail;
+	}
+	PyBuffer_Release(&v);
+	return PyLong_FromUnsignedLongLong(sn);
+fail:
+	PyBuffer_Release(&v);
+	return NULL;
+}
+
+/* Writer.loan_array(shape, dtype, ...) is zdshm.arrays.loan_array(self, ...):
+ * the extension stays free of numpy. */
+static PyObject *
+writer_loan_array(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
+		  PyObject *kwnames)
+{
+	zdext_state *st = zdext_state_of((PyObject *)w);
+	PyObject *stack[8];
+	Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i;
+
+	if (st->loan_array == NULL) {
+		PyObject *mod = PyImport_ImportModule("zdshm.arrays");
+		if (mod == NULL)
+			return NULL;
+		st->loan_array = PyObject_GetAttrString(mod, "loan_array");
+		Py_DECREF(mod);
+		if (st->loan_array == NULL)
+			return NULL;
+	}
+	if (1 + nargs + nkw > (Py_ssize_t)(sizeof(stack) / sizeof(stack[0]))) {
+		PyErr_SetString(PyExc_TypeError, "loan_array(): too many arguments");
+		return NULL;
+	}
+	stack[0] = (PyObject *)w;
+	for (i = 0; i < nargs + nkw; i++)
+		stack[1 + i] = args[i];
+	return PyObject_Vectorcall(st->loan_array, stack, (size_t)(1 + nargs),
+				   kwnames);
+}
+
+static PyObject *
+writer_close(WriterObject *w, PyObject *Py_UNUSED(ignored))
+{
+	w->closed = 1;
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+writer_enter(WriterObject *w, PyObject *Py_UNUSED(ignored))
+{
+	if (writer_check(w) < 0)
+		return NULL;
+	return Py_NewRef(w);
+}
+
+static PyObject *
+writer_exit(WriterObject *w, PyObject *const *Py_UNUSED(args),
+	    Py_ssize_t Py_UNUSED(nargs))
+{
+	w->closed = 1;
+	Py_RETURN_FALSE;
+}
+
+static void
+writer_dealloc(WriterObject *w)
+{
+	PyTypeObject *tp = Py_TYPE(w);
+
+	Py_DECREF(w->segment);
+	tp->tp_free((PyObject *)w);
+	Py_DECREF(tp);
+}
+
+static PyObject *
+writer_repr(WriterObject *w)
+{
+	return PyUnicode_FromFormat("<zdshm.Writer overflow=%s%s>",
+				    policy_names[w->policy],
+				    w->closed ? " closed" : "");
+}
+
+static PyObject *
+writer_get_overflow(WriterObject *w, void *Py_UNUSED(c))
+{
+	return PyUnicode_FromString(policy_names[w->policy]);
+}
+
+static PyObject *
+writer_get_timeout(WriterObject *w, void *Py_UNUSED(c))
+{
+	if (w->timeout_ns == UINT64_MAX)
+		Py_RETURN_NONE;
+	return PyFloat_FromDouble((double)w->timeout_ns / 1e9);
+}
+
+static PyObject *
+writer_get_spin(WriterObject *w, void *Py_UNUSED(c))
+{
+	return PyFloat_FromDouble((double)w->spin_ns / 1e9);
+}
+
+static PyObject *
+writer_get_closed(WriterObject *w, void *Py_UNUSED(c))
+{
+	return PyBool_FromLong(w->closed);
+}
+
+static PyObject *
+writer_get_segment(WriterObject *w, void *Py_UNUSED(c))
+{
+	return Py_NewRef(w->segment);
+}
+
+static PyGetSetDef writer_getset[] = {
+	{"overflow", (getter)writer_get_overflow, NULL,
+	 "'block', 'fail' or 'reclaim'.", NULL},
+	{"timeout", (getter)writer_get_timeout, NULL,
+	 "Default loan timeout in seconds, or None.", NULL},
+	{"spin", (getter)writer_get_spin, NULL, "Spin before parking, seconds.", NULL},
+	{"closed", (getter)writer_get_closed, NULL, "True after close().", NULL},
+	{"segment", (getter)writer_get_segment, NULL, "The segment.", NULL},
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef writer_methods[] = {
+	{"loan", (PyCFunction)(void (*)(void))writer_loan,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "loan(timeout=<writer's>) -> Loan\n--\n\n"
+	 "Loans a slot under the writer's overflow policy."},
+	{"publish", (PyCFunction)(void (*)(void))writer_publish,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "publish(obj, timeout=<writer's>) -> int\n--\n\n"
+	 "Copies a C-contiguous buffer into a slot, with its format and shape, "
+	 "commits it and returns the sequence number."},
+	{"loan_array", (PyCFunction)(void (*)(void))writer_loan_array,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "loan_array(shape, dtype, timeout=<writer's>)\n--\n\n"
+	 "zdshm.arrays.loan_array(self, shape, dtype, timeout): a context manager "
+	 "yielding a writable numpy array over a loan; commit on exit."},
+	{"close", (PyCFunction)writer_close, METH_NOARGS,
+	 "close() -> None\n--\n\nFurther loans raise ClosedError."},
+	{"__enter__", (PyCFunction)writer_enter, METH_NOARGS, NULL},
+	{"__exit__", (PyCFunction)(void (*)(void))writer_exit, METH_FASTCALL, NULL},
+	{NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot writer_slots[] = {
+	{Py_tp_doc, "Loans and publishes slots (see Segment.writer)."},
+	{Py_tp_dealloc, writer_dealloc},
+	{Py_tp_repr, writer_repr},
+	{Py_tp_getset, writer_getset},
+	{Py_tp_methods, writer_methods},
+	{0, NULL},
+};
+
+PyType_Spec zdext_writer_spec = {
+	.name = "zdshm.Writer",
+	.basicsize = sizeof(WriterObject),
+	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION |
+		 Py_TPFLAGS_IMMUTABLETYPE,
+	.slots = writer_slots,
+};

@@ -1,0 +1,241 @@
+"""numpy helpers for zdshm.
+
+numpy is imported lazily (on first use), so ``import zdshm`` works without it.
+
+- :func:`loan_array` (also ``Writer.loan_array``): a context manager that
+  yields a writable ndarray over a loaned slot and commits it on exit;
+- :func:`publish_array`: copy any array into a slot (C-contiguous copy if
+  needed), dtype and shape included;
+- :func:`asarray`: the zero-copy ndarray of a :class:`~zdshm.Sample`;
+- :func:`dtype_to_format` / :func:`format_to_dtype`: the PEP 3118 formats
+  that can travel in a slot's meta area.
+
+Lifetime rule of :func:`loan_array`: on a normal exit the array it yielded
+becomes read-only and the slot is published; no other view of it may be
+alive at that moment (no slice, ``.view()``, ``memoryview`` or second name
+bound to the frame: only the ``as`` name).  If one is, the frame is *not*
+published: :class:`~zdshm.ViewsAliveError` is raised and the slot stays
+loaned until the last view is gone, then it is discarded.  On an exception
+the loan is discarded.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from typing import TYPE_CHECKING, Any
+
+from zdshm._zdshm import Sample, ViewsAliveError, Writer
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    from numpy.typing import DTypeLike
+
+__all__ = [
+    "asarray",
+    "dtype_to_format",
+    "format_to_dtype",
+    "loan_array",
+    "publish_array",
+]
+
+_np: Any = None
+
+
+def _numpy() -> Any:
+    global _np
+    if _np is None:
+        try:
+            import numpy
+        except ImportError as exc:  # pragma: no cover - depends on the machine
+            raise ImportError(
+                "zdshm.arrays needs numpy: pip install 'zdshm[numpy]'") from exc
+        _np = numpy
+    return _np
+
+
+# PEP 3118 codes zdshm can store, mapped to numpy type codes
+# (native sizes for '' and '@', standard sizes for '<', '>', '=', '!').
+_NATIVE = {
+    "?": "?", "b": "b", "B": "B", "h": "h", "H": "H", "i": "i", "I": "I",
+    "l": "l", "L": "L", "q": "q", "Q": "Q", "e": "e", "f": "f", "d": "d",
+    "g": "g", "Zf": "F", "Zd": "D", "Zg": "G",
+}
+_STANDARD = {
+    "?": "b1", "b": "i1", "B": "u1", "h": "i2", "H": "u2", "i": "i4",
+    "I": "u4", "l": "i4", "L": "u4", "q": "i8", "Q": "u8", "e": "f2",
+    "f": "f4", "d": "f8", "Zf": "c8", "Zd": "c16",
+}
+_ORDER = {"<": "<", ">": ">", "!": ">", "=": "="}
+
+
+@functools.lru_cache(maxsize=256)
+def format_to_dtype(fmt: str) -> np.dtype:
+    """The numpy dtype of a format stored in a slot (e.g. ``'<f4'``, ``'Zd'``)."""
+    np = _numpy()
+    order = fmt[:1] if fmt[:1] in "<>=!@" else ""
+    code = fmt[len(order):]
+    code = {"F": "Zf", "D": "Zd", "G": "Zg"}.get(code, code)
+    if order in ("", "@"):
+        if code in _NATIVE:
+            return np.dtype(_NATIVE[code])
+    elif code in _STANDARD:
+        return np.dtype(_ORDER[order] + _STANDARD[code])
+    raise ValueError(f"format {fmt!r} is not a zdshm array format")
+
+
+@functools.lru_cache(maxsize=256)
+def _format_of(dtype: Any) -> str:
+    np = _numpy()
+    try:
+        fmt = memoryview(np.empty(0, dtype)).format
+    except (ValueError, TypeError, BufferError) as exc:
+        raise ValueError(f"dtype {dtype} cannot travel in a zdshm slot "
+                         f"(no PEP 3118 format)") from exc
+    try:
+        format_to_dtype(fmt)
+    except ValueError:
+        raise ValueError(f"dtype {dtype} (format {fmt!r}) cannot travel in a "
+                         f"zdshm slot: only bool, integer, float and complex "
+                         f"scalars are supported") from None
+    return fmt
+
+
+def dtype_to_format(dtype: DTypeLike) -> str:
+    """The PEP 3118 format numpy exports for ``dtype`` (``'d'``, ``'>q'``, ``'Zf'``...)."""
+    return _format_of(_numpy().dtype(dtype))
+
+
+def _shape_tuple(shape: Any) -> tuple[int, ...]:
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        return (shape,)
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"shape must be an int or a tuple of ints, got {shape!r}")
+    return tuple(shape)
+
+
+_DEFAULT: Any = object()
+
+# Reference counts of a clean frame at exit, measured once (see _calibrate).
+_CLEAN_REFS: tuple[int, int] | None = None
+
+
+def _ref_counts(base: Any, arr: Any) -> tuple[int, int]:
+    # base: referenced by arr.base and by the caller's local; arr: by the
+    # caller's local and the user's `as` name.  Derived views (slices,
+    # .view(), reshape) reference base; memoryview(arr) references arr.
+    return sys.getrefcount(base), sys.getrefcount(arr)
+
+
+def _calibrate() -> tuple[int, int]:
+    np = _numpy()
+    base = np.frombuffer(memoryview(bytearray(8)), dtype=np.uint8, count=8)
+    arr = base.reshape((2, 4))
+    as_name = arr  # stands for the `with ... as frame` name  # noqa: F841
+    return _ref_counts(base, arr)
+
+
+class _LoanArray:
+    """Context manager of :func:`loan_array` (see the module docstring)."""
+
+    __slots__ = ("_writer", "_shape", "_dtype", "_fmt", "_count", "_timeout",
+                 "_loan", "_base", "_arr")
+
+    def __init__(self, writer: Writer, shape: Any, dtype: Any,
+                 timeout: Any = _DEFAULT) -> None:
+        np = _numpy()
+        if not isinstance(writer, Writer):
+            raise TypeError(f"writer must be a zdshm.Writer, got {writer!r}")
+        self._writer = writer
+        self._shape = _shape_tuple(shape)
+        self._dtype = np.dtype(dtype)
+        self._fmt = dtype_to_format(self._dtype)
+        for dim in self._shape:
+            if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
+                raise ValueError(f"shape must be a tuple of ints >= 0, got {shape!r}")
+        self._count = math.prod(self._shape)
+        self._timeout = timeout
+        self._loan: Any = None
+        self._base: Any = None
+        self._arr: Any = None
+
+    def __enter__(self) -> np.ndarray:
+        global _CLEAN_REFS
+        np = _numpy()
+        if self._loan is not None:
+            raise RuntimeError("loan_array context manager is not reentrant")
+        if _CLEAN_REFS is None:
+            _CLEAN_REFS = _calibrate()
+        if self._timeout is _DEFAULT:
+            loan = self._writer.loan()
+        else:
+            loan = self._writer.loan(timeout=self._timeout)
+        try:
+            loan.set_format(self._fmt, self._shape)
+            base = np.frombuffer(loan, dtype=self._dtype, count=self._count)
+            arr = base.reshape(self._shape)
+        except BaseException:
+            base = arr = None
+            if loan.exports == 0:
+                loan.discard()
+            raise
+        self._loan, self._base, self._arr = loan, base, arr
+        return arr
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        loan, base, arr = self._loan, self._base, self._arr
+        self._loan = self._base = self._arr = None
+        if loan is None:
+            return False
+        assert _CLEAN_REFS is not None
+        base_refs, arr_refs = _ref_counts(base, arr)
+        clean = (loan.exports == 1 and base_refs <= _CLEAN_REFS[0]
+                 and arr_refs <= _CLEAN_REFS[1])
+        arr.flags.writeable = False
+        base.flags.writeable = False
+        if exc_type is not None:
+            if clean and loan.live:
+                loan._discard_sealed()
+            return False
+        if not loan.live:
+            return False
+        if not clean:
+            extra = max(0, base_refs - _CLEAN_REFS[0]) + max(0, arr_refs - _CLEAN_REFS[1])
+            extra += max(0, loan.exports - 1)
+            del arr, base
+            raise ViewsAliveError(
+                f"loan_array: {extra} other view(s) of or name(s) for the frame "
+                f"are still alive (slice, .view(), memoryview, second name); "
+                f"the frame was NOT published. Keep only the `as` name; the "
+                f"slot is discarded once those views are gone")
+        loan._commit_sealed()
+        return False
+
+
+def loan_array(writer: Writer, shape: Any, dtype: DTypeLike,
+               timeout: float | None = _DEFAULT) -> _LoanArray:
+    """Context manager yielding a writable ndarray over a loaned slot.
+
+    ``with loan_array(w, (480, 640, 3), np.uint8) as frame: fill(frame)``
+    commits on normal exit (the array becomes read-only) and discards on an
+    exception.  ``timeout`` defaults to the writer's.
+    """
+    return _LoanArray(writer, shape, dtype, timeout)
+
+
+def publish_array(writer: Writer, arr: Any, timeout: float | None = _DEFAULT) -> int:
+    """Copies ``arr`` (any array-like) into a slot with its dtype and shape;
+    returns the sequence number."""
+    np = _numpy()
+    a = np.ascontiguousarray(arr)
+    dtype_to_format(a.dtype)   # a clear error for unsupported dtypes
+    if timeout is _DEFAULT:
+        return writer.publish(a)
+    return writer.publish(a, timeout=timeout)
+
+
+def asarray(sample: Sample) -> np.ndarray:
+    """The zero-copy, read-only ndarray of a sample (its published dtype and shape)."""
+    if not isinstance(sample, Sample):
+        raise TypeError(f"asarray() needs a zdshm.Sample, got {sample!r}")
+    return _numpy().asarray(sample)

@@ -1,0 +1,472 @@
+"""Command line of zdshm: ``python -m zdshm {demo,list,describe,rm,bench}``.
+
+``demo`` is the main job: a producer process and two consumer processes
+(start method "spawn") pass numpy frames through a posix segment for a few
+seconds with a live progress line, then the same frames through
+``multiprocessing.Queue`` for the same time, and print both rates.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import zdshm
+
+# --------------------------------------------------------------------------
+# demo: child processes (top level so "spawn" can import them)
+# --------------------------------------------------------------------------
+
+_VALUE_MOD = 251   # frame i is filled with i % 251
+
+
+def _quiet_interrupt(fn: Any) -> Any:
+    """Ctrl-C reaches every process of the group: children exit quietly."""
+    @functools.wraps(fn)
+    def run(*args: Any) -> None:
+        try:
+            fn(*args)
+        except KeyboardInterrupt:
+            sys.exit(130)
+    return run
+
+
+@_quiet_interrupt
+def _zd_producer(name: str, shape: tuple[int, ...], seconds: float,
+                 results: Any) -> None:
+    import numpy as np
+
+    i = 0
+    t0 = time.monotonic()
+    try:
+        seg = zdshm.PosixSegment.attach(name)
+        with seg:
+            w = seg.writer(overflow="block", timeout=10.0)
+            t0 = time.monotonic()
+            deadline = t0 + seconds
+            while time.monotonic() < deadline:
+                with w.loan_array(shape, np.uint8) as frame:
+                    frame.fill(i % _VALUE_MOD)
+                i += 1
+            frame = None
+        results.put(("producer", i, None, t0, time.monotonic()))
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        results.put(("producer", i, f"{type(exc).__name__}: {exc}", t0, time.monotonic()))
+        raise SystemExit(3) from None
+
+
+@_quiet_interrupt
+def _zd_consumer(index: int, name: str, shape: tuple[int, ...], counts: Any,
+                 ready: Any, results: Any) -> None:
+    import numpy as np
+
+    error = None
+    n = 0
+    t_last = time.monotonic()
+    try:
+        seg = zdshm.PosixSegment.attach(name)
+        with seg:
+            reader = seg.reader()
+            ready.release()
+            first_sn = first_value = last_sn = None
+            for sample in reader:
+                arr = np.asarray(sample)
+                if arr.shape != shape or arr.dtype != np.uint8:
+                    error = f"frame sn={sample.sn}: shape {arr.shape} dtype {arr.dtype}"
+                    break
+                value = int(arr.flat[0])
+                if first_sn is None:
+                    first_sn, first_value = sample.sn, value
+                expected = (first_value + (sample.sn - first_sn)) % _VALUE_MOD
+                middle, last = int(arr.flat[arr.size // 2]), int(arr.flat[-1])
+                if value != expected or middle != expected or last != expected:
+                    error = (f"frame sn={sample.sn}: bytes {value}, {middle}, "
+                             f"{last}, expected {expected}")
+                    break
+                if last_sn is not None and sample.sn != last_sn + 1:
+                    error = f"frame sn={sample.sn} after sn={last_sn}: a frame was lost"
+                    break
+                last_sn = sample.sn
+                del arr
+                sample.release()
+                n += 1
+                counts[index] = n
+                t_last = time.monotonic()
+            sample = arr = None
+            reader.close()
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        error = f"{type(exc).__name__}: {exc}"
+    results.put((f"consumer{index}", n, error, 0.0, t_last))
+    if error is not None:
+        raise SystemExit(3)
+
+
+@_quiet_interrupt
+def _q_producer(queues: Any, shape: tuple[int, ...], seconds: float,
+                results: Any) -> None:
+    import queue as queue_mod
+
+    import numpy as np
+
+    i = 0
+    t0 = time.monotonic()
+    deadline = t0 + seconds
+    while time.monotonic() < deadline:
+        # A new array per frame: Queue.put pickles later, in a feeder thread.
+        frame = np.empty(shape, np.uint8)
+        frame.fill(i % _VALUE_MOD)
+        for q in queues:
+            while True:
+                try:
+                    q.put((i, frame), timeout=0.2)
+                    break
+                except queue_mod.Full:
+                    if time.monotonic() > deadline + 10:
+                        results.put(("producer", i, "queue stayed full", t0,
+                                     time.monotonic()))
+                        raise SystemExit(3) from None
+        i += 1
+    for q in queues:
+        try:
+            q.put(None, timeout=10)
+        except queue_mod.Full:
+            pass
+    results.put(("producer", i, None, t0, time.monotonic()))
+
+
+@_quiet_interrupt
+def _q_consumer(index: int, q: Any, shape: tuple[int, ...], counts: Any,
+                ready: Any, results: Any) -> None:
+    import queue as queue_mod
+
+    import numpy as np
+
+    error = None
+    n = 0
+    t_last = time.monotonic()
+    ready.release()
+    while True:
+        try:
+            item = q.get(timeout=30)
+        except queue_mod.Empty:
+            error = "no frame for 30 s"
+            break
+        if item is None:
+            break
+        i, arr = item
+        expected = i % _VALUE_MOD
+        if (arr.shape != shape or arr.dtype != np.uint8
+                or int(arr.flat[0]) != expected or int(arr.flat[-1]) != expected):
+            error = f"queue frame {i}: wrong content"
+            break
+        n += 1
+        counts[index] = n
+        t_last = time.monotonic()
+    results.put((f"consumer{index}", n, error, 0.0, t_last))
+    if error is not None:
+        raise SystemExit(3)
+
+
+# --------------------------------------------------------------------------
+# demo: the parent
+# --------------------------------------------------------------------------
+
+class _Progress:
+    """The live, carriage-return-updated line on stderr; its clock starts at the first frame."""
+
+    def __init__(self, label: str, counts: Any, nbytes: int) -> None:
+        self.label, self.counts, self.nbytes = label, counts, nbytes
+        self.start: float | None = None
+
+    def show(self, final: bool = False) -> None:
+        per = [self.counts[i] for i in range(len(self.counts))]
+        now = time.monotonic()
+        if self.start is None and any(per):
+            self.start = now
+        elapsed = now - self.start if self.start is not None else 0.0
+        rate = sum(per) / len(per) / elapsed if elapsed > 0 else 0.0
+        gbs = rate * len(per) * self.nbytes / 1e9
+        line = (f"\r{self.label:<22} {elapsed:5.1f} s  frames "
+                + " ".join(f"c{i}={n:<6d}" for i, n in enumerate(per))
+                + f" {rate:8.1f} frames/s per consumer {gbs:6.2f} GB/s")
+        sys.stderr.write(line + ("\n" if final else ""))
+        sys.stderr.flush()
+
+
+def _check_exits(label: str, procs: list[Any]) -> None:
+    for p in procs:
+        if p.exitcode not in (None, 0):
+            raise RuntimeError(f"{label}: {p.name} exited with code {p.exitcode}")
+
+
+def _finish(label: str, procs: list[Any], progress: _Progress, results: Any,
+            seconds: float) -> tuple[float, list[int]]:
+    """Waits for every process, then returns (frames/s per consumer, counts)
+    measured from the producer's first loan to each consumer's last frame."""
+    import queue as queue_mod
+
+    limit = time.monotonic() + seconds + 120
+    while any(p.is_alive() for p in procs):
+        progress.show()
+        _check_exits(label, procs)
+        if time.monotonic() > limit:
+            raise RuntimeError(f"{label}: processes did not finish in time")
+        time.sleep(0.2)
+    progress.show(final=True)
+    _check_exits(label, procs)
+    res = {}
+    for _ in procs:
+        try:
+            who, n, err, t0, t1 = results.get(timeout=5)
+        except queue_mod.Empty:
+            break
+        res[who] = (n, err, t0, t1)
+    errors = [f"{who}: {err}" for who, (n, err, t0, t1) in sorted(res.items()) if err]
+    if errors:
+        raise RuntimeError(f"{label}: " + "; ".join(errors))
+    if "producer" not in res or len(res) != len(procs):
+        raise RuntimeError(f"{label}: missing results from {sorted(res)}")
+    t0 = res["producer"][2]
+    rates = [n / max(t1 - t0, 1e-9) for who, (n, err, _, t1) in res.items()
+             if who != "producer"]
+    counts = [n for who, (n, *_rest) in sorted(res.items()) if who != "producer"]
+    if any(n != res["producer"][0] for n in counts):
+        raise RuntimeError(f"{label}: producer sent {res['producer'][0]} frames, "
+                           f"consumers got {counts}")
+    return sum(rates) / len(rates), counts
+
+
+def _stop(procs: list[Any]) -> None:
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
+
+
+def _run_zdshm(ctx: Any, name: str, shape: tuple[int, ...], nbytes: int,
+               seconds: float, slots: int, procs: list[Any]) -> tuple[float, list[int]]:
+    label = "zdshm (posix shm)"
+    seg = zdshm.PosixSegment.create(name, slot_count=slots, slot_capacity=nbytes)
+    try:
+        counts = ctx.RawArray("q", 2)
+        ready = ctx.Semaphore(0)
+        results = ctx.Queue()
+        consumers = [ctx.Process(target=_zd_consumer, name=f"zdshm-consumer{i}",
+                                 args=(i, name, shape, counts, ready, results))
+                     for i in range(2)]
+        for p in consumers:
+            procs.append(p)
+            p.start()
+        for _ in consumers:
+            while not ready.acquire(timeout=0.2):
+                _check_exits(label, consumers)
+        producer = ctx.Process(target=_zd_producer, name="zdshm-producer",
+                               args=(name, shape, seconds, results))
+        procs.append(producer)
+        producer.start()
+        progress = _Progress(label, counts, nbytes)
+        while producer.is_alive():
+            progress.show()
+            _check_exits(label, consumers)
+            time.sleep(0.2)
+        # The creator's goodbye ends the consumers' iteration once they
+        # have drained the segment.
+        seg.close()
+        return _finish(label, [producer] + consumers, progress, results, seconds)
+    finally:
+        seg.close()
+        try:
+            zdshm.unlink(name)
+        except zdshm.SegmentNotFoundError:
+            pass
+
+
+def _run_queue(ctx: Any, shape: tuple[int, ...], nbytes: int, seconds: float,
+               procs: list[Any]) -> tuple[float, list[int]]:
+    label = "multiprocessing.Queue"
+    counts = ctx.RawArray("q", 2)
+    ready = ctx.Semaphore(0)
+    results = ctx.Queue()
+    queues = [ctx.Queue(maxsize=4) for _ in range(2)]
+    consumers = [ctx.Process(target=_q_consumer, name=f"queue-consumer{i}",
+                             args=(i, queues[i], shape, counts, ready, results))
+                 for i in range(2)]
+    for p in consumers:
+        procs.append(p)
+        p.start()
+    for _ in consumers:
+        while not ready.acquire(timeout=0.2):
+            _check_exits(label, consumers)
+    producer = ctx.Process(target=_q_producer, name="queue-producer",
+                           args=(queues, shape, seconds, results))
+    procs.append(producer)
+    producer.start()
+    progress = _Progress(label, counts, nbytes)
+    return _finish(label, [producer] + consumers, progress, results, seconds)
+
+
+def demo(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m zdshm demo",
+                                description="numpy frames through a posix segment "
+                                            "vs multiprocessing.Queue")
+    p.add_argument("--seconds", type=float, default=4.0,
+                   help="how long each transport runs (default 4)")
+    p.add_argument("--shape", type=int, nargs="+", default=[1080, 1920, 3],
+                   help="frame shape, uint8 (default 1080 1920 3)")
+    p.add_argument("--slots", type=int, default=8, help="slots in the segment (default 8)")
+    p.add_argument("--skip-queue", action="store_true",
+                   help="run only the zdshm part")
+    args = p.parse_args(argv)
+    if args.seconds <= 0 or args.slots < 1 or any(d < 1 for d in args.shape):
+        p.error("--seconds, --slots and every --shape dimension must be positive")
+    try:
+        import multiprocessing as mp
+
+        import numpy  # noqa: F401
+    except ImportError:
+        print("the demo needs numpy: pip install 'zdshm[numpy]'", file=sys.stderr)
+        return 2
+    shape = tuple(args.shape)
+    nbytes = math.prod(shape)
+    name = f"zdshm-demo-{os.getpid()}"
+    ctx = mp.get_context("spawn")
+    procs: list[Any] = []
+    print(f"zdshm {zdshm.__version__} demo: 1 producer, 2 consumers, uint8 frames "
+          f"{'x'.join(map(str, shape))} ({nbytes / 1e6:.2f} MB), "
+          f"{args.seconds:g} s per transport", file=sys.stderr)
+    try:
+        zd_rate, _ = _run_zdshm(ctx, name, shape, nbytes, args.seconds,
+                                args.slots, procs)
+        _stop(procs)
+        procs.clear()
+        q_rate = None
+        if not args.skip_queue:
+            q_rate, _ = _run_queue(ctx, shape, nbytes, args.seconds, procs)
+            _stop(procs)
+            procs.clear()
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130
+    except (RuntimeError, zdshm.Error, OSError) as exc:
+        sys.stderr.write(f"\ndemo failed: {exc}\n")
+        return 1
+    finally:
+        _stop(procs)
+        try:
+            zdshm.unlink(name)
+        except (zdshm.SegmentNotFoundError, ValueError):
+            pass
+    print(f"zdshm (posix shm):     {zd_rate:10.1f} frames/s per consumer "
+          f"{zd_rate * nbytes * 2 / 1e9:8.2f} GB/s delivered")
+    if q_rate is not None:
+        print(f"multiprocessing.Queue: {q_rate:10.1f} frames/s per consumer "
+              f"{q_rate * nbytes * 2 / 1e9:8.2f} GB/s delivered")
+        ratio = zd_rate / q_rate if q_rate > 0 else float("inf")
+        print(f"ratio: zdshm is {ratio:.1f}x multiprocessing.Queue")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# list, describe, rm, bench
+# --------------------------------------------------------------------------
+
+def _cmd_list(argv: list[str]) -> int:
+    argparse.ArgumentParser(prog="python -m zdshm list",
+                            description="zdshm segments in /dev/shm").parse_args(argv)
+    names = zdshm.list_segments()
+    if not names:
+        print("no zdshm segments")
+        return 0
+    print(f"{'NAME':<32} {'SLOTS':>6} {'CAPACITY':>12} {'READERS':>7} {'OWNER':>8} GOODBYE")
+    for name in names:
+        try:
+            d = zdshm.describe(name)
+        except zdshm.Error:
+            continue
+        print(f"{name:<32} {d['slot_count']:>6} {d['slot_capacity']:>12} "
+              f"{d['readers_active']:>7} {d['owner_pid']:>8} {d['goodbye']}")
+    return 0
+
+
+def _cmd_describe(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m zdshm describe",
+                                description="describe a segment (read-only)")
+    p.add_argument("name")
+    args = p.parse_args(argv)
+    try:
+        d = zdshm.describe(args.name)
+    except (zdshm.Error, ValueError) as exc:
+        print(f"describe: {exc}", file=sys.stderr)
+        return 1
+    if d.get("type_hash") is not None:
+        d["type_hash"] = d["type_hash"].hex()
+    print(json.dumps(d, indent=2, sort_keys=True))
+    return 0
+
+
+def _cmd_rm(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m zdshm rm",
+                                description="remove segments by name")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    args = p.parse_args(argv)
+    rc = 0
+    for name in args.names:
+        try:
+            zdshm.unlink(name)
+        except (zdshm.Error, ValueError) as exc:
+            print(f"rm: {exc}", file=sys.stderr)
+            rc = 1
+    return rc
+
+
+def _cmd_bench(argv: list[str]) -> int:
+    try:
+        from zdshm import bench  # type: ignore[attr-defined]
+    except ImportError as exc:
+        print(f"python -m zdshm bench: the benchmark module zdshm.bench is not "
+              f"available ({exc})", file=sys.stderr)
+        return 2
+    return int(bench.main(argv) or 0)
+
+
+_COMMANDS = {
+    "demo": demo,
+    "list": _cmd_list,
+    "describe": _cmd_describe,
+    "rm": _cmd_rm,
+    "bench": _cmd_bench,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in _COMMANDS:
+        print("usage: python -m zdshm {demo,list,describe,rm,bench} [...]\n\n"
+              "  demo [--seconds 4] [--shape 1080 1920 3]\n"
+              "                 frames through a posix segment vs multiprocessing.Queue\n"
+              "  list           zdshm segments in /dev/shm\n"
+              "  describe NAME  a segment's header and counters (read-only)\n"
+              "  rm NAME...     remove segments\n"
+              "  bench [...]    benchmarks (zdshm.bench)",
+              file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr)
+        if argv and argv[0] in ("-h", "--help"):
+            return 0
+        return 2
+    return _COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

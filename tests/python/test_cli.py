@@ -1,0 +1,96 @@
+"""python -m zdshm: list, describe, rm, bench, demo (incl. Ctrl-C cleanup)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import zdshm
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def run(*args, timeout=60):
+    # bytes, decoded by hand: text mode would turn the progress line's \r into \n
+    p = subprocess.run([sys.executable, "-m", "zdshm", *args], capture_output=True,
+                       timeout=timeout)
+    p.stdout, p.stderr = p.stdout.decode(), p.stderr.decode()
+    return p
+
+
+def test_usage():
+    p = run()
+    assert p.returncode == 2 and "demo" in p.stderr
+    assert run("--help").returncode == 0
+    assert run("nonsense").returncode == 2
+
+
+def test_list_describe_rm(posix_factory):
+    seg = posix_factory(slot_count=3, slot_capacity=100)
+    p = run("list")
+    assert p.returncode == 0 and seg.name in p.stdout
+    p = run("describe", seg.name)
+    assert p.returncode == 0
+    d = json.loads(p.stdout)
+    assert d["slot_count"] == 3 and d["slot_capacity"] == 100 and d["name"] == seg.name
+    p = run("rm", seg.name)
+    assert p.returncode == 0
+    assert seg.name not in zdshm.list_segments()
+    p = run("rm", seg.name)
+    assert p.returncode == 1 and "no such segment" in p.stderr
+    p = run("describe", "bad/name")
+    assert p.returncode == 1 and "bad/name" in p.stderr
+
+
+def test_bench_subcommand_dispatch():
+    try:
+        import zdshm.bench  # noqa: F401
+    except ImportError:
+        p = run("bench")
+        assert p.returncode == 2 and "zdshm.bench" in p.stderr
+    else:
+        p = run("bench", "--help")
+        assert p.returncode == 0, p.stderr
+        assert "--quick" in p.stdout
+
+
+def _demo_segments() -> list[str]:
+    return [n for n in os.listdir("/dev/shm") if n.startswith("zdshm-demo-")]
+
+
+def test_demo_short_run():
+    before = _demo_segments()
+    p = run("demo", "--seconds", "0.5", "--shape", "64", "64", "3", timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "zdshm (posix shm):" in p.stdout
+    assert "multiprocessing.Queue:" in p.stdout
+    assert "ratio:" in p.stdout
+    assert "\r" in p.stderr and "frames/s" in p.stderr
+    assert _demo_segments() == before
+
+
+def test_demo_cleans_up_on_ctrl_c():
+    before = _demo_segments()
+    proc = subprocess.Popen([sys.executable, "-m", "zdshm", "demo", "--seconds", "30",
+                             "--shape", "32", "32"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_demo_segments()) == len(before):
+            time.sleep(0.05)
+        assert len(_demo_segments()) > len(before), "the demo did not create its segment"
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGINT)       # Ctrl-C reaches the whole group
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert _demo_segments() == before

@@ -1,0 +1,261 @@
+"""The lifetime matrix: memoryview, numpy array, slice and .view() outliving
+commit, release, close and `del seg; gc.collect()`.  Each case ends in the
+documented exception or a kept-alive mapping, never in a crash."""
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import zdshm
+
+# A "view" of an exporter, built four ways.
+VIEWS = {
+    "memoryview": lambda obj: memoryview(obj),
+    "numpy": lambda obj: np.asarray(obj),
+    "slice": lambda obj: memoryview(obj)[3:9],
+    "np-view": lambda obj: np.frombuffer(obj, dtype=np.uint8)[2:].view(np.int8),
+}
+
+
+def _read(view) -> bytes:
+    return bytes(memoryview(view).cast("B")[:3]) if not isinstance(view, np.ndarray) \
+        else view.view(np.uint8).reshape(-1)[:3].tobytes()
+
+
+# --- loans --------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", VIEWS)
+def test_loan_commit_refused_while_view_alive(seg, kind):
+    loan = seg.reserve()
+    view = VIEWS[kind](loan)
+    assert loan.exports >= 1
+    with pytest.raises(zdshm.ViewsAliveError, match=r"view.* alive") as ei:
+        loan.commit(8)
+    assert isinstance(ei.value, BufferError)
+    assert loan.live and seg.slot_state(loan.slot) == "loaned"
+    with pytest.raises(zdshm.ViewsAliveError):
+        loan.discard()
+    assert loan.live
+    del view
+    gc.collect()
+    assert loan.exports == 0
+    assert loan.commit(8) >= 0
+
+
+def test_loan_commit_message_names_count(seg):
+    loan = seg.reserve()
+    a, b = memoryview(loan), memoryview(loan)
+    with pytest.raises(zdshm.ViewsAliveError, match="2 views"):
+        loan.commit()
+    a.release()
+    b.release()
+    loan.commit()
+
+
+def test_no_new_views_after_commit(seg):
+    loan = seg.reserve()
+    loan.commit(1)
+    with pytest.raises(BufferError, match="already committed"):
+        memoryview(loan)
+    with pytest.raises(BufferError):
+        np.frombuffer(loan, np.uint8)
+
+
+@pytest.mark.parametrize("kind", VIEWS)
+def test_loan_view_blocks_segment_close(seg, kind):
+    loan = seg.reserve()
+    view = VIEWS[kind](loan)
+    with pytest.raises(zdshm.ViewsAliveError):
+        seg.close()
+    assert not seg.closed
+    assert seg.slot_state(loan.slot) == "loaned"
+    del view
+    gc.collect()
+    seg.close()
+    assert seg.closed and not loan.live
+    with pytest.raises(zdshm.ClosedError):
+        loan.commit()
+
+
+@pytest.mark.parametrize("kind", VIEWS)
+def test_loan_view_outlives_del_seg(make_segment, kind):
+    seg = make_segment()
+    make_segment.segments.clear()       # the test owns the only reference
+    ref = weakref.ref(seg)
+    loan = seg.reserve()
+    view = VIEWS[kind](loan)
+    del seg, loan
+    gc.collect()
+    assert ref() is not None            # kept alive by loan <- view
+    # the mapping is alive: writing and reading through the view works
+    if isinstance(view, np.ndarray):
+        view[:] = 7
+        assert int(view[0]) == 7
+    else:
+        view[0] = 7
+        assert view[0] == 7
+    del view
+    gc.collect()
+    assert ref() is None                # loan discarded, segment closed
+
+
+def test_abandoned_loan_is_discarded(seg):
+    r = seg.reader()
+    discards = seg.info()["counters"]["discards"]
+    loan = seg.reserve()
+    memoryview(loan)[:4] = b"lost"
+    slot = loan.slot
+    del loan
+    gc.collect()
+    assert seg.slot_state(slot) == "free"
+    assert seg.info()["counters"]["discards"] == discards + 1
+    assert r.try_take() is None
+
+
+def test_abandoned_writer_loan_is_discarded(seg):
+    w = seg.writer()
+    r = seg.reader()
+    w.loan()                      # result dropped at once
+    assert all(seg.slot_state(i) == "free" for i in range(seg.slot_count))
+    assert r.try_take() is None
+
+
+# --- samples -------------------------------------------------------------------
+
+def _one_sample(seg, payload=b"0123456789abcdef"):
+    w = seg.writer()
+    r = seg.reader()
+    w.publish(payload)
+    return r, r.take(timeout=1)
+
+
+@pytest.mark.parametrize("kind", VIEWS)
+def test_sample_release_refused_while_view_alive(make_segment, kind):
+    seg = make_segment(slot_count=1)
+    r, s = _one_sample(seg)
+    view = VIEWS[kind](s)
+    with pytest.raises(zdshm.ViewsAliveError, match="release"):
+        s.release()
+    assert not s.released
+    # the slot stays pinned: nothing can reuse it, even with no reader left
+    r.close()
+    with pytest.raises(zdshm.NoFreeSlotError):
+        seg.reserve(0)
+    assert _read(view) == b"012"[:3] or kind in ("slice", "np-view")
+    del view
+    gc.collect()
+    s.release()
+    seg.reserve(0).discard()
+
+
+@pytest.mark.parametrize("kind", VIEWS)
+def test_view_outlives_sample_object(make_segment, kind):
+    seg = make_segment(slot_count=1)
+    r, s = _one_sample(seg)
+    view = VIEWS[kind](s)
+    expected = _read(view)
+    del s
+    gc.collect()
+    r.close()
+    with pytest.raises(zdshm.NoFreeSlotError):
+        seg.reserve(0)               # still pinned by the view
+    assert _read(view) == expected
+    del view
+    gc.collect()
+    seg.reserve(0).discard()         # released when the last view died
+
+
+@pytest.mark.parametrize("kind", VIEWS)
+def test_sample_view_blocks_segment_close(seg, kind):
+    r, s = _one_sample(seg)
+    view = VIEWS[kind](s)
+    with pytest.raises(zdshm.ViewsAliveError):
+        seg.close()
+    assert not seg.closed and not s.released
+    assert _read(view)
+    del view
+    gc.collect()
+    seg.close()
+    assert s.released and r.closed
+    with pytest.raises(zdshm.ClosedError):
+        memoryview(s)
+
+
+@pytest.mark.parametrize("kind", VIEWS)
+def test_sample_view_outlives_del_seg(make_segment, kind):
+    seg = make_segment()
+    make_segment.segments.clear()
+    ref = weakref.ref(seg)
+    payload = bytes(range(16))
+    r, s = _one_sample(seg, payload)
+    view = VIEWS[kind](s)
+    expected = _read(view)
+    del seg, r, s
+    gc.collect()
+    assert ref() is not None
+    assert _read(view) == expected
+    del view
+    gc.collect()
+    assert ref() is None
+
+
+def test_numpy_array_over_sample_survives_everything(make_segment):
+    seg = make_segment()
+    make_segment.segments.clear()
+    w = seg.writer()
+    r = seg.reader()
+    w.publish(np.arange(16, dtype=np.float64).reshape(4, 4))
+    arr = np.asarray(r.take(timeout=1))
+    del seg, w, r
+    gc.collect()
+    assert arr.sum() == sum(range(16))
+    assert arr.base is not None
+
+
+def test_exit_defers_close_while_views_alive(make_segment):
+    seg = make_segment()
+    with seg:
+        w = seg.writer()
+        r = seg.reader()
+        w.publish(b"deferred")
+        arr = np.asarray(r.take(timeout=1))
+    assert seg.closed
+    with pytest.raises(zdshm.ClosedError):
+        seg.reserve()
+    with pytest.raises(zdshm.ClosedError):
+        r.take(timeout=0)
+    assert arr.tobytes() == b"deferred"       # still mapped
+    del arr
+    gc.collect()
+    assert "closed" in repr(seg)              # really closed now
+
+
+def test_close_releases_samples_and_discards_loans(seg):
+    r, s = _one_sample(seg)
+    loan = seg.reserve()
+    seg.close()
+    assert s.released and not loan.live and r.closed
+    s.release()          # no-op
+    with pytest.raises(zdshm.ClosedError):
+        loan.discard()
+    with pytest.raises(zdshm.ClosedError):
+        s.tobytes()
+
+
+def test_close_posix_creator_with_reader_elsewhere(posix_factory):
+    creator = posix_factory()
+    other = posix_factory.attach(creator)
+    r = other.reader()
+    creator.writer().publish(b"x")
+    s = r.take(timeout=1)
+    arr = np.asarray(s)
+    creator.close()
+    assert arr.tobytes() == b"x"               # other handle's mapping is independent
+    with pytest.raises(zdshm.ViewsAliveError):
+        other.close()
+    del arr
+    s.release()
+    other.close()

@@ -1,0 +1,204 @@
+"""Module surface: constants, exception hierarchy, .pyi parity, names, no numpy import."""
+from __future__ import annotations
+
+import ast
+import errno
+import importlib.metadata
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import zdshm
+from zdshm import _zdshm
+
+from zdpy_support import PREFIX, unique_name
+
+HIERARCHY = [
+    (zdshm.NoFreeSlotError, BlockingIOError),
+    (zdshm.WaitTimeoutError, TimeoutError),
+    (zdshm.SegmentExistsError, FileExistsError),
+    (zdshm.SegmentNotFoundError, FileNotFoundError),
+    (zdshm.SegmentPermissionError, PermissionError),
+    (zdshm.SampleTooLargeError, ValueError),
+    (zdshm.StaleLoanError, RuntimeError),
+    (zdshm.NoSampleError, LookupError),
+    (zdshm.SlotBusyError, BlockingIOError),
+    (zdshm.TooManyReadersError, OSError),
+    (zdshm.DisconnectedError, ConnectionError),
+    (zdshm.SegmentClosedError, BrokenPipeError),
+    (zdshm.CorruptSegmentError, ValueError),
+    (zdshm.NoSpaceError, OSError),
+    (zdshm.ViewsAliveError, BufferError),
+    (zdshm.ClosedError, ValueError),
+    (zdshm.InvalidArgumentError, ValueError),
+    (zdshm.SizeOverflowError, OverflowError),
+    (zdshm.SystemCallError, OSError),
+]
+
+
+@pytest.mark.parametrize("cls,builtin", HIERARCHY, ids=lambda c: c.__name__)
+def test_exception_hierarchy(cls, builtin):
+    assert issubclass(cls, zdshm.Error)
+    assert issubclass(cls, builtin)
+    assert cls.__module__ == "zdshm"
+    exc = cls(errno.EIO, "x") if issubclass(cls, OSError) else cls("x")
+    assert isinstance(exc, zdshm.Error) and isinstance(exc, builtin)
+    if issubclass(cls, OSError):
+        assert exc.errno == errno.EIO
+    else:
+        assert exc.errno is None
+
+
+def test_error_base():
+    assert issubclass(zdshm.Error, Exception)
+    assert not issubclass(zdshm.Error, OSError)
+
+
+def test_raised_errors_carry_errno(make_segment):
+    seg = make_segment(slot_count=1)
+    loan = seg.reserve()
+    with pytest.raises(zdshm.NoFreeSlotError) as ei:
+        seg.reserve()
+    assert ei.value.errno == errno.EAGAIN
+    assert isinstance(ei.value, BlockingIOError) and isinstance(ei.value, zdshm.Error)
+    loan.commit(1)
+    with pytest.raises(zdshm.StaleLoanError) as ei:
+        loan.commit(1)
+    assert ei.value.errno == errno.ESTALE
+    assert "already committed" in str(ei.value)
+
+
+def test_missing_segment_errno():
+    with pytest.raises(zdshm.SegmentNotFoundError) as ei:
+        zdshm.PosixSegment.attach(unique_name("missing"))
+    assert ei.value.errno == errno.ENOENT
+    assert isinstance(ei.value, FileNotFoundError)
+
+
+def test_constants():
+    assert zdshm.READER_MAX == 64
+    assert zdshm.ATTACH_MAX == 64
+    assert zdshm.SLOT_META_SIZE == 64
+    assert zdshm.NAME_MAX == 200
+    assert zdshm.META_NDIM_MAX == 6
+    assert zdshm.META_FORMAT_MAX == 11
+    assert zdshm.SLOT_COUNT_MAX == 1 << 20
+    assert zdshm.SLOT_CAPACITY_MAX == 1 << 40
+
+
+def test_version_matches_metadata():
+    assert zdshm.__version__ == importlib.metadata.version("zdshm")
+
+
+def test_all_is_complete():
+    for name in zdshm.__all__:
+        assert hasattr(zdshm, name), name
+    public = {n for n in dir(_zdshm) if not n.startswith("_")}
+    assert public <= set(zdshm.__all__), public - set(zdshm.__all__)
+
+
+def _stub_names() -> set[str]:
+    stub = pathlib.Path(zdshm.__file__).with_name("_zdshm.pyi")
+    tree = ast.parse(stub.read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+def test_stub_matches_module():
+    stub = _stub_names()
+    module = {n for n in dir(_zdshm) if not n.startswith("_")} | {"__version__"}
+    assert stub == module, (stub - module, module - stub)
+
+
+def test_stub_methods_exist():
+    stub = pathlib.Path(zdshm.__file__).with_name("_zdshm.pyi")
+    tree = ast.parse(stub.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            cls = getattr(_zdshm, node.name)
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and not item.name.startswith("__"):
+                    assert hasattr(cls, item.name), f"{node.name}.{item.name}"
+
+
+def test_py_typed_is_shipped():
+    assert pathlib.Path(zdshm.__file__).with_name("py.typed").exists()
+
+
+def test_import_does_not_need_numpy():
+    code = ("import sys, zdshm; s = zdshm.MemorySegment(2, 16); "
+            "w = s.writer(); w.publish(b'abc'); s.close(); "
+            "assert 'numpy' not in sys.modules, 'numpy imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("name", ["a", "frames", "A-b_c.9", "x" * 200])
+def test_validate_name_accepts(name):
+    assert zdshm.validate_name(name) is None
+
+
+@pytest.mark.parametrize("name", ["", ".hidden", "a/b", "/abs", "x" * 201,
+                                  "sp ace", "a\0b", "é", "a*"])
+def test_validate_name_refuses(name):
+    with pytest.raises(ValueError) as ei:
+        zdshm.validate_name(name)
+    assert repr(name)[:60] in str(ei.value) or "longer than" in str(ei.value)
+
+
+@pytest.mark.parametrize("bad", [None, 1, b"abc", ["a"]])
+def test_validate_name_type(bad):
+    with pytest.raises(TypeError, match="name must be a str"):
+        zdshm.validate_name(bad)
+
+
+def test_list_describe_unlink(posix_factory):
+    seg = posix_factory(slot_count=3, slot_capacity=100,
+                        type_hash=bytes(range(1, 17)))
+    assert seg.name in zdshm.list_segments()
+    d = zdshm.describe(seg.name)
+    assert d["slot_count"] == 3 and d["slot_capacity"] == 100
+    assert d["type_hash"] == bytes(range(1, 17))
+    assert d["backend"] == "posix" and d["name"] == seg.name
+    assert d["goodbye"] is False
+    info = seg.info()
+    for key in ("slot_count", "slot_capacity", "slot_stride", "total_size",
+                "owner_pid", "layout_version"):
+        assert d[key] == info[key], key
+    zdshm.unlink(seg.name)
+    assert seg.name not in zdshm.list_segments()
+    with pytest.raises(zdshm.SegmentNotFoundError):
+        zdshm.describe(seg.name)
+    with pytest.raises(zdshm.SegmentNotFoundError):
+        zdshm.unlink(seg.name)
+    # the handle stays valid after unlink
+    seg.writer().publish(b"still works")
+
+
+def test_list_segments_skips_fifos():
+    # Opening a FIFO blocks; list_segments must not even try.
+    path = pathlib.Path("/dev/shm") / unique_name("fifo")
+    os.mkfifo(path)
+    try:
+        assert path.name not in zdshm.list_segments()
+    finally:
+        path.unlink()
+
+
+def test_list_segments_ignores_foreign_files():
+    path = pathlib.Path("/dev/shm") / unique_name("foreign")
+    path.write_bytes(b"not a segment" * 100)
+    try:
+        assert path.name not in zdshm.list_segments()
+        with pytest.raises(zdshm.CorruptSegmentError):
+            zdshm.describe(path.name)
+    finally:
+        path.unlink()
+    assert all(not n.startswith(PREFIX + "x") for n in zdshm.list_segments())

@@ -1,0 +1,118 @@
+"""Every wait is interruptible: Ctrl-C raises KeyboardInterrupt within 100 ms."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import zdshm
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _interrupt_after(delay: float) -> list[float]:
+    sent: list[float] = []
+
+    def fire():
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    t = threading.Timer(delay, fire)
+    t.start()
+    return sent
+
+
+def _assert_prompt_interrupt(block) -> None:
+    sent = _interrupt_after(0.2)
+    with pytest.raises(KeyboardInterrupt):
+        block()
+        time.sleep(5)   # not reached if block() was interrupted
+    caught = time.monotonic()
+    assert sent, "the signal was not sent"
+    assert caught - sent[0] < 0.1, f"KeyboardInterrupt after {caught - sent[0]:.3f} s"
+
+
+def test_ctrl_c_during_take(seg):
+    r = seg.reader()
+    _assert_prompt_interrupt(lambda: r.take())
+    # the reader still works afterwards
+    seg.writer().publish(b"after")
+    assert r.take(timeout=1).tobytes() == b"after"
+
+
+def test_ctrl_c_during_iteration(seg):
+    r = seg.reader()
+    _assert_prompt_interrupt(lambda: next(iter(r)))
+
+
+def test_ctrl_c_during_blocked_loan(make_segment):
+    seg = make_segment(slot_count=1)
+    r = seg.reader()
+    w = seg.writer(overflow="block")
+    w.publish(b"full")
+    _assert_prompt_interrupt(lambda: w.loan())
+    _assert_prompt_interrupt(lambda: w.publish(b"x"))
+    assert r.take(timeout=1).tobytes() == b"full"
+
+
+def test_ctrl_c_during_reclaim_wait(make_segment):
+    seg = make_segment(slot_count=1)
+    w = seg.writer(overflow="reclaim")
+    held = w.loan()
+    _assert_prompt_interrupt(lambda: w.loan())
+    held.discard()
+
+
+def test_ctrl_c_during_wait_for_change(seg):
+    g = seg.notify_generation
+    _assert_prompt_interrupt(lambda: seg.wait_for_change(g))
+
+
+def test_ctrl_c_during_spin(seg):
+    r = seg.reader(spin=0.05)
+    _assert_prompt_interrupt(lambda: r.take())
+
+
+def test_gil_released_while_waiting(seg):
+    r = seg.reader()
+    counter = [0]
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            counter[0] += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        with pytest.raises(zdshm.WaitTimeoutError):
+            r.take(timeout=0.3)
+        during = counter[0]
+    finally:
+        stop.set()
+        t.join()
+    assert during > 1000     # the other thread ran while we waited
+
+
+def test_close_segment_while_other_thread_waits(seg):
+    r = seg.reader()
+    errors = []
+
+    def wait():
+        try:
+            r.take(timeout=10)
+        except zdshm.ClosedError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=wait)
+    t.start()
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    seg.close()
+    t.join(5)
+    assert not t.is_alive()
+    assert time.monotonic() - t0 < 1.0
+    assert len(errors) == 1
