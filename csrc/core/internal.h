@@ -84,6 +84,11 @@ int zdi_recycle(zd_segment_t *seg, uint32_t slot, uint64_t expected_state);
  * Returns 0, -ENODATA (not committed). */
 int zdi_mark_bit(zd_segment_t *seg, uint32_t slot, uint32_t r, int set);
 void zdi_loan_taken(zd_segment_t *seg, uint32_t slot);
+/* Loans a FREE slot, or the oldest unpinned committed slot that every
+ * reader in read_by has read; *unread_by gets the readers that had not read
+ * the displaced sample (0 for a FREE slot).  Returns 0, -EAGAIN. */
+int zdi_take_loanable(zd_segment_t *seg, uint64_t read_by, uint32_t *slot,
+		      uint64_t *unread_by);
 int zdi_scan_oldest(zd_segment_t *seg, uint32_t r, uint64_t start,
 		    uint32_t *slot, uint64_t *sn_out, uint64_t *state_out);
 void zdi_count_drops(zd_segment_t *seg, uint64_t unread_mask);

@@ -92,11 +92,12 @@ void zdi_loan_taken(zd_segment_t *seg, uint32_t slot)
 	ZDI_COUNT(seg, loans);
 }
 
-int zd_slot_reserve(zd_segment_t *seg, uint64_t active_mask, uint32_t *slot)
+int zdi_take_loanable(zd_segment_t *seg, uint64_t read_by, uint32_t *slot,
+		      uint64_t *unread_by)
 {
 	/* The lowest FREE slot; failing that the oldest committed one that
-	 * every active reader has read and no view pins, so a segment keeps
-	 * its newest samples (for readers joining with join_last). */
+	 * every reader in read_by has read and no view pins, so a segment
+	 * keeps its newest samples (for readers joining with join_last). */
 	for (;;) {
 		uint32_t best = UINT32_MAX;
 		uint64_t best_sn = UINT64_MAX, best_s = 0;
@@ -112,10 +113,11 @@ int zd_slot_reserve(zd_segment_t *seg, uint64_t active_mask, uint32_t *slot)
 					continue;
 				zdi_loan_taken(seg, i);
 				*slot = i;
+				*unread_by = 0;
 				return 0;
 			}
 			if (ZDI_ST_KIND(s) != ZDI_SLOT_COMMITTED || pins_of(h) != 0 ||
-			    (zdi_load_acquire_u64(&h->read_mask) & active_mask) != active_mask)
+			    (zdi_load_acquire_u64(&h->read_mask) & read_by) != read_by)
 				continue;
 			sn = zdi_load_relaxed_u64(&h->sn);
 			if (best == UINT32_MAX || sn < best_sn) {
@@ -127,11 +129,20 @@ int zd_slot_reserve(zd_segment_t *seg, uint64_t active_mask, uint32_t *slot)
 		if (best == UINT32_MAX)
 			return -EAGAIN;
 		if (zdi_recycle(seg, best, best_s) == 0) {
+			/* Ours now: no reader can change the mask any more. */
+			*unread_by = ~zdi_load_acquire_u64(&zdi_slot(seg, best)->read_mask);
 			zdi_loan_taken(seg, best);
 			*slot = best;
 			return 0;
 		}
 	}
+}
+
+int zd_slot_reserve(zd_segment_t *seg, uint64_t active_mask, uint32_t *slot)
+{
+	uint64_t unread;
+
+	return zdi_take_loanable(seg, active_mask, slot, &unread);
 }
 
 /* Returns the state word of a live loan of this handle, or 0. */

@@ -4,45 +4,18 @@
 #define ZDI_REAP_INTERVAL_NS 50000000u  /* at most one reap per 50 ms */
 #define ZDI_WAIT_SLICE_NS 100000000u    /* re-reap while blocked */
 
-/* The oldest committed slot that no view pins, taken for this handle; each
- * active reader that had not read it gets a drop. */
+/* The oldest committed slot that no view pins, read or not, taken for this
+ * handle; each active reader that had not read it gets a drop. */
 static int reclaim_oldest(zd_segment_t *seg, uint64_t active, uint32_t *slot)
 {
-	for (;;) {
-		uint32_t best = UINT32_MAX;
-		uint64_t best_sn = UINT64_MAX, best_s = 0, rm;
-		struct zdi_slot_header *h;
+	uint64_t unread;
+	int rc = zdi_take_loanable(seg, 0, slot, &unread);
 
-		for (uint32_t i = 0; i < seg->slot_count; i++) {
-			struct zdi_slot_header *hi = zdi_slot(seg, i);
-			uint64_t s = zdi_load_acquire_u64(&hi->state);
-			uint64_t sn;
-
-			if (ZDI_ST_KIND(s) != ZDI_SLOT_COMMITTED ||
-			    (zdi_load_relaxed_u64(&hi->reader_pins) |
-			     zdi_load_relaxed_u64(&hi->handle_pins)) != 0)
-				continue;
-			sn = zdi_load_relaxed_u64(&hi->sn);
-			if (best == UINT32_MAX || sn < best_sn) {
-				best = i;
-				best_sn = sn;
-				best_s = s;
-			}
-		}
-		if (best == UINT32_MAX)
-			return -EAGAIN;
-		if (zdi_recycle(seg, best, best_s) < 0)
-			continue;
-		h = zdi_slot(seg, best);
-		rm = zdi_load_acquire_u64(&h->read_mask);
-		if ((active & ~rm) != 0) {
-			zdi_count_drops(seg, active & ~rm);
-			ZDI_COUNT(seg, reclaims);
-		}
-		zdi_loan_taken(seg, best);
-		*slot = best;
-		return 0;
+	if (rc == 0 && (active & unread) != 0) {
+		zdi_count_drops(seg, active & unread);
+		ZDI_COUNT(seg, reclaims);
 	}
+	return rc;
 }
 
 void zdi_maybe_reap(zd_segment_t *seg, int force)
