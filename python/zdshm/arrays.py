@@ -135,6 +135,17 @@ def _calibrate() -> tuple[int, int]:
     return _ref_counts(base, arr)
 
 
+@functools.lru_cache(maxsize=256)
+def _plan(shape: tuple[int, ...], dtype: Any) -> tuple[Any, str, int]:
+    """(numpy dtype, slot format, element count) of a (shape, dtype) request:
+    validated once, then served from the cache on the hot path."""
+    for dim in shape:
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
+            raise ValueError(f"shape must be a tuple of ints >= 0, got {shape!r}")
+    dt = _numpy().dtype(dtype)
+    return dt, dtype_to_format(dt), math.prod(shape)
+
+
 class _LoanArray:
     """Context manager of :func:`loan_array` (see the module docstring)."""
 
@@ -143,17 +154,15 @@ class _LoanArray:
 
     def __init__(self, writer: Writer, shape: Any, dtype: Any,
                  timeout: Any = _DEFAULT) -> None:
-        np = _numpy()
         if not isinstance(writer, Writer):
             raise TypeError(f"writer must be a zdshm.Writer, got {writer!r}")
         self._writer = writer
         self._shape = _shape_tuple(shape)
-        self._dtype = np.dtype(dtype)
-        self._fmt = dtype_to_format(self._dtype)
-        for dim in self._shape:
-            if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
-                raise ValueError(f"shape must be a tuple of ints >= 0, got {shape!r}")
-        self._count = math.prod(self._shape)
+        try:
+            plan = _plan(self._shape, dtype)
+        except TypeError:           # an unhashable dtype spec: no caching
+            plan = _plan.__wrapped__(self._shape, dtype)
+        self._dtype, self._fmt, self._count = plan
         self._timeout = timeout
         self._loan: Any = None
         self._base: Any = None
