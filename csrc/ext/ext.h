@@ -162,6 +162,12 @@ zdext_state_of(PyObject *obj)
  * Always returns NULL with an exception set. */
 PyObject *zdext_raise(zdext_state *st, int rc, const char *what);
 
+#if PY_VERSION_HEX < 0x030C0000
+/* PEP 688's __buffer__ for Pythons that do not derive it from the buffer
+ * slots (3.11): a memoryview over `self`, for Loan and Sample alike. */
+PyObject *zdext_dunder_buffer(PyObject *self, PyObject *flags);
+#endif
+
 /* Raises ViewsAliveError for `n` live views of `what`; returns NULL. */
 PyObject *zdext_views_alive(zdext_state *st, Py_ssize_t n, const char *what,
 			    const char *action);

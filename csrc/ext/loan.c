@@ -252,22 +252,6 @@ loan_exit(LoanObject *l, PyObject *const *args, Py_ssize_t nargs)
 	Py_RETURN_FALSE;
 }
 
-#if PY_VERSION_HEX < 0x030C0000
-/* PEP 688's __buffer__ for Pythons that do not make it from the slots. */
-static PyObject *
-loan_dunder_buffer(PyObject *self, PyObject *arg)
-{
-	Py_buffer v;
-	long flags = PyLong_AsLong(arg);
-
-	if (flags == -1 && PyErr_Occurred())
-		return NULL;
-	if (PyObject_GetBuffer(self, &v, (int)flags) < 0)
-		return NULL;
-	PyBuffer_Release(&v);
-	return PyMemoryView_FromObject(self);
-}
-#endif
 
 /* --------------------------------------------------------------------------
  * Buffer protocol
@@ -414,7 +398,7 @@ static PyMethodDef loan_methods[] = {
 	{"__exit__", (PyCFunction)(void (*)(void))loan_exit, METH_FASTCALL,
 	 "Commits on success, discards on exception."},
 #if PY_VERSION_HEX < 0x030C0000
-	{"__buffer__", (PyCFunction)loan_dunder_buffer, METH_O, NULL},
+	{"__buffer__", (PyCFunction)zdext_dunder_buffer, METH_O, NULL},
 #endif
 	{NULL, NULL, 0, NULL},
 };

@@ -761,6 +761,24 @@ zdext_exec(PyObject *m)
 	return 0;
 }
 
+#if PY_VERSION_HEX < 0x030C0000
+PyObject *
+zdext_dunder_buffer(PyObject *self, PyObject *arg)
+{
+	Py_buffer v;
+	long flags = PyLong_AsLong(arg);
+
+	if (flags == -1 && PyErr_Occurred())
+		return NULL;
+	/* Ask with the caller's flags first, so a writable request on a
+	 * Sample fails the way the buffer protocol says it should. */
+	if (PyObject_GetBuffer(self, &v, (int)flags) < 0)
+		return NULL;
+	PyBuffer_Release(&v);
+	return PyMemoryView_FromObject(self);
+}
+#endif
+
 static int
 zdext_traverse(PyObject *m, visitproc visit, void *arg)
 {

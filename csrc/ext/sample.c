@@ -211,21 +211,6 @@ sample_exit(SampleObject *s, PyObject *const *Py_UNUSED(args),
 	Py_RETURN_FALSE;
 }
 
-#if PY_VERSION_HEX < 0x030C0000
-static PyObject *
-sample_dunder_buffer(PyObject *self, PyObject *arg)
-{
-	Py_buffer v;
-	long flags = PyLong_AsLong(arg);
-
-	if (flags == -1 && PyErr_Occurred())
-		return NULL;
-	if (PyObject_GetBuffer(self, &v, (int)flags) < 0)
-		return NULL;
-	PyBuffer_Release(&v);
-	return PyMemoryView_FromObject(self);
-}
-#endif
 
 static Py_ssize_t
 sample_len(SampleObject *s)
@@ -352,7 +337,7 @@ static PyMethodDef sample_methods[] = {
 	{"__exit__", (PyCFunction)(void (*)(void))sample_exit, METH_FASTCALL,
 	 "Releases the sample."},
 #if PY_VERSION_HEX < 0x030C0000
-	{"__buffer__", (PyCFunction)sample_dunder_buffer, METH_O, NULL},
+	{"__buffer__", (PyCFunction)zdext_dunder_buffer, METH_O, NULL},
 #endif
 	{NULL, NULL, 0, NULL},
 };
