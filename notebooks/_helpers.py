@@ -1,0 +1,96 @@
+"""Worker functions for the zdshm notebooks.
+
+``multiprocessing`` with the *spawn* start method pickles the target function
+by reference (module + name), so a function defined in a notebook cell cannot
+run in a child process.  The notebooks add this folder to ``sys.path`` and
+import the workers from here.
+
+Every worker attaches to a posix segment by name, does its part, closes its
+handles (``with``) and reports through a ``multiprocessing`` queue.  Times are
+``time.monotonic_ns()``: CLOCK_MONOTONIC, the same clock a slot's
+``commit_ns`` is stamped with, and the same in every process of the host.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import zdshm
+
+
+# --- 02: the frame pipeline ---------------------------------------------------
+
+def frame_value(i: int) -> int:
+    """The byte every pixel of frame i holds (a cheap, checkable pattern)."""
+    return (i * 7 + 3) % 256
+
+
+def produce_frames(name: str, start, n_frames: int, shape: tuple[int, ...],
+                   results, fps: float | None = None) -> None:
+    """Producer process: fills n_frames uint8 frames in place, in the slot,
+    at most fps frames per second (None: as fast as the slots allow)."""
+    with zdshm.PosixSegment.attach(name) as seg:
+        writer = seg.writer(overflow="block", timeout=30.0)
+        if not start.wait(30.0):
+            raise TimeoutError("the consumers never became ready")
+        t0 = time.monotonic_ns()
+        period = 0 if fps is None else int(1e9 / fps)
+        for i in range(n_frames):
+            delay = t0 + i * period - time.monotonic_ns()
+            if delay > 0:
+                time.sleep(delay / 1e9)   # a camera: one frame per period
+            # The array *is* the slot: filling it is the only write of the frame.
+            with writer.loan_array(shape, np.uint8) as frame:
+                frame.fill(frame_value(i))
+        results.put(("producer", {"frames": n_frames,
+                                  "seconds": (time.monotonic_ns() - t0) / 1e9}))
+
+
+def consume_frames(name: str, ready, n_frames: int, results) -> None:
+    """Consumer process: takes every frame, checks it, records its latency."""
+    with zdshm.PosixSegment.attach(name) as seg, seg.reader() as reader:
+        ready.set()                       # registered: from now on it gets every frame
+        latencies_ns = []
+        bad = 0
+        for i in range(n_frames):
+            with reader.take(timeout=30.0) as sample:
+                arrived = time.monotonic_ns()
+                frame = np.asarray(sample)            # zero-copy view of the slot
+                want = frame_value(i)
+                if frame[0, 0, 0] != want or frame[-1, -1, -1] != want or \
+                        not (frame == want).all():
+                    bad += 1
+                shape, dtype = frame.shape, str(frame.dtype)
+                del frame                 # the view must die before the sample is released
+                latencies_ns.append(arrived - sample.commit_ns)
+        results.put(("consumer", {"index": reader.index, "bad": bad,
+                                  "shape": shape, "dtype": dtype,
+                                  "latency_ns": latencies_ns,
+                                  "stats": reader.stats()}))
+
+
+# --- 02: throughput against multiprocessing.Queue -----------------------------
+
+def zdshm_sink(name: str, ready, n_msgs: int, results) -> None:
+    """Takes n_msgs arrays, checks the stamp in element 0, reports the end time."""
+    with zdshm.PosixSegment.attach(name) as seg, seg.reader() as reader:
+        ready.set()
+        bad = 0
+        for i in range(n_msgs):
+            with reader.take(timeout=30.0) as sample:
+                arr = np.asarray(sample)
+                bad += int(arr[0]) != i
+                del arr
+        results.put((time.monotonic_ns(), bad))
+
+
+def queue_sink(queue, ready, n_msgs: int, results) -> None:
+    """The same consumer over a multiprocessing.Queue (pickle + copies)."""
+    ready.set()
+    bad = 0
+    for i in range(n_msgs):
+        arr = queue.get(timeout=30.0)
+        bad += int(arr[0]) != i
+        del arr
+    results.put((time.monotonic_ns(), bad))
