@@ -27,10 +27,13 @@ def _interrupt_after(delay: float) -> list[float]:
 
 def _assert_prompt_interrupt(block) -> None:
     sent = _interrupt_after(0.2)
+    returned = []
     with pytest.raises(KeyboardInterrupt):
         block()
-        time.sleep(5)   # not reached if block() was interrupted
+        returned.append(True)   # not reached if block() was interrupted
+        time.sleep(5)
     caught = time.monotonic()
+    assert not returned, "the call returned instead of waiting until Ctrl-C"
     assert sent, "the signal was not sent"
     assert caught - sent[0] < 0.1, f"KeyboardInterrupt after {caught - sent[0]:.3f} s"
 
