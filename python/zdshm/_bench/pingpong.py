@@ -43,6 +43,55 @@ def _intervals(ts: array) -> Any:
     return np.diff(np.frombuffer(ts, dtype=np.int64))
 
 
+def _add_peer(out: list[dict], rep: dict) -> list[dict]:
+    """Adds the child's per-size rusage deltas (rep["per_size"]) as "peer"."""
+    for o, r in zip(out, rep["per_size"], strict=False):
+        o["peer"] = r
+    return out
+
+
+def _echo_queue(get: Callable[[], Any], put: Callable[[Any], Any], sizes: list[int],
+                iters: int, warm: int) -> list[dict]:
+    """The child side of a queue-like round trip: put(get()) for warm + iters
+    + 1 messages per size; returns the rusage deltas of the timed ones."""
+    reps = []
+    for _size in sizes:
+        for _ in range(warm):
+            put(get())
+        u0 = usage()
+        for _ in range(iters):
+            put(get())
+        reps.append(usage_delta(u0, iters))
+        put(get())
+    return reps
+
+
+def _queue_round_trips(put: Callable[[Any], Any], get: Callable[[], Any], sizes: list[int],
+                       iters: int, warm: int) -> list[dict]:
+    """The parent side of a queue-like round trip (put the message, get the
+    echo), per size: warm-up, timed loop, then the check message."""
+    out = []
+    pc = time.perf_counter_ns
+    for size in sizes:
+        msg = payload(size)
+        ts = _stamps(iters)
+        for _ in range(warm):
+            put(msg)
+            get()
+        u0 = usage()
+        ts[0] = pc()
+        for i in range(1, iters + 1):
+            put(msg)
+            get()
+            ts[i] = pc()
+        ud = usage_delta(u0, iters)
+        check = payload(size, 1)
+        put(check)
+        ok = get() == check
+        out.append({"intervals": _intervals(ts), "measuring": ud, "check_ok": ok})
+    return out
+
+
 # ==========================================================================
 # zdshm
 # ==========================================================================
@@ -179,9 +228,7 @@ def zdshm_pingpong(sizes: list[int], iters: int, warm: int, timeout: float, *,
                 seg.close()
             with contextlib.suppress(Exception):
                 zdshm.unlink(name)
-    for o, r in zip(out, rep["per_size"], strict=False):
-        o["peer"] = r
-    return out
+    return _add_peer(out, rep)
 
 
 # ==========================================================================
@@ -193,16 +240,7 @@ def _queue_child(ctrl: Any, a: tuple) -> dict:
     force_pickle5()
     qa, qb, sizes, iters, warm = a
     child_ready(ctrl)
-    reps = []
-    get, put = qa.get, qb.put
-    for _size in sizes:
-        for _ in range(warm):
-            put(get())
-        u0 = usage()
-        for _ in range(iters):
-            put(get())
-        reps.append(usage_delta(u0, iters))
-        put(get())
+    reps = _echo_queue(qa.get, qb.put, sizes, iters, warm)
     qb.close()
     qb.join_thread()
     return {"per_size": reps}
@@ -215,34 +253,13 @@ def queue_pingpong(sizes: list[int], iters: int, warm: int, timeout: float) -> l
     force_pickle5()
     ctx = spawn_context()
     qa, qb = ctx.Queue(), ctx.Queue()
-    out = []
     with Child(_queue_child, (qa, qb, sizes, iters, warm), timeout=timeout, label="mp.Queue") as ch:
         ch.expect("ready")
-        put, get = qa.put, qb.get
-        pc = time.perf_counter_ns
-        for size in sizes:
-            msg = payload(size)
-            ts = _stamps(iters)
-            for _ in range(warm):
-                put(msg)
-                get()
-            u0 = usage()
-            ts[0] = pc()
-            for i in range(1, iters + 1):
-                put(msg)
-                get()
-                ts[i] = pc()
-            ud = usage_delta(u0, iters)
-            check = payload(size, 1)
-            put(check)
-            ok = get() == check
-            out.append({"intervals": _intervals(ts), "measuring": ud, "check_ok": ok})
+        out = _queue_round_trips(qa.put, qb.get, sizes, iters, warm)
         rep = ch.result()
     qa.close()
     qa.join_thread()
-    for o, r in zip(out, rep["per_size"], strict=False):
-        o["peer"] = r
-    return out
+    return _add_peer(out, rep)
 
 
 # ==========================================================================
@@ -299,9 +316,7 @@ def pipe_pingpong(sizes: list[int], iters: int, warm: int, timeout: float) -> li
                         "check_ok": bytes(buf[:n]) == check})
         rep = ch.result()
     mine.close()
-    for o, r in zip(out, rep["per_size"], strict=False):
-        o["peer"] = r
-    return out
+    return _add_peer(out, rep)
 
 
 # ==========================================================================
@@ -456,9 +471,7 @@ def shm_pingpong(sizes: list[int], iters: int, warm: int, timeout: float, *,
     finally:
         mine.close()
         _close_region(kind, name, obj, mv, unlink=True)
-    for o, r in zip(out, rep["per_size"], strict=False):
-        o["peer"] = r
-    return out
+    return _add_peer(out, rep)
 
 
 # ==========================================================================
@@ -467,17 +480,7 @@ def shm_pingpong(sizes: list[int], iters: int, warm: int, timeout: float, *,
 def _ff_child(ctrl: Any, a: tuple) -> dict:
     qa, qb, sizes, iters, warm = a
     child_ready(ctrl)
-    reps = []
-    get, put = qa.get, qb.put
-    for _size in sizes:
-        for _ in range(warm):
-            put(get())
-        u0 = usage()
-        for _ in range(iters):
-            put(get())
-        reps.append(usage_delta(u0, iters))
-        put(get())
-    return {"per_size": reps}
+    return {"per_size": _echo_queue(qa.get, qb.put, sizes, iters, warm)}
 
 
 def fifo_pingpong(sizes: list[int], iters: int, warm: int, timeout: float) -> list[dict]:
@@ -488,32 +491,11 @@ def fifo_pingpong(sizes: list[int], iters: int, warm: int, timeout: float) -> li
     size_bytes = max(1 << 20, 16 * max(sizes))
     qa = faster_fifo.Queue(max_size_bytes=size_bytes, dumps=p5_dumps, loads=p5_loads)
     qb = faster_fifo.Queue(max_size_bytes=size_bytes, dumps=p5_dumps, loads=p5_loads)
-    out = []
     with Child(_ff_child, (qa, qb, sizes, iters, warm), timeout=timeout, label="faster-fifo") as ch:
         ch.expect("ready")
-        put, get = qa.put, qb.get
-        pc = time.perf_counter_ns
-        for size in sizes:
-            msg = payload(size)
-            ts = _stamps(iters)
-            for _ in range(warm):
-                put(msg)
-                get()
-            u0 = usage()
-            ts[0] = pc()
-            for i in range(1, iters + 1):
-                put(msg)
-                get()
-                ts[i] = pc()
-            ud = usage_delta(u0, iters)
-            check = payload(size, 1)
-            put(check)
-            ok = get() == check
-            out.append({"intervals": _intervals(ts), "measuring": ud, "check_ok": ok})
+        out = _queue_round_trips(qa.put, qb.get, sizes, iters, warm)
         rep = ch.result()
-    for o, r in zip(out, rep["per_size"], strict=False):
-        o["peer"] = r
-    return out
+    return _add_peer(out, rep)
 
 
 # ==========================================================================
@@ -697,9 +679,7 @@ def iox_pingpong(sizes: list[int], iters: int, warm: int, timeout: float, *,
             rep = ch.result()
     finally:
         x.close()
-    for o, r in zip(out, rep["per_size"], strict=False):
-        o["peer"] = r
-    return out
+    return _add_peer(out, rep)
 
 
 # ==========================================================================

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .common import BenchError, Child, child_ready, spawn_context, unique_name, usage, usage_delta
@@ -75,9 +77,65 @@ def check(a: Any, i: int, variant: str) -> int:
 
 
 # ==========================================================================
+# the timed loops: warm-up, then `n` timed messages with rusage deltas
+# ==========================================================================
+def timed_reads(read_one: Callable[[int], int], n: int, warm: int) -> dict:
+    """Runs read_one(i) for warm + n messages (it returns 1 if message i is
+    wrong); times the last n.  Returns elapsed_ns, measuring (rusage delta
+    per message) and errors."""
+    bad = 0
+    pc = time.perf_counter_ns
+    u0 = usage()
+    t0 = pc()
+    for i in range(warm + n):
+        if i == warm:
+            u0 = usage()
+            t0 = pc()
+        bad += read_one(i)
+    t1 = pc()
+    return {"elapsed_ns": t1 - t0, "measuring": usage_delta(u0, n), "errors": bad}
+
+
+def timed_writes(write_one: Callable[[int], Any], n: int, warm: int) -> dict:
+    """Runs write_one(i) for warm + n messages; the rusage delta of the last n."""
+    u0 = usage()
+    for i in range(warm + n):
+        if i == warm:
+            u0 = usage()
+        write_one(i)
+    return usage_delta(u0, n)
+
+
+# ==========================================================================
 # transports: parent (reader) side and child (writer) side
 # ==========================================================================
-class ZdshmStream:
+class _Stream:
+    """The hooks stream_run and _stream_child call, as no-ops; a transport
+    overrides what it needs and defines parent_read, child_new, child_write
+    (and, where it has them, started, close, child_close)."""
+
+    zero_copy = False
+
+    def spawn_args(self) -> Any:
+        return None
+
+    def parent_setup(self, size: int, variant: str = "") -> Any:
+        return None
+
+    def attached(self) -> None:
+        pass
+
+    def parent_teardown(self) -> None:
+        pass
+
+    def child_setup(self, step_args: Any) -> None:
+        pass
+
+    def child_teardown(self) -> None:
+        pass
+
+
+class ZdshmStream(_Stream):
     """zdshm posix segment, SLOTS slots of `size`; Writer.loan_array / Reader.take."""
 
     zero_copy = True
@@ -89,9 +147,6 @@ class ZdshmStream:
         self.seg: Any = None
         self.r: Any = None
         self.segname = ""
-
-    def spawn_args(self) -> Any:
-        return None
 
     def parent_setup(self, size: int, variant: str = "") -> Any:
         import zdshm
@@ -110,21 +165,15 @@ class ZdshmStream:
         variant = base_variant(variant)
         take = self.r.take
         asarray = np.asarray
-        bad = 0
-        pc = time.perf_counter_ns
-        u0 = usage()
-        t0 = pc()
-        for i in range(warm + n):
-            if i == warm:
-                u0 = usage()
-                t0 = pc()
+
+        def read_one(i: int) -> int:
             s = take()
             a = asarray(s)
-            bad += check(a, i, variant)
+            bad = check(a, i, variant)
             del a
             s.release()
-        t1 = pc()
-        return {"elapsed_ns": t1 - t0, "measuring": usage_delta(u0, n), "errors": bad}
+            return bad
+        return timed_reads(read_one, n, warm)
 
     def parent_teardown(self) -> None:
         import zdshm
@@ -153,23 +202,54 @@ class ZdshmStream:
         np = _np()
         variant = base_variant(variant)
         la = self.w.loan_array
-        u0 = usage()
-        for i in range(warm + n):
-            if i == warm:
-                u0 = usage()
+
+        def write_one(i: int) -> None:
             with la((size,), np.uint8) as a:
                 fill(a, i, variant)
-        return usage_delta(u0, n)
+        return timed_writes(write_one, n, warm)
 
     def child_teardown(self) -> None:
         self.w.close()
         self.seg.close()
 
 
-class QueueStream:
-    """multiprocessing.Queue(maxsize=SLOTS), pickle protocol 5; a fresh array per message."""
+class _QueueLikeStream(_Stream):
+    """A queue `self.q` shared with the child: the writer puts a fresh array
+    per message, the reader gets it.  _get / _put give the bound calls."""
 
-    zero_copy = False
+    def _get(self) -> Callable[[], Any]:
+        return self.q.get
+
+    def _put(self) -> Callable[[Any], Any]:
+        return self.q.put
+
+    def spawn_args(self) -> Any:
+        return self.q
+
+    def parent_read(self, variant: str, size: int, n: int, warm: int) -> dict:
+        get = self._get()
+        return timed_reads(lambda i: check(get(), i, variant), n, warm)
+
+    @classmethod
+    def child_new(cls, spawn_args: Any) -> Any:
+        o = cls.__new__(cls)
+        o.q = spawn_args
+        return o
+
+    def child_write(self, variant: str, size: int, n: int, warm: int) -> dict:
+        np = _np()
+        put = self._put()
+        empty = np.empty
+
+        def write_one(i: int) -> None:
+            a = empty(size, np.uint8)
+            fill(a, i, variant)
+            put(a)
+        return timed_writes(write_one, n, warm)
+
+
+class QueueStream(_QueueLikeStream):
+    """multiprocessing.Queue(maxsize=SLOTS), pickle protocol 5; a fresh array per message."""
 
     name = "mp.Queue"
 
@@ -179,76 +259,24 @@ class QueueStream:
         force_pickle5()
         self.q = spawn_context().Queue(maxsize=SLOTS)
 
-    def spawn_args(self) -> Any:
-        return self.q
-
-    def parent_setup(self, size: int, variant: str = "") -> Any:
-        return None
-
-    def attached(self) -> None:
-        pass
-
-    def parent_read(self, variant: str, size: int, n: int, warm: int) -> dict:
-        get = self.q.get
-        bad = 0
-        pc = time.perf_counter_ns
-        u0 = usage()
-        t0 = pc()
-        for i in range(warm + n):
-            if i == warm:
-                u0 = usage()
-                t0 = pc()
-            a = get()
-            bad += check(a, i, variant)
-            del a
-        t1 = pc()
-        return {"elapsed_ns": t1 - t0, "measuring": usage_delta(u0, n), "errors": bad}
-
-    def parent_teardown(self) -> None:
-        pass
-
     def close(self) -> None:
         self.q.close()
         self.q.join_thread()
 
-    @staticmethod
-    def child_new(spawn_args: Any) -> QueueStream:
+    @classmethod
+    def child_new(cls, spawn_args: Any) -> QueueStream:
         from .peers import force_pickle5
 
         force_pickle5()
-        o = QueueStream.__new__(QueueStream)
-        o.q = spawn_args
-        return o
-
-    def child_setup(self, step_args: Any) -> None:
-        pass
-
-    def child_write(self, variant: str, size: int, n: int, warm: int) -> dict:
-        np = _np()
-        put = self.q.put
-        empty = np.empty
-        u0 = usage()
-        for i in range(warm + n):
-            if i == warm:
-                u0 = usage()
-            a = empty(size, np.uint8)
-            fill(a, i, variant)
-            put(a)
-            del a
-        return usage_delta(u0, n)
-
-    def child_teardown(self) -> None:
-        pass
+        return super().child_new(spawn_args)
 
     def child_close(self) -> None:
         self.q.close()
         self.q.join_thread()
 
 
-class PipeStream:
+class PipeStream(_Stream):
     """multiprocessing.Pipe: send_bytes(array) / recv_bytes_into(preallocated buffer)."""
-
-    zero_copy = False
 
     name = "mp.Pipe"
 
@@ -265,27 +293,18 @@ class PipeStream:
         self.buf = bytearray(size)
         return None
 
-    def attached(self) -> None:
-        pass
-
     def parent_read(self, variant: str, size: int, n: int, warm: int) -> dict:
         np = _np()
         rbi = self.mine.recv_bytes_into
         buf = self.buf
         a = np.frombuffer(buf, np.uint8)
-        bad = 0
-        pc = time.perf_counter_ns
-        u0 = usage()
-        t0 = pc()
-        for i in range(warm + n):
-            if i == warm:
-                u0 = usage()
-                t0 = pc()
+
+        def read_one(i: int) -> int:
             rbi(buf)
-            bad += check(a, i, variant)
-        t1 = pc()
-        del a
-        return {"elapsed_ns": t1 - t0, "measuring": usage_delta(u0, n), "errors": bad}
+            return check(a, i, variant)
+        r = timed_reads(read_one, n, warm)
+        del a, read_one
+        return r
 
     def parent_teardown(self) -> None:
         self.buf = None  # type: ignore[assignment]
@@ -299,26 +318,18 @@ class PipeStream:
         o.c = spawn_args
         return o
 
-    def child_setup(self, step_args: Any) -> None:
-        pass
-
     def child_write(self, variant: str, size: int, n: int, warm: int) -> dict:
         np = _np()
         a = np.zeros(size, np.uint8)
         sb = self.c.send_bytes
-        u0 = usage()
-        for i in range(warm + n):
-            if i == warm:
-                u0 = usage()
+
+        def write_one(i: int) -> None:
             fill(a, i, variant)
             sb(a)
-        return usage_delta(u0, n)
-
-    def child_teardown(self) -> None:
-        pass
+        return timed_writes(write_one, n, warm)
 
 
-class ShmRingStream:
+class ShmRingStream(_Stream):
     """A ring of SLOTS slots in multiprocessing.shared_memory (or SharedArray),
     numpy views created once; the writer sends the slot index over a Pipe, the
     reader sends it back when done (hand-rolled, what people write today)."""
@@ -357,28 +368,18 @@ class ShmRingStream:
         self._open(name, size, True)
         return name
 
-    def attached(self) -> None:
-        pass
-
     def parent_read(self, variant: str, size: int, n: int, warm: int) -> dict:
         c = self.mine
         sig = bytearray(8)
         rbi, sb = c.recv_bytes_into, c.send_bytes
         views = self.views
-        bad = 0
-        pc = time.perf_counter_ns
-        u0 = usage()
-        t0 = pc()
-        for i in range(warm + n):
-            if i == warm:
-                u0 = usage()
-                t0 = pc()
+
+        def read_one(i: int) -> int:
             rbi(sig)
-            j = sig[0]
-            bad += check(views[j], i, variant)
+            bad = check(views[sig[0]], i, variant)
             sb(sig, 0, 1)
-        t1 = pc()
-        return {"elapsed_ns": t1 - t0, "measuring": usage_delta(u0, n), "errors": bad}
+            return bad
+        return timed_reads(read_one, n, warm)
 
     def parent_teardown(self) -> None:
         if self.region is not None:
@@ -404,10 +405,8 @@ class ShmRingStream:
         free = list(range(SLOTS))
         rbi, sb = c.recv_bytes_into, c.send_bytes
         views = self.views
-        u0 = usage()
-        for i in range(warm + n):
-            if i == warm:
-                u0 = usage()
+
+        def write_one(i: int) -> None:
             if not free:
                 rbi(sig)
                 free.append(sig[0])
@@ -415,7 +414,7 @@ class ShmRingStream:
             fill(views[j], i, variant)
             sig[0] = j
             sb(sig, 0, 1)
-        ud = usage_delta(u0, n)
+        ud = timed_writes(write_one, n, warm)
         for _ in range(SLOTS - len(free)):
             rbi(sig)
         return ud
@@ -425,10 +424,8 @@ class ShmRingStream:
             self._close(False)
 
 
-class FifoStream:
+class FifoStream(_QueueLikeStream):
     """faster-fifo Queue (pickle protocol 5), a fresh array per message."""
-
-    zero_copy = False
 
     name = "faster-fifo"
 
@@ -440,62 +437,14 @@ class FifoStream:
         self.q = faster_fifo.Queue(max_size_bytes=SLOTS * max_size + (1 << 20),
                                    dumps=p5_dumps, loads=p5_loads)
 
-    def spawn_args(self) -> Any:
-        return self.q
+    def _get(self) -> Callable[[], Any]:
+        return functools.partial(self.q.get, timeout=60.0)
 
-    def parent_setup(self, size: int, variant: str = "") -> Any:
-        return None
-
-    def attached(self) -> None:
-        pass
-
-    def parent_read(self, variant: str, size: int, n: int, warm: int) -> dict:
-        get = self.q.get
-        bad = 0
-        pc = time.perf_counter_ns
-        u0 = usage()
-        t0 = pc()
-        for i in range(warm + n):
-            if i == warm:
-                u0 = usage()
-                t0 = pc()
-            a = get(timeout=60.0)
-            bad += check(a, i, variant)
-            del a
-        t1 = pc()
-        return {"elapsed_ns": t1 - t0, "measuring": usage_delta(u0, n), "errors": bad}
-
-    def parent_teardown(self) -> None:
-        pass
-
-    @staticmethod
-    def child_new(spawn_args: Any) -> FifoStream:
-        o = FifoStream.__new__(FifoStream)
-        o.q = spawn_args
-        return o
-
-    def child_setup(self, step_args: Any) -> None:
-        pass
-
-    def child_write(self, variant: str, size: int, n: int, warm: int) -> dict:
-        np = _np()
-        put = self.q.put
-        empty = np.empty
-        u0 = usage()
-        for i in range(warm + n):
-            if i == warm:
-                u0 = usage()
-            a = empty(size, np.uint8)
-            fill(a, i, variant)
-            put(a, timeout=60.0)
-            del a
-        return usage_delta(u0, n)
-
-    def child_teardown(self) -> None:
-        pass
+    def _put(self) -> Callable[[Any], Any]:
+        return functools.partial(self.q.put, timeout=60.0)
 
 
-class IoxStream:
+class IoxStream(_Stream):
     """iceoryx2 publish-subscribe of u8 slices; numpy views of the loaned and
     received slices; the reader parks on an event service the writer notifies."""
 
@@ -506,9 +455,6 @@ class IoxStream:
     def __init__(self) -> None:
         self.x: Any = None
 
-    def spawn_args(self) -> Any:
-        return None
-
     def parent_setup(self, size: int, variant: str = "") -> Any:
         from .pingpong import Iox
 
@@ -517,9 +463,6 @@ class IoxStream:
                      blocking=True, ack=True)
         self.T = ctypes.c_uint8 * size
         return base
-
-    def attached(self) -> None:
-        pass
 
     def parent_read(self, variant: str, size: int, n: int, warm: int) -> dict:
         from .pingpong import _iox_receive
@@ -530,22 +473,16 @@ class IoxStream:
         T = self.T
         frombuffer = np.frombuffer
         u8 = np.uint8
-        bad = 0
-        pc = time.perf_counter_ns
-        u0 = usage()
-        t0 = pc()
-        for i in range(warm + n):
-            if i == warm:
-                u0 = usage()
-                t0 = pc()
+
+        def read_one(i: int) -> int:
             s = _iox_receive(sub, listener, wait_d)
             a = frombuffer(T.from_address(s.payload_ptr), u8)
-            bad += check(a, i, variant)
+            bad = check(a, i, variant)
             del a
             s.delete()
             ack(ack_id)
-        t1 = pc()
-        return {"elapsed_ns": t1 - t0, "measuring": usage_delta(u0, n), "errors": bad}
+            return bad
+        return timed_reads(read_one, n, warm)
 
     def parent_teardown(self) -> None:
         if self.x is not None:
@@ -572,10 +509,8 @@ class IoxStream:
         u8 = np.uint8
         pub, notify = x.pub, x.notifier.notify
         credits = [SLOTS]
-        u0 = usage()
-        for i in range(warm + n):
-            if i == warm:
-                u0 = usage()
+
+        def write_one(i: int) -> None:
             if credits[0] <= 0:
                 x.wait_credits(credits)
             credits[0] -= 1
@@ -585,7 +520,7 @@ class IoxStream:
             del a
             o.assume_init().send()
             notify()
-        return usage_delta(u0, n)
+        return timed_writes(write_one, n, warm)
 
     def child_teardown(self) -> None:
         self.x.close()
@@ -694,8 +629,6 @@ def _fmt_size(n: int) -> str:
 def _fan_reader(ctrl: Any, a: tuple) -> dict:
     kind, idx, size, n, warm, spawn_args = a
     np = _np()
-    bad = 0
-    total = warm + n
     pause = lambda: time.sleep(WARM_PAUSE_S)  # noqa: E731 - the writer fills every slot first
     if kind == "zdshm":
         import zdshm
@@ -705,16 +638,15 @@ def _fan_reader(ctrl: Any, a: tuple) -> dict:
         child_ready(ctrl)
         pause()
         take = r.take
-        u0 = usage()
-        for i in range(total):
-            if i == warm:
-                u0 = usage()
+
+        def read_one(i: int) -> int:
             s = take()
             x = np.asarray(s)
-            bad += check(x, i, "header")
+            bad = check(x, i, "header")
             del x
             s.release()
-        ud = usage_delta(u0, n)
+            return bad
+        res = timed_reads(read_one, n, warm)
         r.close()
         seg.close()
     elif kind == "mp.Queue":
@@ -724,14 +656,7 @@ def _fan_reader(ctrl: Any, a: tuple) -> dict:
         q = spawn_args
         child_ready(ctrl)
         pause()
-        u0 = usage()
-        for i in range(total):
-            if i == warm:
-                u0 = usage()
-            x = q.get()
-            bad += check(x, i, "header")
-            del x
-        ud = usage_delta(u0, n)
+        res = timed_reads(lambda i: check(q.get(), i, "header"), n, warm)
     elif kind == "shared_memory+Pipe":
         from .pingpong import _close_region, _open_region
 
@@ -742,15 +667,14 @@ def _fan_reader(ctrl: Any, a: tuple) -> dict:
         pause()
         sig = bytearray(8)
         rbi, sb = c.recv_bytes_into, c.send_bytes
-        u0 = usage()
-        for i in range(total):
-            if i == warm:
-                u0 = usage()
+
+        def read_one(i: int) -> int:
             rbi(sig)
-            bad += check(views[sig[0]], i, "header")
+            bad = check(views[sig[0]], i, "header")
             sb(sig, 0, 1)
-        ud = usage_delta(u0, n)
-        del views
+            return bad
+        res = timed_reads(read_one, n, warm)
+        del views, read_one
         _close_region("shared_memory", name, obj, mv, False)
     elif kind == "iceoryx2":
         from .pingpong import Iox, _iox_receive
@@ -761,24 +685,22 @@ def _fan_reader(ctrl: Any, a: tuple) -> dict:
         pause()
         ack, ack_id = x.ack_notifier.notify_with_custom_event_id, x.iox.EventId.new(idx[0])
         T = ctypes.c_uint8 * size
-        u0 = usage()
-        for i in range(total):
-            if i == warm:
-                u0 = usage()
+
+        def read_one(i: int) -> int:
             s = _iox_receive(x.sub, x.listener, x.wait_d)
             xa = np.frombuffer(T.from_address(s.payload_ptr), np.uint8)
-            bad += check(xa, i, "header")
+            bad = check(xa, i, "header")
             del xa
             s.delete()
             ack(ack_id)
-        ud = usage_delta(u0, n)
+            return bad
+        res = timed_reads(read_one, n, warm)
         ctrl.send(("read", {}))
         ctrl.recv()   # the writer closes first: samples in flight die with the publisher
         x.close()
     else:
         raise BenchError(f"unknown fan-out transport {kind}")
-    return {"t_end": time.perf_counter_ns(), "errors": bad, "usage": ud}
-
+    return {"t_end": time.perf_counter_ns(), "errors": res["errors"], "usage": res["measuring"]}
 
 FANOUT = ("zdshm", "mp.Queue", "shared_memory+Pipe", "iceoryx2")
 
