@@ -111,16 +111,7 @@ static void fanout(void)
 	writer = zdt_fork(writer_main, NULL);
 
 	CHECK_EQ(zdt_wait(writer), 0);
-	for (int i = 0; i < NREADERS; i++) {
-		zdt_rx_report_t r;
-
-		if (zdt_read_full(report_pipe[0], &r, sizeof(r), 30000) != 0)
-			break;
-		if (r.id >= 0 && r.id < NREADERS) {
-			rep[r.id] = r;
-			got[r.id] = 1;
-		}
-	}
+	zdt_rx_collect(report_pipe[0], rep, got, NREADERS);
 	for (int i = 0; i < NREADERS; i++)
 		CHECK_EQ(zdt_wait(readers[i]), 0);
 	printf("# %u messages to %d readers in %.2f s\n", NMSG, NREADERS,

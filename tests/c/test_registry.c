@@ -3,20 +3,7 @@
  */
 #include "zdtest.h"
 
-/* Commits `len` bytes of `fill` with the writer API (FAIL policy). */
-static uint64_t put(zd_segment_t *seg, unsigned char fill, uint32_t *slot_out)
-{
-	unsigned char buf[16];
-	uint32_t s;
-	uint64_t sn = UINT64_MAX;
-
-	memset(buf, fill, sizeof(buf));
-	REQUIRE_OK(zd_writer_loan(seg, ZD_OVERFLOW_FAIL, 0, 0, &s));
-	REQUIRE_OK(zd_slot_commit(seg, s, buf, sizeof(buf), &sn));
-	if (slot_out)
-		*slot_out = s;
-	return sn;
-}
+#define put(seg, fill, slot_out) zdt_put(seg, fill, 16, slot_out)
 
 /* Takes one sample, checks its sn (and that its bytes are the fill the
  * test used: fill == sn & 0xff), releases it.  Returns the slot. */

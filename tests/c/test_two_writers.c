@@ -121,16 +121,7 @@ static void two_writers_two_readers(void)
 	close(go_pipe[1]);
 	for (int i = 0; i < NWRITERS; i++)
 		CHECK_EQ(zdt_wait(writers[i]), 0);
-	for (int i = 0; i < NREADERS; i++) {
-		zdt_rx_report_t r;
-
-		if (zdt_read_full(report_pipe[0], &r, sizeof(r), 30000) != 0)
-			break;
-		if (r.id >= 0 && r.id < NREADERS) {
-			rep[r.id] = r;
-			got[r.id] = 1;
-		}
-	}
+	zdt_rx_collect(report_pipe[0], rep, got, NREADERS);
 	for (int i = 0; i < NREADERS; i++)
 		CHECK_EQ(zdt_wait(readers[i]), 0);
 	printf("# %d writers x %u messages to %d readers in %.2f s\n", NWRITERS,

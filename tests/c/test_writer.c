@@ -9,19 +9,7 @@
  * shared and the sanitizer builds are slow. */
 #define LATE_NS (ZDT_SANITIZED ? 1500 * ZDT_MS : 700 * ZDT_MS)
 
-static uint64_t put(zd_segment_t *seg, unsigned char fill, uint32_t *slot_out)
-{
-	unsigned char buf[32];
-	uint32_t s;
-	uint64_t sn = UINT64_MAX;
-
-	memset(buf, fill, sizeof(buf));
-	REQUIRE_OK(zd_writer_loan(seg, ZD_OVERFLOW_FAIL, 0, 0, &s));
-	REQUIRE_OK(zd_slot_commit(seg, s, buf, sizeof(buf), &sn));
-	if (slot_out)
-		*slot_out = s;
-	return sn;
-}
+#define put(seg, fill, slot_out) zdt_put(seg, fill, 32, slot_out)
 
 static uint64_t dropped(zd_segment_t *seg, zd_reader_t *r)
 {

@@ -341,6 +341,24 @@ static inline zd_config_t zdt_cfg(uint32_t count, uint64_t capacity)
 }
 
 /* Attaches one more handle to a posix case's segment; the runner closes it. */
+/* Loans with the FAIL policy, commits `len` (<= 64) bytes of `fill`.
+ * Returns the sequence number; *slot_out (may be NULL) gets the slot. */
+static inline uint64_t zdt_put(zd_segment_t *seg, unsigned char fill,
+			       size_t len, uint32_t *slot_out)
+{
+	unsigned char buf[64];
+	uint32_t s;
+	uint64_t sn = UINT64_MAX;
+
+	REQUIRE(len <= sizeof(buf));
+	memset(buf, fill, len);
+	REQUIRE_OK(zd_writer_loan(seg, ZD_OVERFLOW_FAIL, 0, 0, &s));
+	REQUIRE_OK(zd_slot_commit(seg, s, buf, len, &sn));
+	if (slot_out)
+		*slot_out = s;
+	return sn;
+}
+
 static inline zd_segment_t *zdt_attach(zdt_ctx_t *c)
 {
 	zd_segment_t *h = NULL;
@@ -849,6 +867,22 @@ static inline int zdt_rx_ok(const zdt_rx_report_t *r, int want_sn_order)
 		CHECK_EQ(r_->foreign, 0);                                     \
 		CHECK_EQ(r_->sn_mismatch, 0);                                 \
 	} while (0)
+
+/* Reads up to n reader reports from fd (30 s each) into rep[id], setting
+ * got[id]; stops at the first report that does not arrive. */
+static inline void zdt_rx_collect(int fd, zdt_rx_report_t *rep, int *got, int n)
+{
+	for (int i = 0; i < n; i++) {
+		zdt_rx_report_t r;
+
+		if (zdt_read_full(fd, &r, sizeof(r), 30000) != 0)
+			break;
+		if (r.id >= 0 && r.id < n) {
+			rep[r.id] = r;
+			got[r.id] = 1;
+		}
+	}
+}
 
 static inline void zdt_rx_print(const zdt_rx_report_t *r)
 {
