@@ -256,28 +256,40 @@ def _stop(procs: list[Any]) -> None:
             p.join(timeout=5)
 
 
+def _launch(ctx: Any, label: str, tag: str, procs: list[Any], nbytes: int,
+            consumer: Any, consumer_args: Any, producer: Any,
+            producer_args: tuple) -> tuple[Any, list[Any], Any, Any]:
+    """Starts two consumers (args: consumer_args(i) + (counts, ready, results)),
+    waits until both are ready, then starts the producer (args:
+    producer_args + (results,)).  Every process goes into procs for cleanup."""
+    counts = ctx.RawArray("q", 2)
+    ready = ctx.Semaphore(0)
+    results = ctx.Queue()
+    consumers = [ctx.Process(target=consumer, name=f"{tag}-consumer{i}",
+                             args=(*consumer_args(i), counts, ready, results))
+                 for i in range(2)]
+    for p in consumers:
+        procs.append(p)
+        p.start()
+    for _ in consumers:
+        while not ready.acquire(timeout=0.2):
+            _check_exits(label, consumers)
+    prod = ctx.Process(target=producer, name=f"{tag}-producer",
+                       args=(*producer_args, results))
+    procs.append(prod)
+    prod.start()
+    return prod, consumers, _Progress(label, counts, nbytes), results
+
+
 def _run_zdshm(ctx: Any, name: str, shape: tuple[int, ...], nbytes: int,
                seconds: float, slots: int, procs: list[Any]) -> tuple[float, list[int]]:
     label = "zdshm (posix shm)"
     seg = zdshm.PosixSegment.create(name, slot_count=slots, slot_capacity=nbytes)
     try:
-        counts = ctx.RawArray("q", 2)
-        ready = ctx.Semaphore(0)
-        results = ctx.Queue()
-        consumers = [ctx.Process(target=_zd_consumer, name=f"zdshm-consumer{i}",
-                                 args=(i, name, shape, counts, ready, results))
-                     for i in range(2)]
-        for p in consumers:
-            procs.append(p)
-            p.start()
-        for _ in consumers:
-            while not ready.acquire(timeout=0.2):
-                _check_exits(label, consumers)
-        producer = ctx.Process(target=_zd_producer, name="zdshm-producer",
-                               args=(name, shape, seconds, results))
-        procs.append(producer)
-        producer.start()
-        progress = _Progress(label, counts, nbytes)
+        producer, consumers, progress, results = _launch(
+            ctx, label, "zdshm", procs, nbytes,
+            _zd_consumer, lambda i: (i, name, shape),
+            _zd_producer, (name, shape, seconds))
         while producer.is_alive():
             progress.show()
             _check_exits(label, consumers)
@@ -297,24 +309,11 @@ def _run_zdshm(ctx: Any, name: str, shape: tuple[int, ...], nbytes: int,
 def _run_queue(ctx: Any, shape: tuple[int, ...], nbytes: int, seconds: float,
                procs: list[Any]) -> tuple[float, list[int]]:
     label = "multiprocessing.Queue"
-    counts = ctx.RawArray("q", 2)
-    ready = ctx.Semaphore(0)
-    results = ctx.Queue()
     queues = [ctx.Queue(maxsize=4) for _ in range(2)]
-    consumers = [ctx.Process(target=_q_consumer, name=f"queue-consumer{i}",
-                             args=(i, queues[i], shape, counts, ready, results))
-                 for i in range(2)]
-    for p in consumers:
-        procs.append(p)
-        p.start()
-    for _ in consumers:
-        while not ready.acquire(timeout=0.2):
-            _check_exits(label, consumers)
-    producer = ctx.Process(target=_q_producer, name="queue-producer",
-                           args=(queues, shape, seconds, results))
-    procs.append(producer)
-    producer.start()
-    progress = _Progress(label, counts, nbytes)
+    producer, consumers, progress, results = _launch(
+        ctx, label, "queue", procs, nbytes,
+        _q_consumer, lambda i: (i, queues[i], shape),
+        _q_producer, (queues, shape, seconds))
     return _finish(label, [producer] + consumers, progress, results, seconds)
 
 
