@@ -36,40 +36,7 @@ from typing import Any
 
 from .common import BenchError, pair_cpus
 
-FLOOR_C = r"""
-#define _GNU_SOURCE
-#include <errno.h>
-#include <linux/futex.h>
-#include <sched.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <sys/time.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
+STATS_C = r"""
 static void pin(int cpu)
 {
 	cpu_set_t s;
@@ -108,7 +75,43 @@ static void print_stats(const char *key, uint64_t *d, size_t n)
 	       key, n, sum / (double)n, (double)d[0], pct(d, n, 50), pct(d, n, 90),
 	       pct(d, n, 99), pct(d, n, 99.9), (double)d[n - 1]);
 }
+"""
 
+FLOOR_C = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+@STATS@
 static uint64_t tv_ns(struct timeval tv)
 {
 	return (uint64_t)tv.tv_sec * 1000000000u + (uint64_t)tv.tv_usec * 1000u;
@@ -294,43 +297,7 @@ CORE_C = r"""
 
 #include "zdshm/zdshm.h"
 
-static void pin(int cpu)
-{
-	cpu_set_t s;
-	if (cpu < 0)
-		return;
-	CPU_ZERO(&s);
-	CPU_SET(cpu, &s);
-	(void)sched_setaffinity(0, sizeof s, &s);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double pct(const uint64_t *s, size_t n, double p)
-{
-	double r = p / 100.0 * (double)(n - 1);
-	size_t lo = (size_t)r;
-	double f = r - (double)lo;
-	if (lo + 1 >= n)
-		return (double)s[n - 1];
-	return (double)s[lo] + f * ((double)s[lo + 1] - (double)s[lo]);
-}
-
-static void print_stats(const char *key, uint64_t *d, size_t n)
-{
-	double sum = 0;
-	qsort(d, n, sizeof *d, cmp_u64);
-	for (size_t i = 0; i < n; i++)
-		sum += (double)d[i];
-	printf("\"%s\": {\"n\": %zu, \"mean\": %.1f, \"min\": %.1f, \"p50\": %.1f, "
-	       "\"p90\": %.1f, \"p99\": %.1f, \"p999\": %.1f, \"max\": %.1f}",
-	       key, n, sum / (double)n, (double)d[0], pct(d, n, 50), pct(d, n, 90),
-	       pct(d, n, 99), pct(d, n, 99.9), (double)d[n - 1]);
-}
+@STATS@
 
 #define CHECK(x) do { int rc_ = (x); if (rc_ != 0) { \
 	fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, zd_strerror(rc_)); \
@@ -488,6 +455,12 @@ int main(int argc, char **argv)
 	return 2;
 }
 """
+
+# Both programs share the pinning and percentile helpers (numpy's linear
+# percentile, so C and Python figures are comparable).
+FLOOR_C = FLOOR_C.replace("@STATS@", STATS_C)
+CORE_C = CORE_C.replace("@STATS@", STATS_C)
+
 
 
 def find_compiler() -> str | None:
