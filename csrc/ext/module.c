@@ -679,13 +679,13 @@ add_exceptions(PyObject *m, zdext_state *st)
 	/* OSError keeps .errno in a member descriptor; Error's class attribute
 	 * would shadow it (Error comes first in the MRO), so OSError-derived
 	 * classes get the descriptor back in their own dict. */
-	oserrno = PyDict_GetItemString(((PyTypeObject *)PyExc_OSError)->tp_dict,
-				       "errno");
-	if (oserrno == NULL) {
-		PyErr_SetString(PyExc_SystemError, "OSError.errno not found");
+	/* Looked up through the type, not tp_dict: static builtin types have
+	 * no tp_dict of their own from Python 3.12 on. */
+	oserrno = PyObject_GetAttrString(PyExc_OSError, "errno");
+	if (oserrno == NULL)
 		goto out;
-	}
 	osdict = Py_BuildValue("{s:O}", "errno", oserrno);
+	Py_DECREF(oserrno);
 	if (osdict == NULL)
 		goto out;
 	for (i = 0; i < sizeof(defs) / sizeof(defs[0]); i++) {
