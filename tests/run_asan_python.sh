@@ -40,12 +40,17 @@ UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logdir/ubsan" \
   "$python" -m pytest tests/python "$@"
 rc=$?
 
-reports=$(find "$logdir" -type f | wc -l)
-if [ "$reports" -gt 0 ]; then
-  echo "run_asan_python: $reports sanitizer report(s):" >&2
+# A log holds errors or only warnings (a refused huge allocation); errors
+# are what fail the run.
+reports=$(grep -l -E 'ERROR: [A-Za-z]+Sanitizer|runtime error:' "$logdir"/* 2>/dev/null | wc -l)
+if [ "$(find "$logdir" -type f | wc -l)" -gt 0 ]; then
+  echo "run_asan_python: sanitizer output:" >&2
   cat "$logdir"/* >&2
+fi
+if [ "$reports" -gt 0 ]; then
+  echo "run_asan_python: $reports sanitizer error report(s)" >&2
   [ $rc -eq 0 ] && rc=1
 else
-  echo "run_asan_python: 0 sanitizer reports"
+  echo "run_asan_python: 0 sanitizer error reports"
 fi
 exit $rc
