@@ -99,14 +99,22 @@ static int memory_map(zd_segment_t *seg, uint64_t total)
 	rc = zdi_memfd_sized(0, total, &fd);
 	if (rc < 0)
 		return rc == -ENOSPC ? -ENOMEM : rc;
+	seg->total_size = total;
 	rw = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE,
 		  MAP_SHARED | MAP_POPULATE, fd, 0);
+	if (rw == MAP_FAILED) {
+		rc = -errno;
+		goto out;
+	}
+	seg->base = rw;
 	ro = mmap(NULL, (size_t)total, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
-	rc = (rw == MAP_FAILED || ro == MAP_FAILED) ? -errno : 0;
-	close(fd);
-	seg->total_size = total;
-	seg->base = rw == MAP_FAILED ? NULL : rw;
-	seg->ro_base = ro == MAP_FAILED ? NULL : ro;
+	if (ro == MAP_FAILED) {
+		rc = -errno;
+		goto out;
+	}
+	seg->ro_base = ro;
+out:
+	close(fd);                      /* the mappings keep the memfd alive */
 	return rc;
 }
 
@@ -129,6 +137,7 @@ int zd_segment_create_memory(const zd_config_t *cfg, zd_segment_t **out)
 		return -ENOMEM;
 	seg->ops = &zdi_backend_memory;
 	seg->fd = -1;
+	seg->share_fd = -1;
 	seg->creator = 1;
 	seg->mem_locks = calloc(ZDI_LOCK_COUNT, 1);
 	if (total > SIZE_MAX || total > (uint64_t)INT64_MAX) {
