@@ -86,6 +86,10 @@ def test_shared_sample_write_faults_and_changes_nothing(backend, via, how,
         mine = seg.reader()
         seg.writer().publish(PAYLOAD)
         _scribble(backend, arg, via, how, **kw)
+        # The dead child's reader is found by its free liveness lock (the
+        # anonymous handle holds its own lock on the memfd).
+        seg.reap()
+        assert seg.info()["counters"]["readers_reaped"] == 1
         with mine.take(timeout=1) as s:              # the parent survived
             np.testing.assert_array_equal(np.asarray(s), PAYLOAD)
         with seg.read(0) as s:
