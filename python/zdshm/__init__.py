@@ -23,6 +23,7 @@ from zdshm._zdshm import (
     TYPE_HASH_SIZE,
     ClosedError,
     CorruptSegmentError,
+    CreatorDeadError,
     DisconnectedError,
     Error,
     InvalidArgumentError,
@@ -52,6 +53,7 @@ from zdshm._zdshm import (
     describe,
     list_segments,
     unlink,
+    unlink_stale,
     validate_name,
 )
 
@@ -68,6 +70,7 @@ __all__ = [
     "TYPE_HASH_SIZE",
     "ClosedError",
     "CorruptSegmentError",
+    "CreatorDeadError",
     "DisconnectedError",
     "Error",
     "InvalidArgumentError",
@@ -97,5 +100,6 @@ __all__ = [
     "describe",
     "list_segments",
     "unlink",
+    "unlink_stale",
     "validate_name",
 ]
