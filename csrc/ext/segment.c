@@ -522,6 +522,25 @@ seg_get_active_mask(SegmentObject *self, void *Py_UNUSED(c))
 }
 
 static PyObject *
+seg_get_creator_alive(SegmentObject *self, void *Py_UNUSED(c))
+{
+	zd_segment_t *h;
+	int rc;
+
+	if (zdext_segment_check(self) < 0)
+		return NULL;
+	h = self->seg;
+	self->inflight++;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_creator_alive(h);
+	Py_END_ALLOW_THREADS
+	self->inflight--;
+	if (rc < 0)
+		return zdext_raise(zdext_state_of((PyObject *)self), rc, "creator_alive");
+	return PyBool_FromLong(rc);
+}
+
+static PyObject *
 seg_get_name(SegmentObject *self, void *Py_UNUSED(c))
 {
 	if (self->name == NULL)
@@ -821,12 +840,18 @@ static PyObject *
 seg_info(SegmentObject *self, PyObject *Py_UNUSED(ignored))
 {
 	zd_segment_info_t info;
+	zd_segment_t *h;
 	PyObject *d;
 	int rc;
 
 	if (zdext_segment_check(self) < 0)
 		return NULL;
-	rc = zd_segment_info(self->seg, &info);
+	h = self->seg;
+	self->inflight++;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_info(h, &info);     /* one fcntl per live entry */
+	Py_END_ALLOW_THREADS
+	self->inflight--;
 	if (rc < 0)
 		return zdext_raise(zdext_state_of((PyObject *)self), rc, "info");
 	d = zdext_info_dict(&info);
@@ -944,6 +969,9 @@ static PyGetSetDef segment_getset[] = {
 	 "The current notify generation (for wait_for_change).", NULL},
 	{"active_mask", (getter)seg_get_active_mask, NULL,
 	 "Bit mask of the registered readers.", NULL},
+	{"creator_alive", (getter)seg_get_creator_alive, NULL,
+	 "True while the creator's handle is open (asks its lock: one fcntl, "
+	 "no lock taken); False once it closed the segment or died.", NULL},
 	{NULL, NULL, NULL, NULL, NULL},
 };
 

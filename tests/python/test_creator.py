@@ -70,7 +70,7 @@ def test_info_reports_liveness(make_segment):
     seg = make_segment()
     readers = [seg.reader() for _ in range(3)]
     d = seg.info()
-    assert d["creator_alive"] is True
+    assert d["creator_alive"] is True and seg.creator_alive is True
     assert d["live_readers"] == 3
     assert d["live_attachments"] == 1
     readers[0].close()
@@ -82,9 +82,16 @@ def test_info_reports_liveness(make_segment):
             assert d["creator_alive"] is True
             assert d["live_readers"] == 3
             assert d["live_attachments"] == 2
+        assert other.creator_alive is True
         r.close()
         other.close()
         assert zdshm.describe(seg.name)["live_attachments"] == 1
+        late = make_segment.attach(seg)
+        seg.close()                  # goodbye: the creator's lock goes with it
+        assert late.creator_alive is False
+        assert late.info()["creator_alive"] is False
+        with pytest.raises(zdshm.SegmentClosedError):
+            late.reader().take(timeout=1)     # a goodbye stays a goodbye
 
 
 def test_sigkill_creator_ends_three_blocked_readers():
