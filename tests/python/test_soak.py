@@ -73,6 +73,25 @@ class Soak:
                 out.append(f.read())
         return "".join(out)[-4000:]
 
+    def state(self) -> str:
+        """Counters, and what the segment looks like, for a failure message."""
+        out = " ".join(f"{r}: lives {self.value(r, soak.LIVES)} items "
+                       f"{self.value(r, soak.ITEMS)};" for r in soak.ROLES)
+        try:
+            d = zdshm.describe(self.name)
+            seg = zdshm.PosixSegment.attach(self.name)
+            try:
+                slots = [seg.slot_state(i) for i in range(seg.slot_count)]
+            finally:
+                seg.close()
+            out += (f" segment: creator_alive {d['creator_alive']} live_readers "
+                    f"{d['live_readers']} live_attachments {d['live_attachments']} "
+                    f"active_mask {d['active_mask']:#x} next_sn {d['next_sn']} "
+                    f"counters {d['counters']} slots {slots}")
+        except zdshm.Error as exc:
+            out += f" segment: {exc!r}"
+        return out
+
     def wait_progress(self, victim: str, lives: int, rnd: int) -> float:
         """Waits until the restarted victim is running and every reader has
         received PROGRESS new samples; returns the time it took."""
@@ -91,9 +110,8 @@ class Soak:
                 assert p.exitcode is None, (
                     f"round {rnd}: {role} exited with {p.exitcode}: {self.errors()}")
             assert time.monotonic() - t0 < ROUND_TIMEOUT, (
-                f"round {rnd} (seed {SEED}, killed {victim}) hangs: " + " ".join(
-                    f"{r}={self.value(r, soak.ITEMS)}" for r in soak.ROLES)
-                + f" {self.errors()}")
+                f"round {rnd} (seed {SEED}, killed {victim}) hangs: "
+                f"{self.state()} {self.errors()}")
             time.sleep(0.002)
 
 
