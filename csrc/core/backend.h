@@ -6,8 +6,9 @@
  * which futex flavour wakes sleepers.  Each operation:
  *
  *   lock_try(seg, idx)  Take liveness lock idx (0..ZD_READER_MAX-1 readers,
- *                       then ZD_ATTACH_MAX attachments) for this handle,
- *                       without blocking.  Returns 0 when taken (then no live
+ *                       then ZD_ATTACH_MAX attachments, then the creator's:
+ *                       ZDI_LOCK_* below) for this handle, without
+ *                       blocking.  Returns 0 when taken (then no live
  *                       process owns that entry), -EAGAIN when someone else
  *                       holds it, another -errno on failure.  Must not report
  *                       success for a lock held by a live process.  The
@@ -15,6 +16,13 @@
  *                       dies.  Taking a lock this handle already holds is a
  *                       caller error.
  *   lock_release(seg, idx)  Releases a lock this handle holds.  No errors.
+ *   lock_held(seg, idx) Asks whether another handle holds lock idx, without
+ *                       taking it (posix: F_OFD_GETLK, which works on the
+ *                       read-only descriptor of describe).  Returns 1 (held:
+ *                       its owner is alive), 0 (free), -errno.  A lock this
+ *                       handle holds itself reads as free; callers count
+ *                       their own entries apart.  The memory backend has one
+ *                       handle per segment: it reports its own flags.
  *   futex_wait(word, expected, deadline_ns)  Sleeps while *word == expected,
  *                       until woken or CLOCK_MONOTONIC reaches deadline_ns
  *                       (UINT64_MAX: none).  Returns 0 (woken or the value
@@ -36,6 +44,7 @@ struct zdi_backend_ops {
 	const char *name;
 	int (*lock_try)(zd_segment_t *seg, uint32_t idx);
 	void (*lock_release)(zd_segment_t *seg, uint32_t idx);
+	int (*lock_held)(const zd_segment_t *seg, uint32_t idx);
 	int (*futex_wait)(uint32_t *word, uint32_t expected, uint64_t deadline_ns);
 	void (*futex_wake)(uint32_t *word);
 	void (*unmap)(zd_segment_t *seg);
@@ -47,6 +56,10 @@ extern const struct zdi_backend_ops zdi_backend_anonymous;
 
 #define ZDI_LOCK_READER(r) ((uint32_t)(r))
 #define ZDI_LOCK_ATTACH(a) ((uint32_t)(ZD_READER_MAX + (a)))
-#define ZDI_LOCK_COUNT (ZD_READER_MAX + ZD_ATTACH_MAX)
+/* The creator's handle holds this one from before the header is written
+ * until it closes (or its process dies); a replacer of a stale segment takes
+ * it too, so two replacers exclude each other. */
+#define ZDI_LOCK_CREATOR ((uint32_t)(ZD_READER_MAX + ZD_ATTACH_MAX))
+#define ZDI_LOCK_COUNT (ZD_READER_MAX + ZD_ATTACH_MAX + 1u)
 
 #endif

@@ -34,6 +34,11 @@ static void memory_lock_release(zd_segment_t *seg, uint32_t idx)
 	__atomic_store_n(&seg->mem_locks[idx], 0, __ATOMIC_RELEASE);
 }
 
+static int memory_lock_held(const zd_segment_t *seg, uint32_t idx)
+{
+	return __atomic_load_n(&seg->mem_locks[idx], __ATOMIC_ACQUIRE) != 0;
+}
+
 static int memory_futex_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns)
 {
 	return zdi_futex_wait(word, expected, deadline_ns, 1);
@@ -61,6 +66,7 @@ const struct zdi_backend_ops zdi_backend_memory = {
 	.name = "memory",
 	.lock_try = memory_lock_try,
 	.lock_release = memory_lock_release,
+	.lock_held = memory_lock_held,
 	.futex_wait = memory_futex_wait,
 	.futex_wake = memory_futex_wake,
 	.unmap = memory_unmap,
@@ -151,6 +157,7 @@ int zd_segment_create_memory(const zd_config_t *cfg, zd_segment_t **out)
 	rc = memory_map(seg, total);
 	if (rc < 0)
 		goto fail;
+	seg->mem_locks[ZDI_LOCK_CREATOR] = 1;  /* the creator lives as long as the heap */
 	seg->hdr = (struct zdi_segment_header *)seg->base;
 	zdi_segment_write_header(seg, cfg, stride, total);
 	rc = zdi_segment_init_handle(seg);

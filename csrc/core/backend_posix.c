@@ -10,7 +10,10 @@
  * Liveness: lock byte idx of the object with an open-file-description lock
  * (F_OFD_SETLK).  It belongs to this handle's own open file description, so
  * two handles in one process are told apart, and the kernel drops it when
- * the process dies.  Futexes are shared (no FUTEX_PRIVATE_FLAG).
+ * the process dies.  The creator takes byte ZDI_LOCK_CREATOR right after
+ * shm_open, before anything else can see the object.  Whether someone holds
+ * a byte is asked with F_OFD_GETLK, which takes nothing and works on a
+ * read-only descriptor.  Futexes are shared (no FUTEX_PRIVATE_FLAG).
  *
  * Every writable handle maps the object a second time with PROT_READ (also
  * populated); samples point into that mapping, so writing through one
@@ -24,6 +27,13 @@
  * shares the open file description, and with it every OFD lock on it: a
  * receiver locking through it would be taken for the sender, and a copy
  * kept open would keep a dead sender's locks alive.
+ *
+ * Replacing a stale segment (ZD_CREATE_REPLACE_STALE, and
+ * zd_segment_unlink_stale_posix): open the object, validate it, take its
+ * creator lock (proof that the creator is gone, and it shuts out a second
+ * replacer and a late creator), check that no other liveness lock is held
+ * (no live handle has it attached), check that the name still refers to the
+ * same inode, shm_unlink, close.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -39,6 +49,10 @@
 
 #include "futex.h"
 #include "internal.h"
+
+/* Create attempts with ZD_CREATE_REPLACE_STALE: each finds the name taken
+ * and removes a stale object under it. */
+#define ZDI_REPLACE_TRIES 4u
 
 static int posix_lock_op(zd_segment_t *seg, uint32_t idx, short type)
 {
@@ -64,6 +78,20 @@ static int posix_lock_try(zd_segment_t *seg, uint32_t idx)
 static void posix_lock_release(zd_segment_t *seg, uint32_t idx)
 {
 	(void)posix_lock_op(seg, idx, F_UNLCK);
+}
+
+static int posix_lock_held(const zd_segment_t *seg, uint32_t idx)
+{
+	struct flock fl;
+
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;            /* conflicts with any lock of another OFD */
+	fl.l_whence = SEEK_SET;
+	fl.l_start = (off_t)idx;
+	fl.l_len = 1;
+	if (fcntl(seg->fd, F_OFD_GETLK, &fl) < 0)
+		return -errno;
+	return fl.l_type != F_UNLCK;
 }
 
 static int posix_futex_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns)
@@ -97,6 +125,7 @@ const struct zdi_backend_ops zdi_backend_posix = {
 	.name = "posix",
 	.lock_try = posix_lock_try,
 	.lock_release = posix_lock_release,
+	.lock_held = posix_lock_held,
 	.futex_wait = posix_futex_wait,
 	.futex_wake = posix_futex_wake,
 	.unmap = posix_unmap,
@@ -107,6 +136,7 @@ const struct zdi_backend_ops zdi_backend_anonymous = {
 	.name = "anonymous",
 	.lock_try = posix_lock_try,
 	.lock_release = posix_lock_release,
+	.lock_held = posix_lock_held,
 	.futex_wait = posix_futex_wait,
 	.futex_wake = posix_futex_wake,
 	.unmap = posix_unmap,
@@ -156,8 +186,55 @@ static zd_segment_t *posix_handle_new(const char *name)
 	seg->ops = &zdi_backend_posix;
 	seg->fd = -1;
 	seg->share_fd = -1;
+	seg->attach_index = UINT32_MAX;     /* none until zdi_attach_claim */
 	snprintf(seg->name, sizeof(seg->name), "%s", name);
 	return seg;
+}
+
+static int posix_open(const char *name, int writable, zd_segment_t **out);
+
+/* Removes the name of a stale segment (see the top of this file).
+ * Returns 0, -EBUSY (its creator or another handle is alive, another
+ * replacer is at work, or the name moved on to another object), and the
+ * codes of attach (a name that is no valid segment is never removed). */
+static int stale_remove(const char *name)
+{
+	char path[ZD_NAME_MAX + 2];
+	struct stat checked, now;
+	zd_segment_t *seg = NULL;
+	int rc, fd;
+
+	rc = posix_open(name, 1, &seg);
+	if (rc < 0)
+		return rc;
+	rc = seg->ops->lock_try(seg, ZDI_LOCK_CREATOR);
+	if (rc == -EAGAIN)
+		rc = -EBUSY;
+	for (uint32_t idx = 0; rc == 0 && idx < ZDI_LOCK_CREATOR; idx++) {
+		int held = seg->ops->lock_held(seg, idx);
+
+		if (held != 0)
+			rc = held < 0 ? held : -EBUSY;
+	}
+	shm_path(path, name);
+	if (rc == 0 && fstat(seg->fd, &checked) < 0)
+		rc = -errno;
+	if (rc == 0) {
+		fd = shm_open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
+		if (fd < 0) {
+			rc = -errno;
+		} else {
+			if (fstat(fd, &now) < 0)
+				rc = -errno;
+			else if (now.st_dev != checked.st_dev || now.st_ino != checked.st_ino)
+				rc = -EBUSY;    /* not the object we checked */
+			close(fd);
+		}
+	}
+	if (rc == 0 && shm_unlink(path) < 0)
+		rc = -errno;
+	zdi_segment_free(seg);          /* closes the fd: drops the creator lock */
+	return rc;
 }
 
 int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
@@ -186,13 +263,28 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 	if (seg == NULL)
 		return -ENOMEM;
 	shm_path(path, name);
-	seg->fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (seg->fd < 0) {
+	for (unsigned tries = 0;; tries++) {
+		seg->fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (seg->fd >= 0)
+			break;
 		rc = -errno;
+		if (rc == -EEXIST && (cfg->flags & ZD_CREATE_REPLACE_STALE) &&
+		    tries < ZDI_REPLACE_TRIES) {
+			int gone = stale_remove(name);
+
+			if (gone == 0 || gone == -ENOENT)
+				continue;       /* the name is free again: create */
+		}
 		free(seg);
 		return rc;
 	}
 	seg->creator = 1;
+	/* Held until close; nobody can have taken it yet but a hostile peer. */
+	rc = seg->ops->lock_try(seg, ZDI_LOCK_CREATOR);
+	if (rc < 0) {
+		rc = rc == -EAGAIN ? -EEXIST : rc;
+		goto fail;
+	}
 	if (fchmod(seg->fd, cfg->mode != 0 ? (mode_t)cfg->mode : 0600) < 0) {
 		rc = -errno;
 		goto fail;
@@ -352,6 +444,15 @@ int zd_segment_unlink_posix(const char *name)
 	return shm_unlink(path) == 0 ? 0 : -errno;
 }
 
+int zd_segment_unlink_stale_posix(const char *name)
+{
+	int rc = zd_name_validate(name);
+
+	if (rc < 0)
+		return rc;
+	return stale_remove(name);
+}
+
 /* --------------------------------------------------------------------------
  * Anonymous segments: a sealed memfd shared by descriptor
  * ------------------------------------------------------------------------ */
@@ -423,6 +524,10 @@ int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out)
 		goto fail;
 	}
 	rc = reopen_own(seg->share_fd, &st, &seg->fd);
+	if (rc < 0)
+		goto fail;
+	/* Held until close, like a named creator's (nobody else has the fd). */
+	rc = seg->ops->lock_try(seg, ZDI_LOCK_CREATOR);
 	if (rc < 0)
 		goto fail;
 	base = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE,

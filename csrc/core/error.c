@@ -26,6 +26,7 @@ const char *zd_strerror(int code)
 	case EPROTO: return "segment layout version not supported";
 	case EINPROGRESS: return "segment is still being created";
 	case EPIPE: return "segment creator has closed it";
+	case EOWNERDEAD: return "segment creator died without closing it";
 	case EINTR: return "interrupted by a signal";
 	case EEXIST: return "segment already exists";
 	case ENOENT: return "no such segment";

@@ -43,6 +43,8 @@ struct zd_segment {
 	uint32_t attach_epoch;
 	uint64_t own_readers;          /* readers opened here (atomic) */
 	uint64_t last_reap_ns;         /* rate limit of the writer's reap */
+	uint64_t last_creator_check_ns; /* rate limit of the creator check */
+	uint32_t creator_dead;         /* 1 once the creator was found dead */
 
 	/* Handle pins: how many views this handle holds per slot (under
 	 * pin_mu); the shared handle_pins bit is set while the count is > 0. */

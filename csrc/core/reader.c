@@ -9,6 +9,11 @@
  *            it proves the owner is gone: clean up, FREE, drop the lock.
  * Cleanup always runs under the lock, so it can never touch an entry that a
  * new owner has claimed (the epoch lets a handle see its entry was reused).
+ *
+ * End of stream: a take that finds nothing unread asks whether the stream
+ * has ended (goodbye flag, or the creator's liveness lock free) and, if so,
+ * scans once more before it says so: a sample committed before the end is
+ * delivered even if the first scan ran before its commit.
  */
 #include <unistd.h>
 
@@ -207,6 +212,40 @@ int zd_reader_open(zd_segment_t *seg, uint64_t join_last, zd_reader_t *out)
 	return -EUSERS;
 }
 
+/* 1 when the creator is known to be dead.  Asks the backend at most once
+ * per ZD_CREATOR_CHECK_NS per handle; "dead" is kept (a creator never comes
+ * back, and a replacer holds its lock only for a moment). */
+static int creator_gone(zd_segment_t *seg)
+{
+	uint64_t now, last;
+
+	if (zdi_load_relaxed_u32(&seg->creator_dead))
+		return 1;
+	now = zd_now_ns();
+	last = zdi_load_relaxed_u64(&seg->last_creator_check_ns);
+	if (last != 0 && now - last < ZD_CREATOR_CHECK_NS)
+		return 0;
+	zdi_store_relaxed_u64(&seg->last_creator_check_ns, now);
+	if (zd_segment_creator_alive(seg) != 0)
+		return 0;               /* alive, or unknown: keep waiting */
+	zdi_store_relaxed_u32(&seg->creator_dead, 1);
+	return 1;
+}
+
+/* -EPIPE (goodbye), -EOWNERDEAD (the creator died without one) or 0. */
+static int stream_end(zd_segment_t *seg)
+{
+	/* The lock is asked first: a creator that closes stores goodbye
+	 * before its descriptor (and lock) goes, so a free lock with no
+	 * goodbye seen after it means the creator died. */
+	int dead = creator_gone(seg);
+
+	/* Pairs with the creator's release store in close. */
+	if (zdi_load_acquire_u32(&seg->hdr->goodbye))
+		return -EPIPE;
+	return dead ? -EOWNERDEAD : 0;
+}
+
 static int reader_live(const zd_segment_t *seg, const zd_reader_t *r)
 {
 	const struct zdi_reader_entry *e;
@@ -225,6 +264,7 @@ int zd_reader_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view)
 {
 	struct zdi_reader_entry *e;
 	uint64_t bit;
+	int ended = 0;
 	int rc = reader_live(seg, r);
 
 	if (rc < 0)
@@ -244,9 +284,14 @@ int zd_reader_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view)
 			zdi_maybe_reap(seg, 0);
 			return -EAGAIN;
 		}
-		if (rc < 0)
-			/* Pairs with the creator's release store in close. */
-			return zdi_load_acquire_u32(&seg->hdr->goodbye) ? -EPIPE : -EAGAIN;
+		if (rc < 0) {
+			if (ended != 0)
+				return ended;   /* the second scan found nothing */
+			ended = stream_end(seg);
+			if (ended == 0)
+				return -EAGAIN;
+			continue;
+		}
 		h = zdi_slot(seg, best);
 		if (zdi_pin(seg, best, best_s, &h->reader_pins, bit) != 0)
 			continue;       /* recycled meanwhile, or another thread has it */
@@ -272,13 +317,19 @@ int zd_reader_wait_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view,
 	for (;;) {
 		uint64_t gen = zd_notify_generation(seg);
 		int rc = zd_reader_take(seg, r, view);
+		uint64_t now, until;
 
 		if (rc != -EAGAIN)
 			return rc;
-		rc = zd_notify_wait(seg, gen, deadline_ns, spin_ns);
+		/* Park in slices: a creator that dies wakes nobody. */
+		now = zd_now_ns();
+		until = deadline_ns > now && deadline_ns - now > ZD_CREATOR_CHECK_NS
+				? now + ZD_CREATOR_CHECK_NS
+				: deadline_ns;
+		rc = zd_notify_wait(seg, gen, until, spin_ns);
 		if (rc == -EINTR)
 			return rc;
-		if (rc == -ETIMEDOUT) {
+		if (rc == -ETIMEDOUT && until == deadline_ns) {
 			rc = zd_reader_take(seg, r, view);
 			return rc == -EAGAIN ? -ETIMEDOUT : rc;
 		}

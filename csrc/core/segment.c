@@ -31,7 +31,8 @@ int zd_config_validate(const zd_config_t *cfg)
 {
 	uint64_t stride, total;
 
-	if (cfg == NULL || (cfg->mode & ~0777u) != 0)
+	if (cfg == NULL || (cfg->mode & ~0777u) != 0 ||
+	    (cfg->flags & ~ZD_CREATE_REPLACE_STALE) != 0)
 		return -EINVAL;
 	return zdi_geometry(cfg->slot_count, cfg->slot_capacity, &stride, &total);
 }
@@ -181,6 +182,32 @@ int zd_segment_fd(const zd_segment_t *seg)
 	return seg->share_fd;
 }
 
+int zd_segment_creator_alive(const zd_segment_t *seg)
+{
+	if (seg->creator)
+		return 1;
+	return seg->ops->lock_held(seg, ZDI_LOCK_CREATOR);
+}
+
+/* Entries marked ACTIVE whose owner holds the lock (this handle's own ones
+ * count without asking: a lock query does not see our own locks).  A failed
+ * query counts as live. */
+static void count_live(const zd_segment_t *seg, zd_segment_info_t *out)
+{
+	uint64_t own = zdi_load_acquire_u64(&seg->own_readers);
+
+	for (uint32_t r = 0; r < ZD_READER_MAX; r++)
+		if (zdi_load_acquire_u32(&seg->readers[r].state) == ZDI_ENTRY_ACTIVE &&
+		    ((own & zdi_bit(r)) ||
+		     seg->ops->lock_held(seg, ZDI_LOCK_READER(r)) != 0))
+			out->live_readers++;
+	for (uint32_t a = 0; a < ZD_ATTACH_MAX; a++)
+		if (zdi_load_acquire_u32(&seg->attach[a].state) == ZDI_ENTRY_ACTIVE &&
+		    (a == seg->attach_index ||
+		     seg->ops->lock_held(seg, ZDI_LOCK_ATTACH(a)) != 0))
+			out->live_attachments++;
+}
+
 int zd_segment_type_hash(const zd_segment_t *seg, uint8_t out[ZD_TYPE_HASH_SIZE])
 {
 	if (!(seg->flags & ZDI_FLAG_TYPE_HASH))
@@ -212,6 +239,8 @@ int zd_segment_info(const zd_segment_t *seg, zd_segment_info_t *out)
 	out->goodbye = zdi_load_acquire_u32(&seg->hdr->goodbye) != 0;
 	out->active_mask = zdi_load_acquire_u64(&seg->hdr->active_mask);
 	out->readers_active = (uint32_t)__builtin_popcountll(out->active_mask);
+	out->creator_alive = zd_segment_creator_alive(seg) != 0;
+	count_live(seg, out);
 	out->next_sn = zdi_load_relaxed_u64(&seg->hdr->next_sn);
 	out->counters.loans = zdi_load_relaxed_u64(&c->loans);
 	out->counters.commits = zdi_load_relaxed_u64(&c->commits);

@@ -130,6 +130,7 @@ typedef struct zdext_state {
 	PyObject *TooManyReadersError;
 	PyObject *DisconnectedError;
 	PyObject *SegmentClosedError;
+	PyObject *CreatorDeadError;
 	PyObject *CorruptSegmentError;
 	PyObject *NoSpaceError;
 	PyObject *ViewsAliveError;
@@ -163,6 +164,10 @@ zdext_state_of(PyObject *obj)
  * exception.  `what` says what was being done ("reserve", "attach 'x'").
  * Always returns NULL with an exception set. */
 PyObject *zdext_raise(zdext_state *st, int rc, const char *what);
+
+/* The same, with `hint` (or NULL) appended to the message after "; ". */
+PyObject *zdext_raise_hint(zdext_state *st, int rc, const char *what,
+			   const char *hint);
 
 #if PY_VERSION_HEX < 0x030C0000
 /* PEP 688's __buffer__ for Pythons that do not derive it from the buffer

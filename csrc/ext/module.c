@@ -18,9 +18,15 @@
  * Errors
  * ------------------------------------------------------------------------ */
 
-/* THE one place where a core return code becomes a Python exception. */
 PyObject *
 zdext_raise(zdext_state *st, int rc, const char *what)
+{
+	return zdext_raise_hint(st, rc, what, NULL);
+}
+
+/* THE one place where a core return code becomes a Python exception. */
+PyObject *
+zdext_raise_hint(zdext_state *st, int rc, const char *what, const char *hint)
 {
 	PyObject *cls;
 	PyObject *msg = NULL, *exc = NULL, *code = NULL;
@@ -40,6 +46,7 @@ zdext_raise(zdext_state *st, int rc, const char *what)
 	case -EUSERS:       cls = st->TooManyReadersError; break;
 	case -ENOTCONN:     cls = st->DisconnectedError; break;
 	case -EPIPE:        cls = st->SegmentClosedError; break;
+	case -EOWNERDEAD:   cls = st->CreatorDeadError; break;
 	case -EBADMSG:
 	case -EPROTO:
 	case -EINPROGRESS:  cls = st->CorruptSegmentError; break;
@@ -56,7 +63,10 @@ zdext_raise(zdext_state *st, int rc, const char *what)
 	default:            cls = st->SystemCallError; break;
 	}
 
-	msg = PyUnicode_FromFormat("%s: %s", what, zd_strerror(rc));
+	if (hint != NULL)
+		msg = PyUnicode_FromFormat("%s: %s; %s", what, zd_strerror(rc), hint);
+	else
+		msg = PyUnicode_FromFormat("%s: %s", what, zd_strerror(rc));
 	if (msg == NULL)
 		goto out;
 	code = PyLong_FromLong(err);
@@ -413,6 +423,9 @@ zdext_info_dict(const zd_segment_info_t *in)
 	    dict_set_u64(d, "created_realtime_ns", in->created_realtime_ns) < 0 ||
 	    dict_set_obj(d, "goodbye", PyBool_FromLong(in->goodbye != 0)) < 0 ||
 	    dict_set_u64(d, "readers_active", in->readers_active) < 0 ||
+	    dict_set_obj(d, "creator_alive", PyBool_FromLong(in->creator_alive != 0)) < 0 ||
+	    dict_set_u64(d, "live_readers", in->live_readers) < 0 ||
+	    dict_set_u64(d, "live_attachments", in->live_attachments) < 0 ||
 	    dict_set_u64(d, "active_mask", in->active_mask) < 0 ||
 	    dict_set_u64(d, "next_sn", in->next_sn) < 0)
 		goto fail;
@@ -589,6 +602,33 @@ zdext_unlink(PyObject *module, PyObject *arg)
 }
 
 static PyObject *
+zdext_unlink_stale(PyObject *module, PyObject *arg)
+{
+	zdext_state *st = PyModule_GetState(module);
+	const char *name;
+	int rc;
+
+	if (zdext_name_arg(arg, "name", &name) < 0)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_unlink_stale_posix(name);
+	Py_END_ALLOW_THREADS
+	if (rc == 0)
+		Py_RETURN_TRUE;
+	if (rc == -EBUSY)
+		Py_RETURN_FALSE;
+	{
+		PyObject *what = PyUnicode_FromFormat("unlink_stale %R", arg);
+
+		if (what != NULL) {
+			zdext_raise(st, rc, PyUnicode_AsUTF8(what));
+			Py_DECREF(what);
+		}
+	}
+	return NULL;
+}
+
+static PyObject *
 zdext_validate_name(PyObject *Py_UNUSED(module), PyObject *arg)
 {
 	const char *name;
@@ -608,6 +648,11 @@ static PyMethodDef zdext_methods[] = {
 	{"unlink", zdext_unlink, METH_O,
 	 "unlink(name) -> None\n--\n\n"
 	 "Removes a posix segment's name; open handles stay valid."},
+	{"unlink_stale", zdext_unlink_stale, METH_O,
+	 "unlink_stale(name) -> bool\n--\n\n"
+	 "Removes a posix segment's name only if it is stale: its creator is dead "
+	 "(or closed it) and no live process has it attached.  True if removed, "
+	 "False if it is alive (never removed)."},
 	{"validate_name", zdext_validate_name, METH_O,
 	 "validate_name(name) -> None\n--\n\n"
 	 "Raises TypeError or ValueError if name is not a valid segment name."},
@@ -656,6 +701,12 @@ add_exceptions(PyObject *m, zdext_state *st)
 		    "The reader was disconnected (ENOTCONN)."),
 		EXC(SegmentClosedError, PyExc_BrokenPipeError,
 		    "The segment's creator has closed it and nothing is left (EPIPE)."),
+		/* A ConnectionError but not a BrokenPipeError: code that treats
+		 * BrokenPipeError (SegmentClosedError) as the clean end of a
+		 * stream must not take a crash for one. */
+		EXC(CreatorDeadError, PyExc_ConnectionError,
+		    "The segment's creator died without closing it and nothing is "
+		    "left (EOWNERDEAD)."),
 		EXC(CorruptSegmentError, PyExc_ValueError,
 		    "The segment or a slot is corrupt, incompatible or not yet "
 		    "initialised (EBADMSG, EPROTO, EINPROGRESS)."),

@@ -84,7 +84,9 @@ take_slice(void *p, uint64_t deadline, uint64_t spin)
 }
 
 /* Returns a Sample, or NULL with an exception, or NULL without one when
- * `iterating` and the stream ended (goodbye, or the reader was closed). */
+ * `iterating` and the stream ended (goodbye, or the reader was closed).  A
+ * dead creator raises CreatorDeadError even when iterating: a silent end
+ * would hide the crash. */
 static PyObject *
 reader_take_impl(ReaderObject *r, uint64_t timeout, int iterating)
 {
@@ -288,7 +290,9 @@ static PyMethodDef reader_methods[] = {
 	 METH_FASTCALL | METH_KEYWORDS,
 	 "take(timeout=None) -> Sample\n--\n\n"
 	 "The oldest unread sample; waits (GIL released, Ctrl-C works).  "
-	 "WaitTimeoutError, SegmentClosedError after the creator's goodbye."},
+	 "WaitTimeoutError, SegmentClosedError after the creator's goodbye, "
+	 "CreatorDeadError once the creator died (each after every sample "
+	 "committed before is taken)."},
 	{"try_take", (PyCFunction)reader_try_take, METH_NOARGS,
 	 "try_take() -> Sample | None\n--\n\nThe oldest unread sample, or None."},
 	{"stats", (PyCFunction)reader_stats, METH_NOARGS,
@@ -302,7 +306,9 @@ static PyMethodDef reader_methods[] = {
 
 static PyType_Slot reader_slots[] = {
 	{Py_tp_doc, "A registered reader (see Segment.reader).  Iterating blocks "
-		    "and ends when the creator closes the segment."},
+		    "and ends when the creator closes the segment; it raises "
+		    "CreatorDeadError when the creator died (after every sample "
+		    "committed before)."},
 	{Py_tp_dealloc, reader_dealloc},
 	{Py_tp_repr, reader_repr},
 	{Py_tp_getset, reader_getset},

@@ -316,21 +316,67 @@ raise_named(zdext_state *st, int rc, const char *verb, PyObject *name)
 	return NULL;
 }
 
+/* SegmentExistsError saying what lives under the name: whether its creator
+ * is alive, and how a stale segment is removed. */
+static PyObject *
+raise_exists(zdext_state *st, PyObject *name_obj, const char *name)
+{
+	zd_segment_info_t info;
+	PyObject *what = what_name("create", name_obj), *hint = NULL;
+	int rc;
+
+	if (what == NULL)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_describe_posix(name, &info);
+	Py_END_ALLOW_THREADS
+	if (rc < 0)
+		hint = PyUnicode_FromFormat(
+			"it is no zdshm segment this process can describe (%s): "
+			"replace_stale=True and `python -m zdshm rm --stale` never "
+			"remove such a name", zd_strerror(rc));
+	else if (info.creator_alive)
+		hint = PyUnicode_FromFormat(
+			"its creator (pid %d) is alive; only a stale segment (creator "
+			"dead, nothing attached) is replaced by replace_stale=True or "
+			"removed by `python -m zdshm rm --stale`", (int)info.owner_pid);
+	else if (info.live_attachments > 0)
+		hint = PyUnicode_FromFormat(
+			"its creator (pid %d) %s but %u live handle%s still "
+			"attached; once %s detach, replace_stale=True or `python -m "
+			"zdshm rm --stale` removes it", (int)info.owner_pid,
+			info.goodbye ? "has closed it" : "is dead",
+			(unsigned)info.live_attachments,
+			info.live_attachments == 1 ? " is" : "s are",
+			info.live_attachments == 1 ? "it" : "they");
+	else
+		hint = PyUnicode_FromFormat(
+			"its creator (pid %d) %s: the segment is stale; "
+			"replace_stale=True or `python -m zdshm rm --stale` removes it",
+			(int)info.owner_pid, info.goodbye ? "has closed it" : "is dead");
+	if (hint != NULL)
+		zdext_raise_hint(st, -EEXIST, PyUnicode_AsUTF8(what),
+				 PyUnicode_AsUTF8(hint));
+	Py_XDECREF(hint);
+	Py_DECREF(what);
+	return NULL;
+}
+
 static PyObject *
 posix_segment_create(PyObject *cls, PyObject *const *args, Py_ssize_t nargs,
 		     PyObject *kwnames)
 {
 	static const char *const names[] = {"name", "slot_count", "slot_capacity",
-					    "type_hash", "mode"};
+					    "type_hash", "mode", "replace_stale"};
 	PyTypeObject *tp = (PyTypeObject *)cls;
 	zdext_state *st = zdext_state_of_type(tp);
-	PyObject *a[5];
+	PyObject *a[6];
 	const char *name;
 	zd_config_t cfg;
 	zd_segment_t *h = NULL;
 	int rc;
 
-	if (zdext_bind("create", args, nargs, kwnames, names, 5, 3, a) < 0)
+	if (zdext_bind("create", args, nargs, kwnames, names, 6, 3, a) < 0)
 		return NULL;
 	if (a[0] == NULL || a[1] == NULL || a[2] == NULL) {
 		PyErr_SetString(PyExc_TypeError,
@@ -341,9 +387,19 @@ posix_segment_create(PyObject *cls, PyObject *const *args, Py_ssize_t nargs,
 		return NULL;
 	if (config_from_args(a[1], a[2], a[3], a[4] ? a[4] : NULL, &cfg) < 0)
 		return NULL;
+	if (a[5] != NULL && !PyBool_Check(a[5])) {
+		PyErr_Format(PyExc_TypeError,
+			     "replace_stale must be True or False, got %.200R (%s)",
+			     a[5], Py_TYPE(a[5])->tp_name);
+		return NULL;
+	}
+	if (a[5] == Py_True)
+		cfg.flags |= ZD_CREATE_REPLACE_STALE;
 	Py_BEGIN_ALLOW_THREADS
 	rc = zd_segment_create_posix(name, &cfg, &h);
 	Py_END_ALLOW_THREADS
+	if (rc == -EEXIST)
+		return raise_exists(st, a[0], name);
 	if (rc < 0)
 		return raise_named(st, rc, "create", a[0]);
 	return segment_wrap(tp, h, a[0]);
@@ -513,6 +569,25 @@ seg_get_active_mask(SegmentObject *self, void *Py_UNUSED(c))
 	if (zdext_segment_check(self) < 0)
 		return NULL;
 	return PyLong_FromUnsignedLongLong(zd_segment_active_mask(self->seg));
+}
+
+static PyObject *
+seg_get_creator_alive(SegmentObject *self, void *Py_UNUSED(c))
+{
+	zd_segment_t *h;
+	int rc;
+
+	if (zdext_segment_check(self) < 0)
+		return NULL;
+	h = self->seg;
+	self->inflight++;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_creator_alive(h);
+	Py_END_ALLOW_THREADS
+	self->inflight--;
+	if (rc < 0)
+		return zdext_raise(zdext_state_of((PyObject *)self), rc, "creator_alive");
+	return PyBool_FromLong(rc);
 }
 
 static PyObject *
@@ -836,12 +911,18 @@ static PyObject *
 seg_info(SegmentObject *self, PyObject *Py_UNUSED(ignored))
 {
 	zd_segment_info_t info;
+	zd_segment_t *h;
 	PyObject *d;
 	int rc;
 
 	if (zdext_segment_check(self) < 0)
 		return NULL;
-	rc = zd_segment_info(self->seg, &info);
+	h = self->seg;
+	self->inflight++;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_info(h, &info);     /* one fcntl per live entry */
+	Py_END_ALLOW_THREADS
+	self->inflight--;
 	if (rc < 0)
 		return zdext_raise(zdext_state_of((PyObject *)self), rc, "info");
 	d = zdext_info_dict(&info);
@@ -960,6 +1041,9 @@ static PyGetSetDef segment_getset[] = {
 	 "The current notify generation (for wait_for_change).", NULL},
 	{"active_mask", (getter)seg_get_active_mask, NULL,
 	 "Bit mask of the registered readers.", NULL},
+	{"creator_alive", (getter)seg_get_creator_alive, NULL,
+	 "True while the creator's handle is open (asks its lock: one fcntl, "
+	 "no lock taken); False once it closed the segment or died.", NULL},
 	{NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1064,9 +1148,11 @@ static PyGetSetDef posix_segment_getset[] = {
 static PyMethodDef posix_segment_methods[] = {
 	{"create", (PyCFunction)(void (*)(void))posix_segment_create,
 	 METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
-	 "create(name, slot_count, slot_capacity, *, type_hash=None, mode=0o600)"
-	 " -> PosixSegment\n--\n\n"
-	 "Creates /dev/shm/<name> exclusively (SegmentExistsError if it exists)."},
+	 "create(name, slot_count, slot_capacity, *, type_hash=None, mode=0o600,"
+	 " replace_stale=False) -> PosixSegment\n--\n\n"
+	 "Creates /dev/shm/<name> exclusively (SegmentExistsError if it exists).  "
+	 "replace_stale=True first removes a stale segment under the name (its "
+	 "creator dead, no live process attached); a live one is never touched."},
 	{"attach", (PyCFunction)posix_segment_attach, METH_O | METH_CLASS,
 	 "attach(name) -> PosixSegment\n--\n\nAttaches to an existing segment."},
 	{"unlink", (PyCFunction)posix_segment_unlink, METH_NOARGS,

@@ -25,6 +25,7 @@ from zdshm._zdshm import (
     AnonymousSegment,
     ClosedError,
     CorruptSegmentError,
+    CreatorDeadError,
     DisconnectedError,
     Error,
     InvalidArgumentError,
@@ -54,6 +55,7 @@ from zdshm._zdshm import (
     describe,
     list_segments,
     unlink,
+    unlink_stale,
     validate_name,
 )
 from zdshm.fdpass import recv_segment, send_segment
@@ -72,6 +74,7 @@ __all__ = [
     "AnonymousSegment",
     "ClosedError",
     "CorruptSegmentError",
+    "CreatorDeadError",
     "DisconnectedError",
     "Error",
     "InvalidArgumentError",
@@ -103,5 +106,6 @@ __all__ = [
     "recv_segment",
     "send_segment",
     "unlink",
+    "unlink_stale",
     "validate_name",
 ]

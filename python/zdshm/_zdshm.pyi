@@ -37,6 +37,7 @@ class SlotBusyError(Error, BlockingIOError): ...          # -EBUSY
 class TooManyReadersError(Error, OSError): ...            # -EUSERS
 class DisconnectedError(Error, ConnectionError): ...      # -ENOTCONN
 class SegmentClosedError(Error, BrokenPipeError): ...     # -EPIPE (creator said goodbye)
+class CreatorDeadError(Error, ConnectionError): ...       # -EOWNERDEAD (creator died, no goodbye)
 class CorruptSegmentError(Error, ValueError): ...         # -EBADMSG, -EPROTO, -EINPROGRESS
 class NoSpaceError(Error, OSError): ...                   # -ENOSPC
 class ViewsAliveError(Error, BufferError): ...            # close/commit while views are alive
@@ -67,6 +68,8 @@ class Segment:
     def notify_generation(self) -> int: ...
     @property
     def active_mask(self) -> int: ...
+    @property
+    def creator_alive(self) -> bool: ...                 # the creator's handle is open (asks its lock)
     # low level (seed parity)
     def reserve(self, active_readers_mask: int = 0) -> Loan: ...        # NoFreeSlotError
     def next_unread(self, reader: int) -> int | None: ...
@@ -95,7 +98,8 @@ class MemorySegment(Segment):
 class PosixSegment(Segment):
     @classmethod
     def create(cls, name: str, slot_count: int, slot_capacity: int, *,
-               type_hash: bytes | None = None, mode: int = 0o600) -> PosixSegment: ...
+               type_hash: bytes | None = None, mode: int = 0o600,
+               replace_stale: bool = False) -> PosixSegment: ...  # SegmentExistsError says whether its creator is alive
     @classmethod
     def attach(cls, name: str) -> PosixSegment: ...
     @property
@@ -118,8 +122,9 @@ class AnonymousSegment(Segment):
     def sealed(self) -> bool: ...                        # False for a named or unsealed object attached by fd
 
 def list_segments() -> list[str]: ...                   # names of zdshm segments in /dev/shm
-def describe(name: str) -> dict[str, Any]: ...          # read-only, no attachment
+def describe(name: str) -> dict[str, Any]: ...          # read-only, no attachment; creator_alive, live_readers, live_attachments
 def unlink(name: str) -> None: ...
+def unlink_stale(name: str) -> bool: ...                # True: removed (stale); False: alive, kept
 def validate_name(name: str) -> None: ...
 
 # --- loans and samples (buffer exporters) -------------------------------------
@@ -210,13 +215,13 @@ class Reader:
     def index(self) -> int: ...
     @property
     def closed(self) -> bool: ...
-    def take(self, timeout: float | None = None) -> Sample: ...   # WaitTimeoutError; SegmentClosedError at goodbye
+    def take(self, timeout: float | None = None) -> Sample: ...   # WaitTimeoutError; SegmentClosedError at goodbye; CreatorDeadError
     def try_take(self) -> Sample | None: ...
     def stats(self) -> dict[str, int | None]: ...        # taken, dropped, lag, last_sn (None before the first take)
     @property
     def segment(self) -> Segment: ...                    # addition
     def close(self) -> None: ...
-    def __iter__(self) -> Iterator[Sample]: ...          # ends when the creator says goodbye
+    def __iter__(self) -> Iterator[Sample]: ...          # ends at goodbye; raises CreatorDeadError if the creator died
     def __next__(self) -> Sample: ...
     def __enter__(self) -> Reader: ...
     def __exit__(self, *exc: object) -> None: ...

@@ -382,21 +382,32 @@ def demo(argv: list[str] | None = None) -> int:
 # list, describe, rm, bench
 # --------------------------------------------------------------------------
 
+def _state(d: dict[str, Any]) -> str:
+    """ALIVE while the creator's handle is open, else STALE."""
+    return "ALIVE" if d["creator_alive"] else "STALE"
+
+
 def _cmd_list(argv: list[str]) -> int:
-    argparse.ArgumentParser(prog="python -m zdshm list",
-                            description="zdshm segments in /dev/shm").parse_args(argv)
+    argparse.ArgumentParser(
+        prog="python -m zdshm list",
+        description="zdshm segments in /dev/shm: STATE is ALIVE while the "
+                    "creator has the segment open, STALE once it closed it or "
+                    "died; READERS and ATTACHED count live readers and live "
+                    "handles").parse_args(argv)
     names = zdshm.list_segments()
     if not names:
         print("no zdshm segments")
         return 0
-    print(f"{'NAME':<32} {'SLOTS':>6} {'CAPACITY':>12} {'READERS':>7} {'OWNER':>8} GOODBYE")
+    print(f"{'NAME':<32} {'STATE':<5} {'SLOTS':>6} {'CAPACITY':>12} {'READERS':>7} "
+          f"{'ATTACHED':>8} {'OWNER':>8} GOODBYE")
     for name in names:
         try:
             d = zdshm.describe(name)
         except zdshm.Error:
             continue
-        print(f"{name:<32} {d['slot_count']:>6} {d['slot_capacity']:>12} "
-              f"{d['readers_active']:>7} {d['owner_pid']:>8} {d['goodbye']}")
+        print(f"{name:<32} {_state(d):<5} {d['slot_count']:>6} {d['slot_capacity']:>12} "
+              f"{d['live_readers']:>7} {d['live_attachments']:>8} {d['owner_pid']:>8} "
+              f"{d['goodbye']}")
     return 0
 
 
@@ -416,11 +427,45 @@ def _cmd_describe(argv: list[str]) -> int:
     return 0
 
 
+def _rm_stale(names: list[str]) -> int:
+    """Removes the stale segments among names (all zdshm segments when
+    empty); a live one (creator alive, or any live handle attached) stays."""
+    rc = 0
+    for name in names or zdshm.list_segments():
+        try:
+            d = zdshm.describe(name)
+            if d["creator_alive"]:
+                print(f"kept {name}: its creator (pid {d['owner_pid']}) is alive")
+                continue
+            if zdshm.unlink_stale(name):
+                how = "closed it" if d["goodbye"] else "is dead"
+                print(f"removed {name} (stale: its creator, pid {d['owner_pid']}, {how})")
+            else:
+                now = zdshm.describe(name)
+                print(f"kept {name}: its creator is not alive but "
+                      f"{now['live_attachments']} live handle(s) have it attached")
+        except zdshm.SegmentNotFoundError:
+            continue            # removed meanwhile
+        except (zdshm.Error, ValueError) as exc:
+            print(f"rm: {exc}", file=sys.stderr)
+            rc = 1
+    return rc
+
+
 def _cmd_rm(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m zdshm rm",
-                                description="remove segments by name")
-    p.add_argument("names", nargs="+", metavar="NAME")
+                                description="remove segments by name, or with "
+                                            "--stale the stale ones only")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--stale", action="store_true",
+                   help="remove only segments whose creator is dead (or closed "
+                        "them) and that no live process has attached; without "
+                        "NAMEs, every such segment in /dev/shm")
     args = p.parse_args(argv)
+    if args.stale:
+        return _rm_stale(args.names)
+    if not args.names:
+        p.error("give NAMEs, or --stale")
     rc = 0
     for name in args.names:
         try:
@@ -456,9 +501,10 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m zdshm {demo,list,describe,rm,bench} [...]\n\n"
               "  demo [--seconds 4] [--shape 1080 1920 3]\n"
               "                 frames through a posix segment vs multiprocessing.Queue\n"
-              "  list           zdshm segments in /dev/shm\n"
+              "  list           zdshm segments in /dev/shm (ALIVE/STALE, live readers)\n"
               "  describe NAME  a segment's header and counters (read-only)\n"
               "  rm NAME...     remove segments\n"
+              "  rm --stale [NAME...]  remove stale segments (creator gone, nothing attached)\n"
               "  bench [...]    benchmarks (zdshm.bench)",
               file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr)
         if argv and argv[0] in ("-h", "--help"):

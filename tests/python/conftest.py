@@ -5,9 +5,9 @@
 - ``seg``: one small segment of that backend; ``posix_factory``: posix only;
 - an autouse fixture asserting /dev/shm is left as the test found it.
 
-/dev/shm check: names made by these tests carry PREFIX; any new entry with
-that prefix, and any new zdshm segment owned by this process, fails the
-test.  In strict mode (ZDSHM_STRICT_SHM=1, set by .ci/run, where nothing
+/dev/shm check: names made by these tests carry PREFIX and this session's
+pid; any new entry with that prefix, and any new zdshm segment owned by this
+process, fails the test (names of other test sessions are left alone).  In strict mode (ZDSHM_STRICT_SHM=1, set by .ci/run, where nothing
 else runs on the machine) any new or vanished entry at all fails it.
 Outside strict mode other programs may create and remove their own entries
 concurrently, so those are ignored.
@@ -22,7 +22,7 @@ import pytest
 
 import zdshm
 
-from zdpy_support import PREFIX, SegmentFactory, ours, shm_listing
+from zdpy_support import SegmentFactory, own_prefix, ours, shm_listing
 
 
 @pytest.fixture(autouse=True)
@@ -37,14 +37,14 @@ def shm_left_as_found():
         added, removed = after - before, before - after
         if not strict:
             added = {n for n in added if ours(n)}
-            removed = {n for n in removed if n.startswith(PREFIX)}
+            removed = {n for n in removed if n.startswith(own_prefix())}
         if not added and not removed:
             return
         if time.monotonic() > deadline:
             break
         time.sleep(0.05)
     for n in added:
-        if n.startswith(PREFIX):
+        if n.startswith(own_prefix()):
             try:
                 zdshm.unlink(n)
             except zdshm.Error:

@@ -52,6 +52,7 @@ CHILD = textwrap.dedent(r"""
     out["sealed"] = seg.sealed
     out["backend"] = seg.backend
     out["is_creator"] = seg.is_creator
+    out["creator_alive"] = seg.creator_alive   # the creator's lock, seen here
     r = seg.reader(join_last=count)
     out["samples"] = []
     for _ in range(count):
@@ -149,6 +150,7 @@ def test_child_attaches_through_pass_fds_and_cannot_truncate():
         assert report["truncate"] == [errno.EPERM] * 3
         assert report["sealed"] and report["backend"] == "anonymous"
         assert report["is_creator"] is False
+        assert report["creator_alive"] is True
         _check_samples(report, arrays)
         # After the peer's attempts the size is intact and this reader still
         # reads correct data (no SIGBUS).
@@ -178,6 +180,7 @@ def test_child_receives_over_unix_socket():
             zdshm.send_segment(conn, seg)
         report = _finish(p)
         assert report["sealed"] and report["is_creator"] is False
+        assert report["creator_alive"] is True
         _check_samples(report, arrays)
         assert seg.info()["readers_active"] == 0      # the child closed its reader
     finally:

@@ -47,6 +47,49 @@ def test_list_describe_rm(posix_factory):
     assert p.returncode == 1 and "bad/name" in p.stderr
 
 
+def _list_line(name):
+    p = run("list")
+    assert p.returncode == 0, p.stderr
+    header = p.stdout.splitlines()[0].split()
+    line = next(ln for ln in p.stdout.splitlines() if ln.startswith(name + " "))
+    return dict(zip(header, line.split()))
+
+
+def test_list_shows_liveness_and_rm_stale_keeps_live(posix_factory):
+    seg = posix_factory(slot_count=2, slot_capacity=16)
+    readers = [seg.reader() for _ in range(2)]
+    row = _list_line(seg.name)
+    assert row["STATE"] == "ALIVE" and row["READERS"] == "2" and row["ATTACHED"] == "1"
+    p = run("rm", "--stale", seg.name)
+    assert p.returncode == 0 and f"kept {seg.name}: its creator" in p.stdout
+    assert seg.name in zdshm.list_segments()
+    for r in readers:
+        r.close()
+    seg.close()                          # goodbye: the creator's lock is gone
+    row = _list_line(seg.name)
+    assert row["STATE"] == "STALE" and row["READERS"] == "0" and row["GOODBYE"] == "True"
+    p = run("rm", "--stale", seg.name)
+    assert p.returncode == 0 and f"removed {seg.name} (stale" in p.stdout, p.stdout
+    assert seg.name not in zdshm.list_segments()
+    p = run("rm")
+    assert p.returncode == 2 and "--stale" in p.stderr
+
+
+def test_rm_stale_without_names_scans_every_segment(posix_factory, monkeypatch, capsys):
+    from zdshm import cli
+
+    live = posix_factory(slot_count=2, slot_capacity=16)
+    stale = posix_factory(slot_count=2, slot_capacity=16)
+    stale.close()
+    # only this test's segments: others on the machine are not ours to remove
+    monkeypatch.setattr(zdshm, "list_segments", lambda: [live.name, stale.name])
+    assert cli.main(["rm", "--stale"]) == 0
+    out = capsys.readouterr().out
+    assert f"kept {live.name}" in out and f"removed {stale.name}" in out
+    names = os.listdir("/dev/shm")
+    assert live.name in names and stale.name not in names
+
+
 def test_bench_subcommand_dispatch():
     try:
         import zdshm.bench  # noqa: F401

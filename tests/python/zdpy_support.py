@@ -14,8 +14,14 @@ SHM = "/dev/shm"
 PREFIX = "zdpytest-"
 
 
+def own_prefix() -> str:
+    """The prefix of the names this test session makes: other sessions on
+    the machine (with their own pid) are left alone."""
+    return f"{PREFIX}{os.getpid()}-"
+
+
 def unique_name(tag: str = "seg") -> str:
-    return f"{PREFIX}{os.getpid()}-{tag}-{uuid.uuid4().hex[:12]}"
+    return f"{own_prefix()}{tag}-{uuid.uuid4().hex[:12]}"
 
 
 def shm_listing() -> set[str]:
@@ -28,7 +34,7 @@ def shm_listing() -> set[str]:
 def ours(name: str) -> bool:
     """True for /dev/shm entries this test run is responsible for."""
     if name.startswith(PREFIX):
-        return True
+        return name.startswith(own_prefix())
     try:
         if not stat.S_ISREG(os.lstat(os.path.join(SHM, name)).st_mode):
             return False       # describe() of a FIFO would block in the core
@@ -97,5 +103,5 @@ def _shm_view() -> list[str]:
     # only our entries, as other programs may create theirs concurrently.
     names = shm_listing()
     if os.environ.get("ZDSHM_STRICT_SHM") != "1":
-        names = {n for n in names if n.startswith(PREFIX)}
+        names = {n for n in names if n.startswith(own_prefix())}
     return sorted(names)

@@ -15,13 +15,16 @@
  *   -ESTALE        the slot is not a live loan of this handle (committed,
  *                  discarded, or reclaimed after this process was presumed dead)
  *   -ENODATA       the slot holds no committed sample
- *   -EBUSY         the slot is pinned by the maximum number of views
+ *   -EBUSY         the slot is pinned by the maximum number of views;
+ *                  zd_segment_unlink_stale_posix: the segment is alive
  *   -EUSERS        every reader (or attachment) entry of the segment is taken
  *   -ENOTCONN      the reader was disconnected (closed, or presumed dead)
  *   -EBADMSG       the segment or a slot header is corrupt (bad field value)
  *   -EPROTO        the segment was made by an incompatible layout version
  *   -EINPROGRESS   the segment is still being created (init flag not set)
  *   -EPIPE         the segment's creator has closed it (goodbye flag)
+ *   -EOWNERDEAD    the segment's creator died without closing it (its
+ *                  liveness lock is free, no goodbye)
  *   -EEXIST, -ENOENT, -EACCES, -ELOOP, -ENOSPC, -ENOMEM, -EMFILE: from the system
  */
 #ifndef ZDSHM_ERROR_H

@@ -19,6 +19,9 @@
 extern "C" {
 #endif
 
+/* How often an idle reader asks whether the creator is alive (ns). */
+#define ZD_CREATOR_CHECK_NS 100000000ull
+
 typedef struct zd_reader {
 	uint32_t index;        /* bit in the masks                           */
 	uint32_t epoch;        /* entry epoch this reader was opened with    */
@@ -43,12 +46,18 @@ int zd_reader_open(zd_segment_t *seg, uint64_t join_last, zd_reader_t *out);
  * and fills *view.  Release the view with zd_slot_release.
  * Returns 0, -EAGAIN (nothing unread), -ENOTCONN (this reader was
  * disconnected), -EPIPE (the creator said goodbye and nothing is unread),
+ * -EOWNERDEAD (the creator died without a goodbye and nothing is unread),
  * -EBADMSG (a published slot was corrupt: it was dropped and counted; the
- * next call goes on). */
+ * next call goes on).  Every sample committed before the goodbye or the
+ * death is delivered first.  Whether the creator lives is asked at most
+ * once per ZD_CREATOR_CHECK_NS per handle, and only when nothing is
+ * unread; once found dead it stays dead for this handle. */
 int zd_reader_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view);
 
 /* Like zd_reader_take but waits until CLOCK_MONOTONIC deadline_ns
  * (UINT64_MAX: none), spinning up to spin_ns before parking on the futex.
+ * It parks at most ZD_CREATOR_CHECK_NS at a time, so a dead creator is
+ * noticed within about twice that.
  * Returns what zd_reader_take returns except -EAGAIN, plus -ETIMEDOUT and
  * -EINTR. */
 int zd_reader_wait_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view,

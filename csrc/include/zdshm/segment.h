@@ -10,7 +10,7 @@
 extern "C" {
 #endif
 
-#define ZD_LAYOUT_VERSION 1u
+#define ZD_LAYOUT_VERSION 2u       /* 2: the creator holds a liveness lock */
 #define ZD_READER_MAX 64u          /* readers per segment (bits of a mask)   */
 #define ZD_ATTACH_MAX 64u          /* open handles per segment               */
 #define ZD_SLOT_COUNT_MAX (1u << 20)
@@ -33,7 +33,13 @@ typedef struct zd_config {
 	uint64_t slot_capacity;            /* 1 .. ZD_SLOT_CAPACITY_MAX bytes */
 	uint8_t type_hash[ZD_TYPE_HASH_SIZE]; /* all zero: no hash          */
 	uint32_t mode;                     /* posix: permission bits, 0 = 0600 */
+	uint32_t flags;                    /* ZD_CREATE_*, 0 for none          */
 } zd_config_t;
+
+/* Posix create: if the name exists and holds a stale segment (its creator
+ * is dead and no live handle has it attached), remove it and create anew.
+ * A live segment, or a name that is no valid segment, is never touched. */
+#define ZD_CREATE_REPLACE_STALE 1u
 
 /* Segment-wide counters (monotonic, relaxed). */
 typedef struct zd_segment_counters {
@@ -61,6 +67,10 @@ typedef struct zd_segment_info {
 	uint64_t created_realtime_ns;
 	uint32_t goodbye;          /* 1: the creator has closed it            */
 	uint32_t readers_active;   /* number of bits in the active mask       */
+	uint32_t creator_alive;    /* 1: the creator's handle is open (lock
+				      held), 0: closed, or its process died */
+	uint32_t live_readers;     /* ACTIVE reader entries whose lock is held */
+	uint32_t live_attachments; /* ACTIVE attachments whose lock is held  */
 	uint64_t active_mask;
 	uint64_t next_sn;          /* sequence number the next commit gets    */
 	zd_segment_counters_t counters;
@@ -72,7 +82,8 @@ typedef struct zd_segment_info {
 int zd_name_validate(const char *name);
 
 /* Checks a configuration without creating anything.
- * Returns 0, -EINVAL (a count or capacity of 0, a mode outside 0..0777),
+ * Returns 0, -EINVAL (a count or capacity of 0, a mode outside 0..0777,
+ * an unknown flag),
  * -EOVERFLOW (the segment size would not fit). */
 int zd_config_validate(const zd_config_t *cfg);
 
@@ -82,10 +93,14 @@ int zd_config_validate(const zd_config_t *cfg);
  * Returns 0, -EINVAL, -EOVERFLOW, -ENOMEM, -EMFILE. */
 int zd_segment_create_memory(const zd_config_t *cfg, zd_segment_t **out);
 
-/* Creates "/dev/shm/<name>" with O_CREAT|O_EXCL|O_CLOEXEC, sets the mode with
- * fchmod (the umask does not matter), reserves the space with
- * posix_fallocate, writes the header and stores the init flag last.  On any
- * failure nothing is left behind (the name is unlinked).
+/* Creates "/dev/shm/<name>" with O_CREAT|O_EXCL|O_CLOEXEC, takes the
+ * creator's liveness lock, sets the mode with fchmod (the umask does not
+ * matter), reserves the space with posix_fallocate, writes the header and
+ * stores the init flag last.  On any failure nothing is left behind (the
+ * name is unlinked).  With ZD_CREATE_REPLACE_STALE in cfg->flags a stale
+ * segment under the name is removed first (see zd_segment_unlink_stale_posix);
+ * -EEXIST then means the name holds a live segment or something that is no
+ * valid segment.
  * Returns 0, -EINVAL, -ENAMETOOLONG, -EOVERFLOW, -EEXIST, -EACCES, -ENOSPC,
  * -ENOMEM, -EMFILE, -EUSERS. */
 int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
@@ -146,6 +161,17 @@ int zd_segment_describe_posix(const char *name, zd_segment_info_t *out);
  * Returns 0, -EINVAL, -ENAMETOOLONG, -ENOENT, -EACCES. */
 int zd_segment_unlink_posix(const char *name);
 
+/* Removes the name only if it holds a stale segment: its creator is dead
+ * (or closed it) and no live handle has it attached (no liveness lock held).
+ * Takes the segment's creator lock while it checks, so a second remover, a
+ * replacing create and the creator itself are shut out, and unlinks only if
+ * the name still refers to the object it checked.
+ * Returns 0 (removed), -EBUSY (alive: the creator or an attachment holds a
+ * lock, or the name moved on meanwhile), -EINVAL, -ENAMETOOLONG, -ENOENT,
+ * -EACCES, -ELOOP, -EBADMSG, -EPROTO, -EINPROGRESS (not a valid segment:
+ * never removed), -ENOMEM, -EMFILE. */
+int zd_segment_unlink_stale_posix(const char *name);
+
 /* Releases the handle: closes this handle's readers, discards its live
  * loans, frees its attachment entry, unmaps.  The creator's handle also sets
  * the goodbye flag.  The handle is freed even on error.  The caller must make
@@ -166,7 +192,14 @@ const char *zd_segment_name(const zd_segment_t *seg);
 /* 1 if this handle created the segment. */
 int zd_segment_is_creator(const zd_segment_t *seg);
 
-/* Fills *out from the handle. Returns 0. */
+/* Whether the creator's handle is open: 1 (alive; always for the creator's
+ * own handle and for a memory segment), 0 (it closed the segment or its
+ * process died), -errno.  One fcntl(F_OFD_GETLK) on the posix backend: a
+ * query that takes no lock. */
+int zd_segment_creator_alive(const zd_segment_t *seg);
+
+/* Fills *out from the handle.  The live counts cost one fcntl per ACTIVE
+ * entry that is not this handle's.  Returns 0. */
 int zd_segment_info(const zd_segment_t *seg, zd_segment_info_t *out);
 
 /* Finds readers and attachments whose process has died (their liveness lock

@@ -76,6 +76,16 @@
  * words, and the data of its loans) and read-only (what zd_view_t.data
  * points into), so a consumer that writes through a sample faults instead
  * of changing what every other reader sees.
+ *
+ * The creator's handle holds one more byte, after the attachment locks, from
+ * creation until it closes.  Anyone can ask whether it is held without
+ * taking it (F_OFD_GETLK, also on a read-only descriptor): a reader with
+ * nothing left to take asks now and then and ends with -EOWNERDEAD when the
+ * creator died without its goodbye; describe reports it and counts the
+ * entries whose lock is held.  A stale segment (creator lock free, no other
+ * lock held) may be replaced: the replacer takes the creator lock of the old
+ * object first, so two replacers (or a replacer and a late creator) exclude
+ * each other, and it unlinks only the inode it checked.
  */
 #ifndef ZDSHM_ZDSHM_H
 #define ZDSHM_ZDSHM_H
