@@ -43,8 +43,11 @@ int zd_reader_open(zd_segment_t *seg, uint64_t join_last, zd_reader_t *out);
  * and fills *view.  Release the view with zd_slot_release.
  * Returns 0, -EAGAIN (nothing unread), -ENOTCONN (this reader was
  * disconnected), -EPIPE (the creator said goodbye and nothing is unread),
- * -EBADMSG (a published slot was corrupt: it was dropped and counted; the
- * next call goes on). */
+ * -EBADMSG (a published slot was corrupt: a size beyond the capacity, or
+ * this reader's pin bit set by someone else; it was dropped for this reader
+ * and counted in corrupt_dropped; the next call goes on).  Every retry
+ * over words that other processes can write is bounded: a slot that keeps
+ * changing under the take ends it with -EAGAIN. */
 int zd_reader_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view);
 
 /* Like zd_reader_take but waits until CLOCK_MONOTONIC deadline_ns
