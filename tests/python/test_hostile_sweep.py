@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 
+import pytest
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHM = "/dev/shm"
 
@@ -328,6 +330,74 @@ def test_hostile_segment_sweep():
     assert outcomes["ok"] > total // 4, summary
 
 
+# ---- one hostile pin, through the Python surface, on both backends --------
+
+def hostile_pin_child(backend: str, name: str) -> None:
+    """The taking reader's pin bit set on the oldest unread sample: the
+    try_take that spun forever with the GIL held now raises
+    CorruptSegmentError at once, counts the drop, and the next sample
+    follows."""
+    import ctypes
+
+    import zdshm
+
+    if backend == "memory":
+        seg = zdshm.MemorySegment(SLOT_COUNT, 256)
+    else:
+        seg = zdshm.PosixSegment.create(name, SLOT_COUNT, 256)
+    try:
+        r = seg.reader()
+        w = seg.writer(overflow="fail")
+        loan = w.loan(timeout=0)
+        with memoryview(loan) as m:
+            m[:5] = b"first"
+        header = loan.address - SLOT_HEADER     # the slot header
+        loan.commit(5)
+        w.publish(b"second")
+        pins = ctypes.c_uint64.from_address(header + 16)
+        pins.value = 1 << r.index
+        t0 = time.monotonic()
+        try:
+            r.try_take()
+        except zdshm.CorruptSegmentError:
+            pass
+        else:
+            raise AssertionError("try_take did not report the hostile pin")
+        assert time.monotonic() - t0 < 1.0
+        assert seg.info()["counters"]["corrupt_dropped"] == 1
+        s = r.try_take()
+        assert s is not None and s.tobytes() == b"second", s
+        s.release()
+        assert r.try_take() is None
+        pins.value = 0
+        r.close()
+        w.close()
+    finally:
+        seg.close()
+        if backend == "posix":
+            zdshm.unlink(name)
+
+
+@pytest.mark.parametrize("backend", ["memory", "posix"])
+def test_hostile_reader_pin_try_take(backend):
+    from zdpy_support import unique_name
+
+    name = unique_name("pin")
+    try:
+        res = subprocess.run([sys.executable, os.path.abspath(__file__), "pin",
+                              backend, name], cwd=HERE, capture_output=True,
+                             text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("try_take on a hostile pin hung (killed after 30 s)")
+    finally:
+        if os.path.exists(os.path.join(SHM, name)):
+            os.unlink(os.path.join(SHM, name))
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
 if __name__ == "__main__":
-    worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
-           int(sys.argv[5]))
+    if sys.argv[1] == "pin":
+        hostile_pin_child(sys.argv[2], sys.argv[3])
+    else:
+        worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
+               int(sys.argv[5]))
