@@ -117,16 +117,17 @@ void zdi_attach_release(zd_segment_t *seg);
 #define ZDI_LOANABLE_TRIES 64u          /* a recycle lost to a pin or a CAS */
 #define ZDI_TAKE_TRIES 256u             /* a take that lost its slot */
 
+/* Brackets a call that may pin reader r (take, mark read).  seq_cst like
+ * the pins themselves: a pin_refused (reader.c) that sees one of our pins
+ * and then loads takers[r] (seq_cst) sees this call counted, unless the
+ * call already set its read bit or dropped its pin and left. */
 static inline void zdi_takers_enter(zd_segment_t *seg, uint32_t r)
 {
-	/* seq_cst: before any pin of r by this call (see zd_reader_take). */
 	zdi_fetch_add_seqcst_u32(&seg->takers[r].n, 1);
 }
 
 static inline void zdi_takers_leave(zd_segment_t *seg, uint32_t r)
 {
-	/* seq_cst: after this call's last pin of r is dropped or its read
-	 * bit is set. */
 	zdi_fetch_sub_seqcst_u32(&seg->takers[r].n, 1);
 }
 
