@@ -43,6 +43,7 @@ struct zdi_backend_ops {
 
 extern const struct zdi_backend_ops zdi_backend_memory;
 extern const struct zdi_backend_ops zdi_backend_posix;
+extern const struct zdi_backend_ops zdi_backend_anonymous;
 
 #define ZDI_LOCK_READER(r) ((uint32_t)(r))
 #define ZDI_LOCK_ATTACH(a) ((uint32_t)(ZD_READER_MAX + (a)))

@@ -1,9 +1,20 @@
-/* backend_memory.c — the segment on the heap, for the threads of one
+/* backend_memory.c — the segment in process memory, for the threads of one
  * process.  The reference implementation: same layout and slot logic as the
  * posix backend; liveness locks are flags in the handle (a process cannot
- * outlive its own heap), futexes are process-private. */
+ * outlive its own memory), futexes are process-private.
+ *
+ * The region is a memfd mapped twice, read-write and read-only, like every
+ * other backend (samples point into the read-only mapping); the descriptor
+ * is closed as soon as both mappings exist.  The mappings are shared, so a
+ * forked child sees the same pages as its parent (as with a posix segment),
+ * not a copy of them.
+ */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
 
 #include "futex.h"
 #include "internal.h"
@@ -35,9 +46,13 @@ static void memory_futex_wake(uint32_t *word)
 
 static void memory_unmap(zd_segment_t *seg)
 {
-	free(seg->base);
+	if (seg->base != NULL)
+		munmap(seg->base, (size_t)seg->total_size);
+	if (seg->ro_base != NULL)
+		munmap(seg->ro_base, (size_t)seg->total_size);
 	free(seg->mem_locks);
 	seg->base = NULL;
+	seg->ro_base = NULL;
 	seg->mem_locks = NULL;
 }
 
@@ -50,6 +65,58 @@ const struct zdi_backend_ops zdi_backend_memory = {
 	.futex_wake = memory_futex_wake,
 	.unmap = memory_unmap,
 };
+
+int zdi_memfd_sized(unsigned int flags, uint64_t total, int *fd)
+{
+	struct sysinfo si;
+	int rc;
+
+	/* The kernel's heuristic overcommit refuses obvious overcommits of
+	 * address space the same way; a memfd's posix_fallocate would instead
+	 * take page after page until memory ran out. */
+	if (sysinfo(&si) == 0 &&
+	    total / si.mem_unit > (uint64_t)si.totalram + (uint64_t)si.totalswap)
+		return -ENOSPC;
+	*fd = memfd_create("zdshm", flags | MFD_CLOEXEC);
+	if (*fd < 0)
+		return -errno;
+	rc = posix_fallocate(*fd, 0, (off_t)total); /* returns an errno */
+	if (rc != 0) {
+		close(*fd);
+		*fd = -1;
+		return rc == EFBIG ? -ENOSPC : -rc;
+	}
+	return 0;
+}
+
+/* Both mappings of a fresh memfd, populated (no page fault on the hot
+ * path); the descriptor is not needed afterwards. */
+static int memory_map(zd_segment_t *seg, uint64_t total)
+{
+	void *rw, *ro;
+	int fd, rc;
+
+	rc = zdi_memfd_sized(0, total, &fd);
+	if (rc < 0)
+		return rc == -ENOSPC ? -ENOMEM : rc;
+	seg->total_size = total;
+	rw = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE,
+		  MAP_SHARED | MAP_POPULATE, fd, 0);
+	if (rw == MAP_FAILED) {
+		rc = -errno;
+		goto out;
+	}
+	seg->base = rw;
+	ro = mmap(NULL, (size_t)total, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+	if (ro == MAP_FAILED) {
+		rc = -errno;
+		goto out;
+	}
+	seg->ro_base = ro;
+out:
+	close(fd);                      /* the mappings keep the memfd alive */
+	return rc;
+}
 
 int zd_segment_create_memory(const zd_config_t *cfg, zd_segment_t **out)
 {
@@ -70,19 +137,20 @@ int zd_segment_create_memory(const zd_config_t *cfg, zd_segment_t **out)
 		return -ENOMEM;
 	seg->ops = &zdi_backend_memory;
 	seg->fd = -1;
+	seg->share_fd = -1;
 	seg->creator = 1;
 	seg->mem_locks = calloc(ZDI_LOCK_COUNT, 1);
-	if (total > SIZE_MAX - 4095u) {
+	if (total > SIZE_MAX || total > (uint64_t)INT64_MAX) {
 		rc = -EOVERFLOW;
 		goto fail;
 	}
-	seg->base = aligned_alloc(4096, (size_t)((total + 4095u) & ~(uint64_t)4095u));
-	if (seg->mem_locks == NULL || seg->base == NULL) {
+	if (seg->mem_locks == NULL) {
 		rc = -ENOMEM;
 		goto fail;
 	}
-	memset(seg->base, 0, (size_t)total);
-	seg->total_size = total;
+	rc = memory_map(seg, total);
+	if (rc < 0)
+		goto fail;
 	seg->hdr = (struct zdi_segment_header *)seg->base;
 	zdi_segment_write_header(seg, cfg, stride, total);
 	rc = zdi_segment_init_handle(seg);

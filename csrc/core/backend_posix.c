@@ -11,6 +11,19 @@
  * (F_OFD_SETLK).  It belongs to this handle's own open file description, so
  * two handles in one process are told apart, and the kernel drops it when
  * the process dies.  Futexes are shared (no FUTEX_PRIVATE_FLAG).
+ *
+ * Every writable handle maps the object a second time with PROT_READ (also
+ * populated); samples point into that mapping, so writing through one
+ * faults in the writer of it alone.
+ *
+ * Anonymous segments use the same operations on a memfd: sealed against
+ * shrinking and growing after posix_fallocate, never named, handed over as
+ * a descriptor.  A handle keeps two descriptors: share_fd, which it hands
+ * on and never locks, and fd, its own open file description (opened again
+ * through /proc/self/fd) that holds its locks.  A dup or an SCM_RIGHTS copy
+ * shares the open file description, and with it every OFD lock on it: a
+ * receiver locking through it would be taken for the sender, and a copy
+ * kept open would keep a dead sender's locks alive.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,6 +32,10 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
 
 #include "futex.h"
 #include "internal.h"
@@ -63,10 +80,16 @@ static void posix_unmap(zd_segment_t *seg)
 {
 	if (seg->base != NULL)
 		munmap(seg->base, (size_t)seg->total_size);
+	if (seg->ro_base != NULL)
+		munmap(seg->ro_base, (size_t)seg->total_size);
 	if (seg->fd >= 0)
 		close(seg->fd);         /* drops every OFD lock of this handle */
+	if (seg->share_fd >= 0)
+		close(seg->share_fd);
 	seg->base = NULL;
+	seg->ro_base = NULL;
 	seg->fd = -1;
+	seg->share_fd = -1;
 }
 
 const struct zdi_backend_ops zdi_backend_posix = {
@@ -78,6 +101,28 @@ const struct zdi_backend_ops zdi_backend_posix = {
 	.futex_wake = posix_futex_wake,
 	.unmap = posix_unmap,
 };
+
+const struct zdi_backend_ops zdi_backend_anonymous = {
+	.kind = ZD_BACKEND_ANONYMOUS,
+	.name = "anonymous",
+	.lock_try = posix_lock_try,
+	.lock_release = posix_lock_release,
+	.futex_wait = posix_futex_wait,
+	.futex_wake = posix_futex_wake,
+	.unmap = posix_unmap,
+};
+
+/* The read-only alias of the whole object (see the top of the file). */
+static int posix_map_readonly(zd_segment_t *seg)
+{
+	void *ro = mmap(NULL, (size_t)seg->total_size, PROT_READ,
+			MAP_SHARED | MAP_POPULATE, seg->fd, 0);
+
+	if (ro == MAP_FAILED)
+		return -errno;
+	seg->ro_base = ro;
+	return 0;
+}
 
 int zd_name_validate(const char *name)
 {
@@ -110,6 +155,7 @@ static zd_segment_t *posix_handle_new(const char *name)
 		return NULL;
 	seg->ops = &zdi_backend_posix;
 	seg->fd = -1;
+	seg->share_fd = -1;
 	snprintf(seg->name, sizeof(seg->name), "%s", name);
 	return seg;
 }
@@ -164,6 +210,9 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 	}
 	seg->base = base;
 	seg->total_size = total;
+	rc = posix_map_readonly(seg);
+	if (rc < 0)
+		goto fail;
 	seg->hdr = (struct zdi_segment_header *)seg->base;
 	zdi_segment_write_header(seg, cfg, stride, total);
 	rc = zdi_segment_init_handle(seg);
@@ -225,7 +274,7 @@ static int posix_map_validated(zd_segment_t *seg, int writable)
 	seg->readers = (struct zdi_reader_entry *)(seg->base + ZDI_READERS_OFFSET);
 	seg->attach = (struct zdi_attach_entry *)(seg->base + ZDI_ATTACH_OFFSET);
 	seg->slots = seg->base + ZDI_SLOTS_OFFSET;
-	return 0;
+	return writable ? posix_map_readonly(seg) : 0;
 }
 
 static int posix_open(const char *name, int writable, zd_segment_t **out)
@@ -301,4 +350,156 @@ int zd_segment_unlink_posix(const char *name)
 		return rc;
 	shm_path(path, name);
 	return shm_unlink(path) == 0 ? 0 : -errno;
+}
+
+/* --------------------------------------------------------------------------
+ * Anonymous segments: a sealed memfd shared by descriptor
+ * ------------------------------------------------------------------------ */
+
+/* Opens the object behind fd again, as a new open file description of
+ * this handle alone (see the top of the file). */
+static int reopen_own(int fd, const struct stat *st, int *out)
+{
+	char path[32];
+	struct stat again;
+	int nfd;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	nfd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	if (nfd < 0)
+		return errno == ENOENT ? -ENOSYS : -errno;
+	if (fstat(nfd, &again) < 0 || again.st_dev != st->st_dev ||
+	    again.st_ino != st->st_ino) {
+		close(nfd);
+		return -EBADMSG;        /* fd was replaced under us */
+	}
+	*out = nfd;
+	return 0;
+}
+
+static zd_segment_t *anonymous_handle_new(void)
+{
+	zd_segment_t *seg = posix_handle_new("");
+
+	if (seg != NULL)
+		seg->ops = &zdi_backend_anonymous;
+	return seg;
+}
+
+int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out)
+{
+	uint64_t stride, total;
+	zd_segment_t *seg;
+	struct stat st;
+	void *base;
+	int rc;
+
+	if (out == NULL)
+		return -EINVAL;
+	rc = zd_config_validate(cfg);
+	if (rc < 0)
+		return rc;
+	rc = zdi_geometry(cfg->slot_count, cfg->slot_capacity, &stride, &total);
+	if (rc < 0)
+		return rc;
+	if (total > (uint64_t)INT64_MAX || total > SIZE_MAX)
+		return -EOVERFLOW;
+	seg = anonymous_handle_new();
+	if (seg == NULL)
+		return -ENOMEM;
+	seg->creator = 1;
+	rc = zdi_memfd_sized(MFD_ALLOW_SEALING, total, &seg->share_fd);
+	if (rc < 0)
+		goto fail;
+	/* Sized: now nobody may change the size, and nobody may lift that. */
+	if (fcntl(seg->share_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0 ||
+	    fcntl(seg->share_fd, F_ADD_SEALS, F_SEAL_SEAL) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	seg->sealed = 1;
+	if (fstat(seg->share_fd, &st) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	rc = reopen_own(seg->share_fd, &st, &seg->fd);
+	if (rc < 0)
+		goto fail;
+	base = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_POPULATE, seg->fd, 0);
+	if (base == MAP_FAILED) {
+		rc = -errno;
+		goto fail;
+	}
+	seg->base = base;
+	seg->total_size = total;
+	rc = posix_map_readonly(seg);
+	if (rc < 0)
+		goto fail;
+	seg->hdr = (struct zdi_segment_header *)seg->base;
+	zdi_segment_write_header(seg, cfg, stride, total);
+	rc = zdi_segment_init_handle(seg);
+	if (rc < 0)
+		goto fail;
+	*out = seg;
+	return 0;
+fail:
+	zdi_segment_free(seg);          /* the last descriptor: the memfd goes */
+	return rc;
+}
+
+int zd_segment_attach_fd(int fd, zd_segment_t **out)
+{
+	zd_segment_t *seg;
+	struct stat st;
+	int fl, seals, rc;
+
+	if (out == NULL)
+		return -EINVAL;
+	*out = NULL;
+	if (fd < 0)
+		return -EBADF;
+	/* Everything about fd is checked before it is opened again: reopening
+	 * a FIFO or a device through /proc could block or have effects. */
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EBADMSG;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -errno;
+	if ((fl & O_ACCMODE) != O_RDWR)
+		return -EACCES;         /* reopening must not widen the access */
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0) {
+		if (errno != EINVAL)
+			return -errno;
+		seals = 0;              /* a file that cannot be sealed */
+	}
+	if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))
+		return -EPERM;          /* a shared writable mapping would fail */
+	seg = anonymous_handle_new();
+	if (seg == NULL)
+		return -ENOMEM;
+	seg->sealed = (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) ==
+		      (F_SEAL_SHRINK | F_SEAL_GROW);
+	seg->share_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (seg->share_fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	rc = reopen_own(seg->share_fd, &st, &seg->fd);
+	if (rc < 0)
+		goto fail;
+	rc = posix_map_validated(seg, 1);
+	if (rc < 0)
+		goto fail;
+	rc = zdi_segment_init_handle(seg);
+	if (rc < 0)
+		goto fail;
+	*out = seg;
+	return 0;
+fail:
+	zdi_segment_free(seg);
+	return rc;
 }

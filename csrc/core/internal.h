@@ -20,6 +20,8 @@ struct zd_segment {
 	struct zdi_reader_entry *readers;
 	struct zdi_attach_entry *attach;
 	uint8_t *slots;
+	uint8_t *ro_base;              /* read-only alias of the same object */
+	const uint8_t *ro_slots;       /* slots in the alias: sample data    */
 
 	uint64_t total_size;
 	uint64_t slot_capacity;
@@ -33,6 +35,8 @@ struct zd_segment {
 
 	int creator;
 	int fd;                        /* posix: the shm fd (holds the locks) */
+	int share_fd;                  /* anonymous: the fd to hand on, no locks */
+	int sealed;                    /* cannot shrink or grow */
 	char name[ZD_NAME_MAX + 1];
 
 	uint32_t attach_index;         /* this handle's attachment entry */
@@ -63,6 +67,12 @@ void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg,
 int zdi_header_validate(const struct zdi_segment_header *h, uint64_t real_size);
 void zdi_segment_free(zd_segment_t *seg);
 
+/* A memfd of total bytes with its space reserved (backend_memory.c).  A
+ * size beyond RAM + swap is refused before posix_fallocate, which would
+ * otherwise fill memory page by page (a memfd has no size limit).
+ * Returns 0 and the descriptor in *fd, or -ENOSPC, -ENOMEM, -EMFILE. */
+int zdi_memfd_sized(unsigned int flags, uint64_t total, int *fd);
+
 static inline struct zdi_slot_header *zdi_slot(const zd_segment_t *seg,
 					       uint32_t i)
 {
@@ -72,6 +82,13 @@ static inline struct zdi_slot_header *zdi_slot(const zd_segment_t *seg,
 static inline uint8_t *zdi_slot_data(const zd_segment_t *seg, uint32_t i)
 {
 	return (uint8_t *)zdi_slot(seg, i) + ZD_SLOT_HEADER_SIZE;
+}
+
+/* Sample data: the same bytes seen through the read-only mapping. */
+static inline const uint8_t *zdi_slot_data_ro(const zd_segment_t *seg,
+					      uint32_t i)
+{
+	return seg->ro_slots + (uint64_t)i * seg->slot_stride + ZD_SLOT_HEADER_SIZE;
 }
 
 static inline uint64_t zdi_bit(uint32_t i)

@@ -42,6 +42,9 @@ static void derive_pointers(zd_segment_t *seg)
 	seg->readers = (struct zdi_reader_entry *)(seg->base + ZDI_READERS_OFFSET);
 	seg->attach = (struct zdi_attach_entry *)(seg->base + ZDI_ATTACH_OFFSET);
 	seg->slots = seg->base + ZDI_SLOTS_OFFSET;
+	/* A handle without the read-only alias (describe) exports nothing. */
+	seg->ro_slots = (seg->ro_base != NULL ? seg->ro_base : seg->base) +
+			ZDI_SLOTS_OFFSET;
 }
 
 /* The creator fills the immutable header of a zeroed region (geometry from
@@ -169,6 +172,14 @@ uint64_t zd_segment_slot_total_size(const zd_segment_t *seg) { return seg->slot_
 uint64_t zd_segment_total_size(const zd_segment_t *seg) { return seg->total_size; }
 const char *zd_segment_name(const zd_segment_t *seg) { return seg->name; }
 int zd_segment_is_creator(const zd_segment_t *seg) { return seg->creator; }
+int zd_segment_sealed(const zd_segment_t *seg) { return seg->sealed; }
+
+int zd_segment_fd(const zd_segment_t *seg)
+{
+	if (seg->ops->kind != ZD_BACKEND_ANONYMOUS || seg->share_fd < 0)
+		return -EINVAL;
+	return seg->share_fd;
+}
 
 int zd_segment_type_hash(const zd_segment_t *seg, uint8_t out[ZD_TYPE_HASH_SIZE])
 {

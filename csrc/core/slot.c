@@ -274,7 +274,7 @@ int zdi_view_fill(zd_segment_t *seg, uint32_t slot, uint64_t state,
 	view->sn = zdi_load_relaxed_u64(&h->sn);
 	view->size = size;
 	view->commit_ns = zdi_load_relaxed_u64(&h->commit_ns);
-	view->data = zdi_slot_data(seg, slot);
+	view->data = zdi_slot_data_ro(seg, slot);   /* readers cannot scribble */
 	view->meta = h->meta;
 	return 0;
 }

@@ -4,7 +4,8 @@
  *   module.c   module definition and state, the exception hierarchy, the one
  *              function that maps C return codes to exceptions (zdext_raise),
  *              argument converters, list_segments/describe/unlink/validate_name
- *   segment.c  Segment (base), MemorySegment, PosixSegment; the child list
+ *   segment.c  Segment (base), MemorySegment, PosixSegment, AnonymousSegment;
+ *              the child list
  *              and the sliced, interruptible wait loop
  *   loan.c     Loan: writable buffer exporter over a reserved slot
  *   sample.c   Sample: read-only buffer exporter over a pinned committed slot
@@ -110,6 +111,7 @@ typedef struct zdext_state {
 	PyTypeObject *segment_type;
 	PyTypeObject *memory_segment_type;
 	PyTypeObject *posix_segment_type;
+	PyTypeObject *anonymous_segment_type;
 	PyTypeObject *loan_type;
 	PyTypeObject *sample_type;
 	PyTypeObject *writer_type;
@@ -214,6 +216,9 @@ int zdext_layout_from_py(PyObject *format, PyObject *shape, zdext_layout *lay);
  * its format is not supported or it has more than 6 dimensions. */
 int zdext_layout_from_buffer(const Py_buffer *v, PyObject *obj,
 			     zdext_layout *lay);
+
+/* "memory", "posix" or "anonymous". */
+const char *zdext_backend_name(zd_backend_kind_t kind);
 
 /* Builds the dict of zd_segment_info_t (describe(), Segment.info()). */
 PyObject *zdext_info_dict(const zd_segment_info_t *info);
@@ -321,6 +326,7 @@ typedef struct ReaderObject {
 extern PyType_Spec zdext_segment_spec;
 extern PyType_Spec zdext_memory_segment_spec;
 extern PyType_Spec zdext_posix_segment_spec;
+extern PyType_Spec zdext_anonymous_segment_spec;
 extern PyType_Spec zdext_loan_spec;
 extern PyType_Spec zdext_sample_spec;
 extern PyType_Spec zdext_writer_spec;

@@ -374,6 +374,16 @@ dict_set_obj(PyObject *d, const char *key, PyObject *o)
 	return rc;
 }
 
+const char *
+zdext_backend_name(zd_backend_kind_t kind)
+{
+	switch (kind) {
+	case ZD_BACKEND_POSIX:     return "posix";
+	case ZD_BACKEND_ANONYMOUS: return "anonymous";
+	default:                   return "memory";
+	}
+}
+
 PyObject *
 zdext_info_dict(const zd_segment_info_t *in)
 {
@@ -390,8 +400,8 @@ zdext_info_dict(const zd_segment_info_t *in)
 					       ZD_TYPE_HASH_SIZE);
 	else
 		th = Py_NewRef(Py_None);
-	if (dict_set_obj(d, "backend", PyUnicode_FromString(
-			in->backend == ZD_BACKEND_POSIX ? "posix" : "memory")) < 0 ||
+	if (dict_set_obj(d, "backend",
+			 PyUnicode_FromString(zdext_backend_name(in->backend))) < 0 ||
 	    dict_set_u64(d, "layout_version", in->layout_version) < 0 ||
 	    dict_set_u64(d, "slot_count", in->slot_count) < 0 ||
 	    dict_set_u64(d, "slot_capacity", in->slot_capacity) < 0 ||
@@ -733,6 +743,8 @@ zdext_exec(PyObject *m)
 	    add_type(m, &st->memory_segment_type, &zdext_memory_segment_spec,
 		     (PyObject *)st->segment_type) < 0 ||
 	    add_type(m, &st->posix_segment_type, &zdext_posix_segment_spec,
+		     (PyObject *)st->segment_type) < 0 ||
+	    add_type(m, &st->anonymous_segment_type, &zdext_anonymous_segment_spec,
 		     (PyObject *)st->segment_type) < 0 ||
 	    add_type(m, &st->loan_type, &zdext_loan_spec, NULL) < 0 ||
 	    add_type(m, &st->sample_type, &zdext_sample_spec, NULL) < 0 ||

@@ -1,4 +1,5 @@
-/* segment.c — Segment (abstract base), MemorySegment and PosixSegment.
+/* segment.c — Segment (abstract base), MemorySegment, PosixSegment and
+ * AnonymousSegment.
  *
  * A segment object owns one zd_segment_t handle.  Its children (Loan, Sample,
  * Reader) hold strong references to it and sit on an intrusive list, so
@@ -8,6 +9,7 @@
 #include "ext.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 
@@ -366,6 +368,55 @@ posix_segment_attach(PyObject *cls, PyObject *arg)
 	return segment_wrap(tp, h, arg);
 }
 
+static PyObject *
+anonymous_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+{
+	static char *kwlist[] = {"slot_count", "slot_capacity", "type_hash", NULL};
+	zdext_state *st = zdext_state_of_type(tp);
+	PyObject *count, *cap, *hash = Py_None;
+	zd_config_t cfg;
+	zd_segment_t *h = NULL;
+	int rc;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$O:AnonymousSegment",
+					 kwlist, &count, &cap, &hash))
+		return NULL;
+	if (config_from_args(count, cap, hash, NULL, &cfg) < 0)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_create_anonymous(&cfg, &h);
+	Py_END_ALLOW_THREADS
+	if (rc < 0)
+		return zdext_raise(st, rc, "create anonymous segment");
+	return segment_wrap(tp, h, NULL);
+}
+
+static PyObject *
+anonymous_segment_attach_fd(PyObject *cls, PyObject *arg)
+{
+	PyTypeObject *tp = (PyTypeObject *)cls;
+	zdext_state *st = zdext_state_of_type(tp);
+	zd_segment_t *h = NULL;
+	uint64_t fd;
+	PyObject *what;
+	int rc;
+
+	if (zdext_u64_arg(arg, "fd", 0, INT_MAX, &fd) < 0)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_attach_fd((int)fd, &h);
+	Py_END_ALLOW_THREADS
+	if (rc < 0) {
+		what = PyUnicode_FromFormat("attach descriptor %d", (int)fd);
+		if (what != NULL) {
+			zdext_raise(st, rc, PyUnicode_AsUTF8(what));
+			Py_DECREF(what);
+		}
+		return NULL;
+	}
+	return segment_wrap(tp, h, NULL);
+}
+
 static void
 segment_dealloc(SegmentObject *self)
 {
@@ -406,8 +457,7 @@ segment_repr(SegmentObject *self)
 static PyObject *
 seg_get_backend(SegmentObject *self, void *Py_UNUSED(c))
 {
-	return PyUnicode_FromString(self->backend == ZD_BACKEND_POSIX ? "posix"
-								      : "memory");
+	return PyUnicode_FromString(zdext_backend_name(self->backend));
 }
 
 static PyObject *
@@ -477,6 +527,27 @@ static PyObject *
 seg_get_is_creator(SegmentObject *self, void *Py_UNUSED(c))
 {
 	return PyBool_FromLong(self->is_creator);
+}
+
+static PyObject *
+seg_get_sealed(SegmentObject *self, void *Py_UNUSED(c))
+{
+	if (zdext_segment_check(self) < 0)
+		return NULL;
+	return PyBool_FromLong(zd_segment_sealed(self->seg));
+}
+
+static PyObject *
+anonymous_segment_fileno(SegmentObject *self, PyObject *Py_UNUSED(ignored))
+{
+	int fd;
+
+	if (zdext_segment_check(self) < 0)
+		return NULL;
+	fd = zd_segment_fd(self->seg);
+	if (fd < 0)
+		return zdext_raise(zdext_state_of((PyObject *)self), fd, "fileno");
+	return PyLong_FromLong(fd);
 }
 
 /* --------------------------------------------------------------------------
@@ -872,7 +943,8 @@ posix_segment_unlink(SegmentObject *self, PyObject *Py_UNUSED(ignored))
  * ------------------------------------------------------------------------ */
 
 static PyGetSetDef segment_getset[] = {
-	{"backend", (getter)seg_get_backend, NULL, "'memory' or 'posix'.", NULL},
+	{"backend", (getter)seg_get_backend, NULL,
+	 "'memory', 'posix' or 'anonymous'.", NULL},
 	{"slot_count", (getter)seg_get_slot_count, NULL, "Number of slots.", NULL},
 	{"slot_capacity", (getter)seg_get_slot_capacity, NULL,
 	 "Data bytes per slot.", NULL},
@@ -1016,4 +1088,42 @@ PyType_Spec zdext_posix_segment_spec = {
 	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION |
 		 Py_TPFLAGS_IMMUTABLETYPE,
 	.slots = posix_segment_slots,
+};
+
+static PyGetSetDef anonymous_segment_getset[] = {
+	{"is_creator", (getter)seg_get_is_creator, NULL,
+	 "True if this handle created the segment.", NULL},
+	{"sealed", (getter)seg_get_sealed, NULL,
+	 "True if the object can neither shrink nor grow (F_SEAL_SHRINK and "
+	 "F_SEAL_GROW).", NULL},
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef anonymous_segment_methods[] = {
+	{"attach_fd", (PyCFunction)anonymous_segment_attach_fd, METH_O | METH_CLASS,
+	 "attach_fd(fd) -> AnonymousSegment\n--\n\n"
+	 "Attaches to the segment behind descriptor fd (open read-write).  fd "
+	 "stays the caller's: close it when it is no longer needed."},
+	{"fileno", (PyCFunction)anonymous_segment_fileno, METH_NOARGS,
+	 "fileno() -> int\n--\n\n"
+	 "The descriptor to hand to another process (pass_fds, send_segment). "
+	 "Owned by the segment: closed by close(); not inheritable."},
+	{NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot anonymous_segment_slots[] = {
+	{Py_tp_doc, "AnonymousSegment(slot_count, slot_capacity, *, type_hash=None)\n--\n\n"
+		    "A nameless segment: a memfd sealed against shrinking and growing, "
+		    "shared by descriptor (fileno(), attach_fd())."},
+	{Py_tp_new, anonymous_segment_new},
+	{Py_tp_getset, anonymous_segment_getset},
+	{Py_tp_methods, anonymous_segment_methods},
+	{0, NULL},
+};
+
+PyType_Spec zdext_anonymous_segment_spec = {
+	.name = "zdshm.AnonymousSegment",
+	.basicsize = 0,
+	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+	.slots = anonymous_segment_slots,
 };

@@ -6,7 +6,8 @@ zero-copy and releases it.  See README.md for the lifetime rules.
 
 This module is a thin facade over the C extension ``zdshm._zdshm``; numpy
 helpers live in :mod:`zdshm.arrays` (numpy is optional), the command line
-in :mod:`zdshm.cli` (``python -m zdshm``).
+in :mod:`zdshm.cli` (``python -m zdshm``), handing an anonymous segment's
+descriptor to another process in :mod:`zdshm.fdpass`.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from zdshm._zdshm import (
     SLOT_COUNT_MAX,
     SLOT_META_SIZE,
     TYPE_HASH_SIZE,
+    AnonymousSegment,
     ClosedError,
     CorruptSegmentError,
     DisconnectedError,
@@ -54,6 +56,7 @@ from zdshm._zdshm import (
     unlink,
     validate_name,
 )
+from zdshm.fdpass import recv_segment, send_segment
 
 __all__ = [
     "ATTACH_MAX",
@@ -66,6 +69,7 @@ __all__ = [
     "SLOT_COUNT_MAX",
     "SLOT_META_SIZE",
     "TYPE_HASH_SIZE",
+    "AnonymousSegment",
     "ClosedError",
     "CorruptSegmentError",
     "DisconnectedError",
@@ -96,6 +100,8 @@ __all__ = [
     "__version__",
     "describe",
     "list_segments",
+    "recv_segment",
+    "send_segment",
     "unlink",
     "validate_name",
 ]

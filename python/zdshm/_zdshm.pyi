@@ -50,7 +50,7 @@ class SystemCallError(Error, OSError): ...                # anything else (-ENOM
 class Segment:
     """Common base of MemorySegment and PosixSegment (not instantiable)."""
     @property
-    def backend(self) -> Literal["memory", "posix"]: ...
+    def backend(self) -> Literal["memory", "posix", "anonymous"]: ...
     @property
     def slot_count(self) -> int: ...
     @property
@@ -70,7 +70,7 @@ class Segment:
     # low level (seed parity)
     def reserve(self, active_readers_mask: int = 0) -> Loan: ...        # NoFreeSlotError
     def next_unread(self, reader: int) -> int | None: ...
-    def read(self, slot: int) -> Sample: ...             # zero-copy, pins the slot until released
+    def read(self, slot: int) -> Sample: ...             # zero-copy (read-only mapping), pins the slot until released
     def read_copy(self, slot: int) -> tuple[dict[str, int], bytes]: ...  # header {sn,size,commit_ns,read_mask}, bytes
     def mark_read(self, slot: int, reader: int) -> None: ...
     def mark_reader_disconnected(self, reader: int) -> None: ...
@@ -103,6 +103,19 @@ class PosixSegment(Segment):
     @property
     def is_creator(self) -> bool: ...
     def unlink(self) -> None: ...
+
+@final
+class AnonymousSegment(Segment):
+    """A nameless segment: a memfd sealed against shrinking and growing (a peer's
+    ftruncate fails with EPERM), nothing in /dev/shm, shared by descriptor."""
+    def __init__(self, slot_count: int, slot_capacity: int, *, type_hash: bytes | None = None) -> None: ...
+    @classmethod
+    def attach_fd(cls, fd: int) -> AnonymousSegment: ...  # fd stays the caller's; must be open read-write
+    def fileno(self) -> int: ...                         # owned by the segment (closed by close()), not inheritable
+    @property
+    def is_creator(self) -> bool: ...
+    @property
+    def sealed(self) -> bool: ...                        # False for a named or unsealed object attached by fd
 
 def list_segments() -> list[str]: ...                   # names of zdshm segments in /dev/shm
 def describe(name: str) -> dict[str, Any]: ...          # read-only, no attachment
@@ -141,6 +154,8 @@ class Loan(Buffer):
 @final
 class Sample(Buffer):
     """Read-only buffer over a committed slot, with the published format and shape.
+    Exported from a read-only mapping: writing through it anyway (ctypes, a forced
+    writeable flag) kills the writing process with SIGSEGV and changes nothing.
     Releasing it (release(), the context manager, or collection once no view is alive)
     unpins the slot."""
     @property
@@ -160,7 +175,7 @@ class Sample(Buffer):
     @property
     def exports(self) -> int: ...
     @property
-    def address(self) -> int: ...                        # addition: data address in this process
+    def address(self) -> int: ...                        # addition: data address in this process (read-only mapping)
     def release(self) -> None: ...                       # ViewsAliveError while views are alive
     def tobytes(self) -> bytes: ...
     def __len__(self) -> int: ...

@@ -25,6 +25,7 @@ typedef struct zd_segment zd_segment_t;
 typedef enum zd_backend_kind {
 	ZD_BACKEND_MEMORY = 1,
 	ZD_BACKEND_POSIX = 2,
+	ZD_BACKEND_ANONYMOUS = 3,  /* a nameless object shared by descriptor */
 } zd_backend_kind_t;
 
 typedef struct zd_config {
@@ -75,8 +76,10 @@ int zd_name_validate(const char *name);
  * -EOVERFLOW (the segment size would not fit). */
 int zd_config_validate(const zd_config_t *cfg);
 
-/* Creates a heap-backed segment usable by the threads of this process.
- * Returns 0, -EINVAL, -EOVERFLOW, -ENOMEM. */
+/* Creates a segment usable by the threads of this process: a memfd mapped
+ * twice (read-write for loans, read-only for samples) and closed at once,
+ * so it holds no descriptor.  A size beyond RAM + swap is refused at once.
+ * Returns 0, -EINVAL, -EOVERFLOW, -ENOMEM, -EMFILE. */
 int zd_segment_create_memory(const zd_config_t *cfg, zd_segment_t **out);
 
 /* Creates "/dev/shm/<name>" with O_CREAT|O_EXCL|O_CLOEXEC, sets the mode with
@@ -96,6 +99,44 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
  * Returns 0, -EINVAL, -ENAMETOOLONG, -ENOENT, -EACCES, -ELOOP, -EBADMSG,
  * -EPROTO, -EINPROGRESS, -ENOMEM, -EMFILE, -EUSERS. */
 int zd_segment_attach_posix(const char *name, zd_segment_t **out);
+
+/* Creates a nameless segment: memfd_create(MFD_CLOEXEC|MFD_ALLOW_SEALING),
+ * posix_fallocate (a size beyond RAM + swap is refused before it), then
+ * sealed with F_SEAL_SHRINK|F_SEAL_GROW and F_SEAL_SEAL last, so no holder of
+ * the descriptor can truncate it (writes are not sealed).  Nothing appears
+ * in /dev/shm; the object lives while a handle, a mapping or a descriptor
+ * of it does.  cfg->mode is ignored: the descriptor is the capability.
+ * Hand it to other processes with zd_segment_fd (inheritance, SCM_RIGHTS).
+ * Returns 0, -EINVAL, -EOVERFLOW, -ENOSPC, -ENOMEM, -EMFILE, -ENOSYS (no
+ * /proc to give the handle its own open file description), -EUSERS. */
+int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out);
+
+/* Attaches to the segment behind a descriptor (an anonymous segment's, or
+ * a named posix object's).  fd stays the caller's: the handle keeps a
+ * duplicate to hand on and opens the object again through /proc/self/fd for
+ * its liveness locks, because OFD locks belong to an open file description
+ * that a dup or SCM_RIGHTS would share with the sender.  fd must be open
+ * O_RDWR.  Validates exactly like zd_segment_attach_posix (fstat, a regular
+ * file, the real size, the init flag, a private copy of the header).
+ * Seals: an object sealed against writes is refused (-EPERM); an object
+ * without F_SEAL_SHRINK|F_SEAL_GROW (a named object, an unsealed memfd) is
+ * accepted, and zd_segment_sealed tells the caller it could be truncated
+ * under it.  The handle's backend is ZD_BACKEND_ANONYMOUS (it has no name).
+ * Returns 0, -EINVAL, -EBADF (not an open descriptor), -EACCES (not open for
+ * writing), -EPERM, -EBADMSG (not a regular file, or not a segment),
+ * -EPROTO, -EINPROGRESS (empty), -ENOMEM, -EMFILE, -ENOSYS, -EUSERS. */
+int zd_segment_attach_fd(int fd, zd_segment_t **out);
+
+/* The descriptor of an anonymous handle, to hand to another process (pass
+ * it to a child, or send it with SCM_RIGHTS); the handle owns it and closes
+ * it in zd_segment_close.  It carries none of this handle's locks.
+ * Returns the descriptor (>= 0), or -EINVAL for a memory or named posix
+ * segment (those are shared by name or not at all). */
+int zd_segment_fd(const zd_segment_t *seg);
+
+/* 1 if the object can neither shrink nor grow (F_SEAL_SHRINK and
+ * F_SEAL_GROW were set when the handle was made), else 0. */
+int zd_segment_sealed(const zd_segment_t *seg);
 
 /* Describes a posix segment read-only (O_RDONLY, PROT_READ), without taking
  * an attachment entry.  Same validation and codes as attach. */
@@ -120,7 +161,7 @@ uint64_t zd_segment_total_size(const zd_segment_t *seg);
 /* Returns 1 and copies the hash when the segment has one, else 0. */
 int zd_segment_type_hash(const zd_segment_t *seg,
 			 uint8_t out[ZD_TYPE_HASH_SIZE]);
-/* The posix name (without '/'), or "" for a memory segment. */
+/* The posix name (without '/'), or "" for a memory or anonymous segment. */
 const char *zd_segment_name(const zd_segment_t *seg);
 /* 1 if this handle created the segment. */
 int zd_segment_is_creator(const zd_segment_t *seg);

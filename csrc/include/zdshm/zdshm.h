@@ -2,8 +2,10 @@
  *
  * DESIGN NOTE
  * ===========
- * A segment is one contiguous region (heap for the memory backend, a POSIX
- * shared-memory object for the posix backend) with this layout:
+ * A segment is one contiguous region (a process-private memfd for the memory
+ * backend, a POSIX shared-memory object for the posix backend, a sealed
+ * nameless memfd shared by descriptor for the anonymous backend) with this
+ * layout:
  *
  *   offset 0            segment header (512 B): immutable geometry written
  *                       once by the creator, then lifecycle flags, the
@@ -69,6 +71,11 @@
  * (F_OFD_SETLK); the kernel drops it when the process dies.  Whoever takes
  * the lock of an entry still marked ACTIVE knows its owner is gone and cleans
  * up; the entry's epoch lets a handle notice that its entry was reused.
+ *
+ * Two mappings: every handle maps the object twice, read-write (the control
+ * words, and the data of its loans) and read-only (what zd_view_t.data
+ * points into), so a consumer that writes through a sample faults instead
+ * of changing what every other reader sees.
  */
 #ifndef ZDSHM_ZDSHM_H
 #define ZDSHM_ZDSHM_H
