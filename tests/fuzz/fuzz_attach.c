@@ -13,11 +13,13 @@
  * offset, the slot headers at the header's stride when that is sane.
  *
  * Each input becomes the posix object ZDFUZZ_NAME (default zdfuzz-<pid>,
- * removed at exit), which is then attached with the public API: describe,
- * attach, a reader with join_last, takes and releases until -EAGAIN
- * (bounded), acquire of every slot, loan + commit, reserve + discard,
- * eviction, reap, close.  A crash, a sanitizer report, a view larger than
- * the capacity or a hang (libFuzzer's -timeout) is a finding.
+ * removed at exit), which is then used through both public entry points,
+ * by name (zd_segment_attach_posix) and by descriptor (zd_segment_attach_fd
+ * on the same object, which the first handle has used in the meantime):
+ * describe, attach, a reader with join_last, takes and releases until
+ * -EAGAIN (bounded), acquire of every slot, loan + commit, reserve +
+ * discard, eviction, reap, close.  A crash, a sanitizer report, a view
+ * larger than the capacity or a hang (libFuzzer's -timeout) is a finding.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -190,6 +192,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	write_object(data, size);
 	zd_segment_describe_posix(name, &info);
 	if (zd_segment_attach_posix(name, &seg) == 0) {
+		exercise(seg);
+		zd_segment_close(seg);
+	}
+	seg = NULL;
+	if (zd_segment_attach_fd(fd, &seg) == 0) {
 		exercise(seg);
 		zd_segment_close(seg);
 	}
