@@ -53,6 +53,11 @@ struct zd_segment {
 	uint32_t *pin_version;
 
 	uint8_t *mem_locks;            /* memory backend: liveness flags */
+
+	/* Calls of this handle working on reader r now (take, mark read),
+	 * one cache line each: a set pin bit of r on a sample r has not read
+	 * is legitimate only while one of them runs (see zd_reader_take). */
+	struct { uint32_t n; uint8_t pad[60]; } takers[ZD_READER_MAX];
 };
 
 /* Creation and geometry (segment.c). */
@@ -121,6 +126,29 @@ void zdi_maybe_reap(zd_segment_t *seg, int force);
 void zdi_reader_cleanup(zd_segment_t *seg, uint32_t r);
 int zdi_attach_claim(zd_segment_t *seg);
 void zdi_attach_release(zd_segment_t *seg);
+
+/* Bounds of the retry loops over words other processes can write.  Every
+ * retry in a correct segment means another thread or process made progress
+ * (a commit, a recycle, a pin of its own) between two of our loads, so a
+ * loop that needs more than this many is looking at words that keep
+ * changing for no good reason: it gives up with an error code instead. */
+#define ZDI_PIN_TRIES 64u               /* a pin refused as stale */
+#define ZDI_LOANABLE_TRIES 64u          /* a recycle lost to a pin or a CAS */
+#define ZDI_TAKE_TRIES 256u             /* a take that lost its slot */
+
+/* Brackets a call that may pin reader r (take, mark read).  seq_cst like
+ * the pins themselves: a pin_refused (reader.c) that sees one of our pins
+ * and then loads takers[r] (seq_cst) sees this call counted, unless the
+ * call already set its read bit or dropped its pin and left. */
+static inline void zdi_takers_enter(zd_segment_t *seg, uint32_t r)
+{
+	zdi_fetch_add_seqcst_u32(&seg->takers[r].n, 1);
+}
+
+static inline void zdi_takers_leave(zd_segment_t *seg, uint32_t r)
+{
+	zdi_fetch_sub_seqcst_u32(&seg->takers[r].n, 1);
+}
 
 #define ZDI_COUNT(seg, field) \
 	zdi_fetch_add_relaxed_u64(&(seg)->hdr->counters.field, 1)

@@ -260,7 +260,47 @@ static int reader_live(const zd_segment_t *seg, const zd_reader_t *r)
 	return 0;
 }
 
-int zd_reader_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view)
+#define ZDI_HOSTILE_LOOKS 3
+
+/* zdi_pin refused reader r's pin on `slot` (seen COMMITTED as `state`)
+ * because r's pin bit is already set.  On a sample r has not read, that bit
+ * is legitimately set only between the pin and the read bit of another
+ * take or mark of r: only this handle does those (it owns r), and each one
+ * is counted in seg->takers[r] for its whole call, pins included.  A bit
+ * that stays set with the read bit clear and the state unchanged over
+ * ZDI_HOSTILE_LOOKS looks, while no other call of ours works on r, was
+ * written by someone else (a corrupt or hostile segment): waiting for it
+ * would spin forever.  (A racer of ours that pinned and left between two
+ * looks set the read bit first, which a later look or the fetch_or below
+ * sees; one that only flickered a stale pin stays counted until its call
+ * returns.)  The sample is then marked read for r and counted in
+ * corrupt_dropped.  Its slot stays pinned by the bit (a view of ours may
+ * hold it: we cannot tell) until r's entry is cleaned up.
+ * Returns -EBADMSG (dropped), -EBUSY (look again: it moved on, or another
+ * call of ours works on r). */
+static int pin_refused(zd_segment_t *seg, uint32_t r, uint32_t slot,
+		       uint64_t state)
+{
+	struct zdi_slot_header *h = zdi_slot(seg, slot);
+	uint64_t bit = zdi_bit(r);
+
+	for (int look = 0; look < ZDI_HOSTILE_LOOKS; look++) {
+		if (look > 0)
+			zdi_cpu_relax();
+		if (!(zdi_load_seqcst_u64(&h->reader_pins) & bit) ||
+		    (zdi_load_acquire_u64(&h->read_mask) & bit) ||
+		    zdi_load_seqcst_u64(&h->state) != state ||
+		    zdi_load_seqcst_u32(&seg->takers[r].n) != 1)
+			return -EBUSY;
+	}
+	if (zdi_fetch_or_acq_rel_u64(&h->read_mask, bit) & bit)
+		return -EBUSY;          /* marked read meanwhile: not ours to drop */
+	ZDI_COUNT(seg, corrupt_dropped);
+	zd_notify_bump(seg);            /* a writer may wait for it to be read */
+	return -EBADMSG;
+}
+
+static int take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view)
 {
 	struct zdi_reader_entry *e;
 	uint64_t bit;
@@ -271,11 +311,16 @@ int zd_reader_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view)
 		return rc;
 	e = &seg->readers[r->index];
 	bit = zdi_bit(r->index);
-	for (;;) {
+	for (unsigned tries = 0;; tries++) {
 		uint32_t best;
 		uint64_t best_sn, best_s;
 		struct zdi_slot_header *h;
 
+		/* Each retry below means the slot moved on under us (another
+		 * thread or process made progress); a bounded number of them,
+		 * then the caller waits for the next change. */
+		if (tries == ZDI_TAKE_TRIES)
+			return -EAGAIN;
 		rc = zdi_scan_oldest(seg, r->index, r->start_sn, &best, &best_sn,
 				     &best_s);
 		if (rc == -EINPROGRESS) {
@@ -293,7 +338,12 @@ int zd_reader_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view)
 			continue;
 		}
 		h = zdi_slot(seg, best);
-		if (zdi_pin(seg, best, best_s, &h->reader_pins, bit) != 0)
+		rc = zdi_pin(seg, best, best_s, &h->reader_pins, bit);
+		if (rc == -EBUSY)
+			rc = pin_refused(seg, r->index, best, best_s);
+		if (rc == -EBADMSG)
+			return rc;
+		if (rc != 0)
 			continue;       /* recycled meanwhile, or another thread has it */
 		if (zdi_fetch_or_acq_rel_u64(&h->read_mask, bit) & bit) {
 			zdi_unpin(seg, best, &h->reader_pins, bit);
@@ -309,6 +359,20 @@ int zd_reader_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view)
 		zdi_store_relaxed_u64(&e->last_sn, view->sn);
 		return 0;
 	}
+}
+
+int zd_reader_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view)
+{
+	uint32_t idx;
+	int rc;
+
+	if (r == NULL || r->index >= ZD_READER_MAX)
+		return take(seg, r, view);      /* -EINVAL */
+	idx = r->index;
+	zdi_takers_enter(seg, idx);
+	rc = take(seg, r, view);
+	zdi_takers_leave(seg, idx);
+	return rc;
 }
 
 int zd_reader_wait_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view,

@@ -97,8 +97,10 @@ int zdi_take_loanable(zd_segment_t *seg, uint64_t read_by, uint32_t *slot,
 {
 	/* The lowest FREE slot; failing that the oldest committed one that
 	 * every reader in read_by has read and no view pins, so a segment
-	 * keeps its newest samples (for readers joining with join_last). */
-	for (;;) {
+	 * keeps its newest samples (for readers joining with join_last).  A
+	 * lost recycle means a pin or another writer got there first; after
+	 * ZDI_LOANABLE_TRIES of them the caller waits for a change. */
+	for (unsigned tries = 0; tries < ZDI_LOANABLE_TRIES; tries++) {
 		uint32_t best = UINT32_MAX;
 		uint64_t best_sn = UINT64_MAX, best_s = 0;
 
@@ -136,6 +138,7 @@ int zdi_take_loanable(zd_segment_t *seg, uint64_t read_by, uint32_t *slot,
 			return 0;
 		}
 	}
+	return -EAGAIN;
 }
 
 int zd_slot_reserve(zd_segment_t *seg, uint64_t active_mask, uint32_t *slot)
@@ -276,6 +279,21 @@ int zdi_view_fill(zd_segment_t *seg, uint32_t slot, uint64_t state,
 	return 0;
 }
 
+/* zdi_pin found this handle's bit already set in handle_pins while the
+ * handle holds no view of the slot (pin_count is 0 under pin_mu, and only
+ * this handle sets its bit, under pin_mu): the bit was written by someone
+ * else.  Adopt it as our pin, which is sound because it was set before the
+ * state check below, exactly as zdi_pin's own fetch_or; the release clears
+ * it.  Returns 0, -ESTALE (the state moved on: the bit is cleared). */
+static int adopt_handle_pin(struct zdi_slot_header *h, uint64_t state,
+			    uint64_t bit)
+{
+	if (zdi_load_seqcst_u64(&h->state) == state)
+		return 0;
+	zdi_fetch_and_seqcst_u64(&h->handle_pins, ~bit);
+	return -ESTALE;
+}
+
 int zd_slot_acquire(zd_segment_t *seg, uint32_t slot, zd_view_t *view)
 {
 	struct zdi_slot_header *h;
@@ -295,14 +313,22 @@ int zd_slot_acquire(zd_segment_t *seg, uint32_t slot, zd_view_t *view)
 			goto out;
 		}
 	} else {
-		do {
+		for (unsigned tries = 0;; tries++) {
 			s = zdi_load_acquire_u64(&h->state);
 			if (ZDI_ST_KIND(s) != ZDI_SLOT_COMMITTED) {
 				rc = -ENODATA;
 				goto out;
 			}
 			rc = zdi_pin(seg, slot, s, &h->handle_pins, bit);
-		} while (rc == -ESTALE);
+			if (rc == -EBUSY)
+				rc = adopt_handle_pin(h, s, bit);
+			if (rc != -ESTALE)
+				break;
+			if (tries == ZDI_PIN_TRIES) {
+				rc = -EBUSY;    /* the state word keeps changing */
+				goto out;
+			}
+		}
 		if (rc < 0)
 			goto out;
 	}
@@ -448,8 +474,15 @@ int zdi_scan_oldest(zd_segment_t *seg, uint32_t r, uint64_t start,
 			return -EAGAIN;
 		if (zdi_load_acquire_u32(&seg->hdr->notify_gen) != gen) {
 			scan_pass(seg, r, start, &b);
-			if (b.best_sn < a.best_sn)
-				continue;       /* an older one appeared: go again */
+			if (b.best_sn < a.best_sn) {
+				/* An older one appeared: go again.  Only a new
+				 * commit does that, so a segment whose sn words
+				 * keep moving backwards is treated like a
+				 * commit that stays in flight. */
+				if (tries >= ZDI_INFLIGHT_SPINS)
+					return -EINPROGRESS;
+				continue;
+			}
 			if (b.inflight < a.inflight)
 				a.inflight = b.inflight;
 		}
@@ -483,15 +516,18 @@ int zdi_mark_bit(zd_segment_t *seg, uint32_t slot, uint32_t r, int set)
 	struct zdi_slot_header *h = zdi_slot(seg, slot);
 	uint64_t bit = zdi_bit(r);
 
-	for (;;) {
+	for (unsigned tries = 0;; tries++) {
 		uint64_t s = zdi_load_acquire_u64(&h->state);
 		int rc;
 
 		if (ZDI_ST_KIND(s) != ZDI_SLOT_COMMITTED)
 			return -ENODATA;
 		rc = zdi_pin(seg, slot, s, &h->reader_pins, bit);
-		if (rc == -ESTALE)
+		if (rc == -ESTALE) {
+			if (tries == ZDI_PIN_TRIES)
+				return -EBUSY;  /* the state word keeps changing */
 			continue;
+		}
 		if (set)
 			zdi_fetch_or_acq_rel_u64(&h->read_mask, bit);
 		else
@@ -511,7 +547,9 @@ int zd_slot_mark_read(zd_segment_t *seg, uint32_t slot, uint32_t reader)
 		return rc;
 	if (reader >= ZD_READER_MAX)
 		return -ERANGE;
+	zdi_takers_enter(seg, reader);
 	rc = zdi_mark_bit(seg, slot, reader, 1);
+	zdi_takers_leave(seg, reader);
 	if (rc == 0)
 		zd_notify_bump(seg);
 	return rc;

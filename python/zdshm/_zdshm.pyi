@@ -216,7 +216,7 @@ class Reader:
     @property
     def closed(self) -> bool: ...
     def take(self, timeout: float | None = None) -> Sample: ...   # WaitTimeoutError; SegmentClosedError at goodbye; CreatorDeadError
-    def try_take(self) -> Sample | None: ...
+    def try_take(self) -> Sample | None: ...             # both: CorruptSegmentError once per corrupt sample (dropped, counted)
     def stats(self) -> dict[str, int | None]: ...        # taken, dropped, lag, last_sn (None before the first take)
     @property
     def segment(self) -> Segment: ...                    # addition

@@ -8,6 +8,12 @@
  * or merely wrong values.  Then slot headers of a live segment are
  * corrupted: a published size larger than the capacity, and state words
  * with an invalid kind or an owner index outside the attachment table.
+ * Last, hostile shared words that used to make a call spin forever: a pin
+ * bit of the taking reader (or of the acquiring handle) already set, and a
+ * thread that keeps rewriting a slot's words; every call must return within
+ * a bound with a documented code, and good samples must flow after it.
+ * Two threads racing on one reader check that the bound never mistakes a
+ * legitimate pin for a hostile one.
  *
  * Offsets come from the core's internal layout.h (the layout is an ABI).
  */
@@ -804,9 +810,362 @@ static void future_commit_time(zdt_ctx_t *c)
 	check_take(c->seg, &r, sn, "future");
 }
 
+/* ------------------------------------------------------------------ */
+/* hostile shared words: every retry over them is bounded              */
+
+/* Every call below must come back within this (the bounded retries take
+ * microseconds; the sanitizers slow them down, not by seconds). */
+#define CALL_BOUND_NS (2 * ZDT_S)
+
+static uint64_t peek_slot(zdt_ctx_t *c, uint32_t slot, size_t field_off)
+{
+	uint64_t off = ZDI_SLOTS_OFFSET + (uint64_t)slot *
+		       zd_segment_slot_total_size(c->seg) + field_off;
+	uint64_t val;
+
+	if (c->backend == ZD_BACKEND_POSIX) {
+		int fd = open_shm(c->name);
+
+		REQUIRE(pread(fd, &val, 8, (off_t)off) == 8);
+		close(fd);
+	} else {
+		val = __atomic_load_n((uint64_t *)(find_mem_base(c) + off),
+				      __ATOMIC_SEQ_CST);
+	}
+	return val;
+}
+
+/* A second mapping of the whole segment (posix) or the region itself
+ * (memory), for a thread that keeps rewriting words. */
+static unsigned char *map_words(zdt_ctx_t *c, size_t *len)
+{
+	void *p;
+	int fd;
+
+	*len = 0;
+	if (c->backend == ZD_BACKEND_MEMORY)
+		return find_mem_base(c);
+	*len = (size_t)zd_segment_total_size(c->seg);
+	fd = open_shm(c->name);
+	p = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	REQUIRE(p != MAP_FAILED);
+	return p;
+}
+
+static void unmap_words(unsigned char *p, size_t len)
+{
+	if (len > 0)
+		munmap(p, len);
+}
+
+#define TIMED(rc, expr)                                                       \
+	do {                                                                  \
+		uint64_t t0_ = zd_now_ns();                                   \
+		(rc) = (expr);                                                \
+		CHECK_LT(zd_now_ns() - t0_, CALL_BOUND_NS);                   \
+	} while (0)
+
+/* The known hang: a committed slot whose reader_pins word already has the
+ * taking reader's bit set (one write by anyone who can open the segment).
+ * zdi_pin refuses with -EBUSY and the rescan found the same slot forever.
+ * Now the take drops that sample for the reader (-EBADMSG, counted) and
+ * the next take delivers the samples after it. */
+static void hostile_reader_pin(zdt_ctx_t *c)
+{
+	const size_t pins = offsetof(struct zdi_slot_header, reader_pins);
+	const size_t mask = offsetof(struct zdi_slot_header, read_mask);
+	zd_reader_t r;
+	zd_view_t v;
+	uint32_t s0, s1, s2, s3;
+	uint64_t sn0, sn1, sn2, sn3, before;
+	int rc;
+
+	slot_case_begin(c);
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &r));
+	commit_str(c->seg, "first", &s0, &sn0);
+	commit_str(c->seg, "second", &s1, &sn1);
+	poke_slot(c, s0, pins, ((uint64_t)1 << r.index));
+	before = corrupt_dropped(c->seg);
+
+	TIMED(rc, zd_reader_take(c->seg, &r, &v));
+	CHECK_RC(rc, -EBADMSG);
+	CHECK_EQ(corrupt_dropped(c->seg), before + 1);
+	/* marked read for r, and its pin bit left alone */
+	CHECK(peek_slot(c, s0, mask) & ((uint64_t)1 << r.index));
+	CHECK_EQ(peek_slot(c, s0, pins), ((uint64_t)1 << r.index));
+	check_take(c->seg, &r, sn1, "second");
+	CHECK_RC(zd_reader_take(c->seg, &r, &v), -EAGAIN);
+
+	/* every pin bit set (0xff bytes), the waiting take too */
+	commit_str(c->seg, "third", &s2, &sn2);
+	commit_str(c->seg, "fourth", &s3, &sn3);
+	poke_slot(c, s2, pins, UINT64_MAX);
+	TIMED(rc, zd_reader_wait_take(c->seg, &r, &v, zd_now_ns() + 10 * ZDT_S, 0));
+	CHECK_RC(rc, -EBADMSG);
+	CHECK_EQ(corrupt_dropped(c->seg), before + 2);
+	check_take(c->seg, &r, sn3, "fourth");
+	TIMED(rc, zd_reader_wait_take(c->seg, &r, &v, zd_now_ns() + 20 * ZDT_MS, 0));
+	CHECK_RC(rc, -ETIMEDOUT);
+	CHECK_EQ(corrupt_dropped(c->seg), before + 2);
+
+	/* marking such a sample read is no spin either */
+	CHECK_OK(zd_slot_mark_read(c->seg, s2, r.index));
+	/* the pinned slots are held (a view could be behind the bit); the
+	 * other two are loanable, and a new sample goes through */
+	CHECK_RC(zd_slot_reserve(c->seg, zd_segment_active_mask(c->seg), &s3), 0);
+	CHECK(s3 != s0 && s3 != s2);
+	CHECK_OK(zd_slot_discard(c->seg, s3));
+	commit_str(c->seg, "fifth", &s3, &sn3);
+	check_take(c->seg, &r, sn3, "fifth");
+	/* closing the reader is refused while a pin bit of it is set (the
+	 * index is kept, not reused under a view); the segment close frees
+	 * it */
+	CHECK_RC(zd_reader_close(c->seg, &r), -EBUSY);
+}
+
+/* A handle-pin bit of this handle set while the handle holds no view of
+ * the slot: acquire used to fail with -EBUSY forever; now it adopts the
+ * bit as its pin and the release clears it. */
+static void hostile_handle_pin(zdt_ctx_t *c)
+{
+	const size_t pins = offsetof(struct zdi_slot_header, handle_pins);
+	zd_view_t v, v2;
+	zd_slot_header_t hdr;
+	unsigned char buf[16];
+	uint32_t s, x;
+	uint64_t sn, ours;
+	int rc;
+
+	slot_case_begin(c);
+	commit_str(c->seg, "pinned", &s, &sn);
+	poke_slot(c, s, pins, UINT64_MAX);
+	TIMED(rc, zd_slot_acquire(c->seg, s, &v));
+	CHECK_OK(rc);
+	if (rc == 0) {
+		CHECK_EQ(v.sn, sn);
+		CHECK(v.size == 6 && memcmp(v.data, "pinned", 6) == 0);
+		CHECK_OK(zd_slot_acquire(c->seg, s, &v2));   /* a second view */
+		CHECK_OK(zd_slot_release(c->seg, &v2));
+		CHECK_EQ(peek_slot(c, s, pins), UINT64_MAX);  /* still held */
+		CHECK_OK(zd_slot_release(c->seg, &v));
+	}
+	/* exactly one bit (this handle's) was cleared */
+	ours = ~peek_slot(c, s, pins);
+	CHECK_EQ(__builtin_popcountll(ours), 1);
+	CHECK_OK(zd_slot_read(c->seg, s, &hdr, buf, sizeof(buf), NULL));
+	CHECK_EQ(hdr.sn, sn);
+	/* the slot stays held by the other bits, not by ours */
+	poke_slot(c, s, pins, ~ours);
+	CHECK_OK(zd_slot_read(c->seg, s, &hdr, buf, sizeof(buf), NULL));
+	CHECK_EQ(peek_slot(c, s, pins), ~ours);
+	/* cleared entirely, it is recycled like any read sample */
+	poke_slot(c, s, pins, 0);
+	for (int i = 0; i < 4; i++) {
+		CHECK_OK(zd_slot_reserve(c->seg, 0, &x));
+	}
+	CHECK_RC(zd_slot_reserve(c->seg, 0, &x), -EAGAIN);
+}
+
+/* Two threads of one handle take from the same reader while a writer
+ * commits: the pin of one is a set bit on an unread sample for the other,
+ * for a moment.  The bound must never call that hostile: every sample is
+ * delivered exactly once and nothing is counted as corrupt. */
+#define RACE_SAMPLES (ZDT_SANITIZED ? 3000u : 20000u)
+
+struct race {
+	zd_segment_t *seg;
+	zd_reader_t r;
+	uint8_t *seen;
+	uint64_t got, twice, bad;
+	int done;
+};
+
+static void *race_taker(void *p)
+{
+	struct race *x = p;
+
+	while (!__atomic_load_n(&x->done, __ATOMIC_ACQUIRE)) {
+		zd_view_t v;
+		int rc = zd_reader_wait_take(x->seg, &x->r, &v,
+					     zd_now_ns() + 20 * ZDT_MS, 0);
+
+		if (rc == -ETIMEDOUT)
+			continue;
+		if (rc != 0) {
+			__atomic_fetch_add(&x->bad, 1, __ATOMIC_RELAXED);
+			continue;
+		}
+		if (v.sn >= RACE_SAMPLES ||
+		    __atomic_exchange_n(&x->seen[v.sn], 1, __ATOMIC_RELAXED))
+			__atomic_fetch_add(&x->twice, 1, __ATOMIC_RELAXED);
+		if (__atomic_add_fetch(&x->got, 1, __ATOMIC_ACQ_REL) == RACE_SAMPLES)
+			__atomic_store_n(&x->done, 1, __ATOMIC_RELEASE);
+		zd_slot_release(x->seg, &v);
+	}
+	return NULL;
+}
+
+static void same_reader_two_threads(zdt_ctx_t *c)
+{
+	struct race x;
+	pthread_t t[2];
+	uint64_t before = corrupt_dropped(c->seg);
+	zd_reader_stats_t st;
+
+	memset(&x, 0, sizeof(x));
+	x.seg = c->seg;
+	x.seen = calloc(RACE_SAMPLES, 1);
+	REQUIRE(x.seen != NULL);
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &x.r));
+	for (int i = 0; i < 2; i++)
+		REQUIRE(pthread_create(&t[i], NULL, race_taker, &x) == 0);
+	for (uint64_t i = 0; i < RACE_SAMPLES; i++) {
+		uint32_t s;
+		int rc = zd_writer_loan(c->seg, ZD_OVERFLOW_BLOCK,
+					zd_now_ns() + 10 * ZDT_S, 0, &s);
+
+		CHECK_OK(rc);
+		if (rc != 0)
+			break;
+		CHECK_OK(zd_slot_commit(c->seg, s, &i, sizeof(i), NULL));
+	}
+	for (int i = 0; i < 50 && !__atomic_load_n(&x.done, __ATOMIC_ACQUIRE); i++)
+		zdt_sleep_ms(100);
+	__atomic_store_n(&x.done, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	CHECK_EQ(x.got, RACE_SAMPLES);
+	CHECK_EQ(x.twice, 0);
+	CHECK_EQ(x.bad, 0);
+	CHECK_EQ(corrupt_dropped(c->seg), before);
+	CHECK_OK(zd_reader_stats(c->seg, &x.r, &st));
+	CHECK_EQ(st.dropped, 0);
+	CHECK_EQ(st.taken, RACE_SAMPLES);
+	CHECK_OK(zd_reader_close(c->seg, &x.r));
+	free(x.seen);
+}
+
+/* A thread that keeps rewriting one slot's words: sequence numbers going
+ * back and forth (the scan's "an older one appeared" retry), the state
+ * between two committed versions (stale pins), pin words and the read mask
+ * on and off (lost recycles, refused pins), bumping the generation each
+ * time.  take, wait_take, reserve, acquire and mark_read must each come
+ * back within the bound with one of their documented codes; once it
+ * stops and the slot is put back, good samples flow again. */
+struct adversary {
+	unsigned char *base;
+	uint64_t slot_off;
+	int stop;
+	uint64_t rounds;
+};
+
+static void *adversary_run(void *p)
+{
+	struct adversary *a = p;
+	struct zdi_slot_header *h = (struct zdi_slot_header *)(a->base + a->slot_off);
+	uint32_t *gen = &((struct zdi_segment_header *)a->base)->notify_gen;
+	uint64_t i;
+
+	for (i = 0; !__atomic_load_n(&a->stop, __ATOMIC_ACQUIRE); i++) {
+		__atomic_store_n(&h->size, 1, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&h->sn, (i & 1) ? 1000 : 5, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&h->state,
+				 ZDI_ST_MAKE(ZDI_SLOT_COMMITTED, 0, 0, 7 + (i & 1)),
+				 __ATOMIC_SEQ_CST);
+		__atomic_store_n(&h->reader_pins, (i & 2) ? UINT64_MAX : 0,
+				 __ATOMIC_SEQ_CST);
+		__atomic_store_n(&h->handle_pins, (i & 4) ? UINT64_MAX : 0,
+				 __ATOMIC_SEQ_CST);
+		__atomic_store_n(&h->read_mask, (i & 8) ? UINT64_MAX : 0,
+				 __ATOMIC_SEQ_CST);
+		__atomic_fetch_add(gen, 1, __ATOMIC_SEQ_CST);
+	}
+	a->rounds = i;
+	return NULL;
+}
+
+static void moving_words(zdt_ctx_t *c)
+{
+	struct adversary a;
+	pthread_t t;
+	zd_reader_t r, r2;
+	zd_view_t v;
+	size_t len;
+	uint32_t s0, s1, x;
+	uint64_t sn;
+	const int calls = ZDT_SANITIZED ? 300 : 2000;
+	int rc, bad = 0;
+
+	slot_case_begin(c);
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &r));
+	commit_str(c->seg, "zero", &s0, &sn);
+	commit_str(c->seg, "one", &s1, &sn);
+	memset(&a, 0, sizeof(a));
+	a.base = map_words(c, &len);
+	a.slot_off = ZDI_SLOTS_OFFSET + (uint64_t)s0 * zd_segment_slot_total_size(c->seg);
+	REQUIRE(pthread_create(&t, NULL, adversary_run, &a) == 0);
+	for (int i = 0; i < calls; i++) {
+		TIMED(rc, zd_reader_take(c->seg, &r, &v));
+		if (rc == 0) {
+			CHECK_LE(v.size, zd_segment_slot_capacity(c->seg));
+			rc = zd_slot_release(c->seg, &v);
+			bad += !(rc == 0 || rc == -ESTALE);
+		} else {
+			bad += !(rc == -EAGAIN || rc == -EBADMSG);
+		}
+		if (i % 16 == 0) {
+			TIMED(rc, zd_reader_wait_take(c->seg, &r, &v,
+						      zd_now_ns() + 2 * ZDT_MS, 0));
+			if (rc == 0)
+				zd_slot_release(c->seg, &v);
+			else
+				bad += !(rc == -ETIMEDOUT || rc == -EBADMSG);
+		}
+		TIMED(rc, zd_slot_reserve(c->seg, zd_segment_active_mask(c->seg), &x));
+		if (rc == 0) {
+			rc = zd_slot_discard(c->seg, x);
+			bad += !(rc == 0 || rc == -ESTALE);
+		} else {
+			bad += rc != -EAGAIN;
+		}
+		TIMED(rc, zd_slot_acquire(c->seg, s0, &v));
+		if (rc == 0)
+			zd_slot_release(c->seg, &v);
+		else
+			bad += !(rc == -ENODATA || rc == -EBUSY || rc == -EBADMSG);
+		TIMED(rc, zd_slot_mark_read(c->seg, s0, r.index));
+		bad += !(rc == 0 || rc == -ENODATA || rc == -EBUSY);
+	}
+	__atomic_store_n(&a.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	CHECK_EQ(bad, 0);
+	CHECK_GT(a.rounds, 0);
+	/* put the slot back: free, unpinned */
+	poke_slot(c, s0, offsetof(struct zdi_slot_header, reader_pins), 0);
+	poke_slot(c, s0, offsetof(struct zdi_slot_header, handle_pins), 0);
+	poke_slot(c, s0, offsetof(struct zdi_slot_header, state),
+		  ZDI_ST_MAKE(ZDI_SLOT_FREE, 0, 0, 9));
+	unmap_words(a.base, len);
+	/* the old reader saw anything; a new one gets what is committed from
+	 * now on, in order, in every slot */
+	CHECK_OK(zd_reader_close(c->seg, &r));
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &r2));
+	for (int i = 0; i < 6; i++) {
+		char msg[16];
+
+		snprintf(msg, sizeof(msg), "after-%d", i);
+		commit_str(c->seg, msg, &x, &sn);
+		check_take(c->seg, &r2, sn, msg);
+	}
+}
+
 int main(void)
 {
 	zd_config_t c4 = zdt_cfg(4, 64);
+
+	/* A hang of a bounded call ends the program with a message. */
+	zdt_watchdog(100);
 
 	zdt_case("each_immutable_field_rejected", each_immutable_field_rejected);
 	zdt_case("informational_fields_are_copied", informational_fields_are_copied);
@@ -824,5 +1183,9 @@ int main(void)
 	zdt_run_both("all_slots_corrupt", &c4, all_slots_corrupt);
 	zdt_run_both("invalid_state_words", &c4, invalid_state_words);
 	zdt_run_both("future_commit_time", &c4, future_commit_time);
+	zdt_run_both("hostile_reader_pin", &c4, hostile_reader_pin);
+	zdt_run_both("hostile_handle_pin", &c4, hostile_handle_pin);
+	zdt_run_both("same_reader_two_threads", &c4, same_reader_two_threads);
+	zdt_run_both("moving_words", &c4, moving_words);
 	return zdt_finish();
 }

@@ -47,11 +47,14 @@ int zd_reader_open(zd_segment_t *seg, uint64_t join_last, zd_reader_t *out);
  * Returns 0, -EAGAIN (nothing unread), -ENOTCONN (this reader was
  * disconnected), -EPIPE (the creator said goodbye and nothing is unread),
  * -EOWNERDEAD (the creator died without a goodbye and nothing is unread),
- * -EBADMSG (a published slot was corrupt: it was dropped and counted; the
- * next call goes on).  Every sample committed before the goodbye or the
- * death is delivered first.  Whether the creator lives is asked at most
- * once per ZD_CREATOR_CHECK_NS per handle, and only when nothing is
- * unread; once found dead it stays dead for this handle. */
+ * -EBADMSG (a published slot was corrupt: a size beyond the capacity, or
+ * this reader's pin bit set by someone else; it was dropped for this reader
+ * and counted in corrupt_dropped; the next call goes on).  Every sample
+ * committed before the goodbye or the death is delivered first.  Whether
+ * the creator lives is asked at most once per ZD_CREATOR_CHECK_NS per
+ * handle, and only when nothing is unread; once found dead it stays dead for
+ * this handle.  Every retry over words that other processes can write is
+ * bounded: a slot that keeps changing under the take ends it with -EAGAIN. */
 int zd_reader_take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view);
 
 /* Like zd_reader_take but waits until CLOCK_MONOTONIC deadline_ns

@@ -67,7 +67,8 @@ int zd_slot_commit_in_place(zd_segment_t *seg, uint32_t slot, uint64_t len,
 int zd_slot_discard(zd_segment_t *seg, uint32_t slot);
 
 /* Pins a committed slot and describes it (zero-copy read).
- * Returns 0, -ERANGE, -ENODATA, -EBUSY, -EBADMSG (size > capacity). */
+ * Returns 0, -ERANGE, -ENODATA, -EBUSY (this handle holds UINT32_MAX views
+ * of it, or its state word kept changing), -EBADMSG (size > capacity). */
 int zd_slot_acquire(zd_segment_t *seg, uint32_t slot, zd_view_t *view);
 
 /* Drops the pin taken by zd_slot_acquire / zd_reader_take.
@@ -86,7 +87,7 @@ int zd_slot_read(zd_segment_t *seg, uint32_t slot, zd_slot_header_t *hdr,
 int zd_slot_next_unread(zd_segment_t *seg, uint32_t reader, uint32_t *slot);
 
 /* Sets the reader's bit in the slot's read mask.  Returns 0, -ERANGE,
- * -ENODATA (slot not committed). */
+ * -ENODATA (slot not committed), -EBUSY (its state word kept changing). */
 int zd_slot_mark_read(zd_segment_t *seg, uint32_t slot, uint32_t reader);
 
 /* Sets the reader's bit on every committed slot (the reader is gone).
