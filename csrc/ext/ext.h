@@ -68,9 +68,12 @@
  * as "Zf", "Zd", "Zg" and stored in that canonical form.  Native mode (no
  * prefix or '@') uses C sizes, the others struct's standard sizes ('g' and
  * "Zg" are native only).  The meta is valid only if
- * prod(shape) * itemsize == the committed size (overflow-checked); a reader
- * copies the 64 bytes to private memory before validating them, and falls
- * back to 1-D unsigned bytes ("B") when anything is off.
+ * prod(shape) * itemsize == the committed size and itemsize times the
+ * product of the nonzero dimensions is at most the slot capacity (both
+ * overflow-checked; the second bounds the dimensions and strides of an
+ * empty array as a full slot's are bounded).  Writers refuse anything else;
+ * a reader copies the 64 bytes to private memory before validating them,
+ * and falls back to 1-D unsigned bytes ("B") when anything is off.
  * ------------------------------------------------------------------------- */
 #define ZDEXT_META_MAGIC0 'Z'
 #define ZDEXT_META_MAGIC1 'A'
@@ -91,6 +94,7 @@ typedef struct zdext_layout {
 	uint64_t nbytes;                            /* prod(shape)*itemsize */
 	char format[ZDEXT_META_FORMAT_MAX + 1];     /* canonical, NUL ended */
 	Py_ssize_t shape[ZDEXT_META_NDIM_MAX];
+	Py_ssize_t strides[ZDEXT_META_NDIM_MAX];    /* C-contiguous, bytes  */
 } zdext_layout;
 
 /* Canonicalises a format (see above) into canon (ZDEXT_META_FORMAT_MAX+1
@@ -100,9 +104,11 @@ Py_ssize_t zdext_format_itemsize(const char *fmt, size_t len, char *canon);
 /* Encodes a validated layout into a 64-byte meta area. */
 void zdext_meta_encode(const zdext_layout *lay, uint8_t *meta);
 
-/* Decodes and validates 64 meta bytes against a sample of `size` bytes.
- * Returns 1 and fills *lay, or 0 (no or invalid meta). */
-int zdext_meta_decode(const uint8_t *meta, uint64_t size, zdext_layout *lay);
+/* Decodes and validates 64 meta bytes against a sample of `size` bytes in
+ * a slot of `capacity` bytes.  Returns 1 and fills *lay, or 0 (no or
+ * invalid meta) and fills *lay with 1-D unsigned bytes ("B", size). */
+int zdext_meta_decode(const uint8_t *meta, uint64_t size, uint64_t capacity,
+		      zdext_layout *lay);
 
 /* --------------------------------------------------------------------------
  * Module state
@@ -213,13 +219,18 @@ int zdext_bind(const char *fname, PyObject *const *args, Py_ssize_t nargs,
 	       PyObject *kwnames, const char *const *names, int nparams,
 	       int maxpos, PyObject **out);
 
-/* A layout from Loan.set_format arguments (TypeError/ValueError/
- * OverflowError naming the value). */
-int zdext_layout_from_py(PyObject *format, PyObject *shape, zdext_layout *lay);
+/* A layout from Loan.set_format arguments for a slot of `capacity` bytes
+ * (TypeError/ValueError/OverflowError naming the value; SampleTooLargeError
+ * when it needs more than the capacity). */
+int zdext_layout_from_py(zdext_state *st, PyObject *format, PyObject *shape,
+			 uint64_t capacity, zdext_layout *lay);
 
-/* A layout from an exported C-contiguous buffer (publish); ValueError when
- * its format is not supported or it has more than 6 dimensions. */
-int zdext_layout_from_buffer(const Py_buffer *v, PyObject *obj,
+/* A layout from an exported C-contiguous buffer (publish) for a slot of
+ * `capacity` bytes; ValueError when its format is not supported, it has more
+ * than 6 dimensions or an empty shape spanning more than the capacity;
+ * SampleTooLargeError when it has more bytes than the capacity. */
+int zdext_layout_from_buffer(zdext_state *st, const Py_buffer *v,
+			     PyObject *obj, uint64_t capacity,
 			     zdext_layout *lay);
 
 /* "memory", "posix" or "anonymous". */
@@ -304,7 +315,6 @@ typedef struct SampleObject {
 	int parsed;               /* layout below is filled                   */
 	Py_ssize_t exports;
 	zdext_layout layout;
-	Py_ssize_t strides[ZDEXT_META_NDIM_MAX];
 } SampleObject;
 
 typedef struct WriterObject {

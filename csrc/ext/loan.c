@@ -205,15 +205,8 @@ loan_set_format(LoanObject *l, PyObject *const *args, Py_ssize_t nargs,
 		PyErr_SetString(PyExc_TypeError, "set_format() needs format and shape");
 		return NULL;
 	}
-	if (zdext_layout_from_py(a[0], a[1], &lay) < 0)
+	if (zdext_layout_from_py(st, a[0], a[1], (uint64_t)l->capacity, &lay) < 0)
 		return NULL;
-	if (lay.nbytes > (uint64_t)l->capacity) {
-		PyErr_Format(st->SampleTooLargeError,
-			     "format %R with shape %R needs %llu bytes, more than "
-			     "the slot capacity %zd", a[0], a[1],
-			     (unsigned long long)lay.nbytes, l->capacity);
-		return NULL;
-	}
 	if (loan_check_live(l, "set_format") < 0)
 		return NULL;
 	zdext_meta_encode(&lay, l->meta);

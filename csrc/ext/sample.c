@@ -57,25 +57,11 @@ zdext_sample_release_now(SampleObject *s)
 static void
 sample_parse(SampleObject *s)
 {
-	zdext_layout *lay = &s->layout;
-	Py_ssize_t stride;
-	int d;
-
 	if (s->parsed)
 		return;
-	if (!zdext_meta_decode(s->view.meta, s->view.size, lay)) {
-		lay->ndim = 1;
-		lay->itemsize = 1;
-		lay->nbytes = s->view.size;
-		strcpy(lay->format, "B");
-		memset(lay->shape, 0, sizeof(lay->shape));
-		lay->shape[0] = (Py_ssize_t)s->view.size;
-	}
-	stride = lay->itemsize;
-	for (d = lay->ndim - 1; d >= 0; d--) {
-		s->strides[d] = stride;
-		stride *= lay->shape[d];   /* no overflow: product checked */
-	}
+	/* Bounded shape and strides, or 1-D "B" (see the meta layout). */
+	zdext_meta_decode(s->view.meta, s->view.size, s->segment->slot_capacity,
+			  &s->layout);
 	s->parsed = 1;
 }
 
@@ -131,7 +117,7 @@ sample_getbuffer(SampleObject *s, Py_buffer *view, int flags)
 		view->ndim = 1;
 		view->shape = NULL;
 	}
-	view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? s->strides : NULL;
+	view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? lay->strides : NULL;
 	view->suboffsets = NULL;
 	view->internal = NULL;
 	view->obj = Py_NewRef(s);

@@ -192,15 +192,8 @@ writer_publish(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 			     "(use numpy.ascontiguousarray)", a[0]);
 		return NULL;
 	}
-	if (zdext_layout_from_buffer(&v, a[0], &lay) < 0)
+	if (zdext_layout_from_buffer(st, &v, a[0], seg->slot_capacity, &lay) < 0)
 		goto fail;
-	if ((uint64_t)v.len > seg->slot_capacity) {
-		PyErr_Format(st->SampleTooLargeError,
-			     "publish(): %.100R has %zd bytes, more than the slot "
-			     "capacity %llu", a[0], v.len,
-			     (unsigned long long)seg->slot_capacity);
-		goto fail;
-	}
 	if (writer_check(w) < 0)
 		goto fail;
 	rc = writer_loan_slot(w, timeout, &slot);
