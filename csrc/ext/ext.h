@@ -23,10 +23,35 @@
  * segment refuses new operations at once and unmaps when the last child with
  * views lets go.  Nothing unmaps while a pointer into the mapping is held.
  *
+ * A committed loan is no longer part of the stream: a view of it (the
+ * read-only frame of zdshm.arrays.loan_array) does not block close().  The
+ * close then happens at once in everything other processes see (goodbye,
+ * readers closed, live loans discarded, samples released) and only the
+ * unmap waits for the last such view; `with seg:` (__exit__) says goodbye
+ * at once as well when it defers.  ViewsAliveError names the live loans
+ * and samples (slot, sn, number of views).
+ *
  * Threads: every call into the core that may block or make system calls runs
  * with the GIL released and with segment->inflight raised, so close() (which
  * sets `closing`, then waits for inflight to drop to zero with the GIL
  * released) never frees the handle under a waiting thread.
+ *
+ * Signals: a blocking wait runs the signal handlers between two slices,
+ * outside the core.  A close() of the segment, the reader or the writer the
+ * same thread is waiting on, made from such a handler, does not wait for
+ * that thread (it would wait for itself): it completes at once, and the
+ * wait, once the handler returns, ends with ClosedError (iteration: the
+ * reader's end).  Each wait records itself in a per-thread list so close()
+ * can tell its own thread's waits from other threads' (zdext_wait).
+ *
+ * Fork: every handle belongs to the process that opened its segment
+ * (SegmentObject.pid; loans, samples, readers and writers are made only
+ * there).  In another process (a fork child) every operation raises
+ * ForkedHandleError, and finalisation only drops the local mapping
+ * (zd_segment_abandon): no goodbye, no reader or attachment release, no
+ * discard, no unpin, no unlock.  A pthread_atfork child handler updates
+ * zdext_pid, so the check is one comparison, and covers every fork made
+ * through the C library (os.fork, multiprocessing, C code alike).
  */
 #ifndef ZDSHM_EXT_H
 #define ZDSHM_EXT_H
@@ -36,6 +61,7 @@
 #include <structmember.h>
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "zdshm/zdshm.h"
 
@@ -132,6 +158,7 @@ typedef struct zdext_state {
 	PyObject *NoSpaceError;
 	PyObject *ViewsAliveError;
 	PyObject *ClosedError;
+	PyObject *ForkedHandleError;
 	PyObject *InvalidArgumentError;
 	PyObject *SizeOverflowError;
 	PyObject *SystemCallError;
@@ -174,6 +201,19 @@ PyObject *zdext_views_alive(zdext_state *st, Py_ssize_t n, const char *what,
 
 /* Raises ClosedError("<what> is closed"); returns NULL. */
 PyObject *zdext_closed(zdext_state *st, const char *what);
+
+/* The pid of this process, updated in every fork child (module.c). */
+extern pid_t zdext_pid;
+
+/* Raises ForkedHandleError: `what` ("the reader") of a segment opened by
+ * process `owner` is used in this process; says to attach again.  `posix`
+ * selects the advice (attach by name, or a new MemorySegment).  NULL. */
+PyObject *zdext_forked(zdext_state *st, const char *what, pid_t owner,
+		       int posix);
+
+/* Refuses to pickle any zdshm object (every protocol): TypeError naming
+ * the object and what to pass instead.  Used as __reduce_ex__. */
+PyObject *zdext_reduce_ex(PyObject *self, PyObject *protocol);
 
 /* --------------------------------------------------------------------------
  * Argument converters.  Each raises TypeError, ValueError or OverflowError
@@ -238,6 +278,7 @@ typedef struct zdext_child {
 typedef struct SegmentObject {
 	PyObject_HEAD
 	zd_segment_t *seg;        /* NULL once really closed                  */
+	pid_t pid;                /* the process that opened the handle       */
 	int closed;               /* no new operations                        */
 	int closing;              /* a close is in progress: waiters bail out */
 	int close_pending;        /* unmap when the last child lets go        */
@@ -332,15 +373,31 @@ void zdext_child_link(SegmentObject *seg, zdext_child *c, int kind,
 void zdext_child_unlink(SegmentObject *seg, zdext_child *c);
 /* Called when a child left the list: finishes a deferred close. */
 void zdext_segment_settle(SegmentObject *seg);
-/* ClosedError unless the segment is open; returns 0 or -1. */
+/* ClosedError unless the segment is open, ForkedHandleError in another
+ * process than the segment's; returns 0 or -1. */
 int zdext_segment_check(SegmentObject *seg);
+
+/* 1 when the handle was opened by another process (this is a fork child). */
+static inline int
+zdext_foreign(const SegmentObject *seg)
+{
+	return seg->pid != zdext_pid;
+}
+
+/* ForkedHandleError for `what` ("the loan") when seg is foreign: -1, else 0. */
+int zdext_check_owner(SegmentObject *seg, const char *what);
 /* Closes a reader registration now, or queues it for a retry after the
  * next sample release if the core reports -EBUSY. */
 void zdext_segment_close_reader(SegmentObject *seg, zd_reader_t *r);
 /* Retries queued reader closes (cheap when none is queued). */
 void zdext_segment_retry_closes(SegmentObject *seg);
-/* Waits with the GIL released until *counter is 0 (polls every ms). */
-void zdext_wait_idle(Py_ssize_t *counter);
+/* Waits with the GIL released until *counter is at most `own` (polls every
+ * ms); `own` counts the waits of the calling thread itself, which are
+ * between two slices when it gets here (see Signals above). */
+void zdext_wait_idle(Py_ssize_t *counter, Py_ssize_t own);
+/* How many waits of the calling thread are on seg (abort == NULL) or use
+ * the abort flag `abort`. */
+Py_ssize_t zdext_own_waits(SegmentObject *seg, const int *abort);
 
 /* One slice of a blocking wait: called with the GIL released; returns a
  * core code (0, -ETIMEDOUT, -EINTR, or an error). */

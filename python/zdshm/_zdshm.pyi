@@ -41,6 +41,7 @@ class CorruptSegmentError(Error, ValueError): ...         # -EBADMSG, -EPROTO, -
 class NoSpaceError(Error, OSError): ...                   # -ENOSPC
 class ViewsAliveError(Error, BufferError): ...            # close/commit while views are alive
 class ClosedError(Error, ValueError): ...                 # operation on a closed object
+class ForkedHandleError(Error, RuntimeError): ...         # a handle used in another process (fork child)
 # additions: the remaining core codes (normally prevented by argument checks)
 class InvalidArgumentError(Error, ValueError): ...        # -EINVAL, -ERANGE, -ENAMETOOLONG
 class SizeOverflowError(Error, OverflowError): ...        # -EOVERFLOW
@@ -83,7 +84,9 @@ class Segment:
     def writer(self, overflow: Literal["block", "fail", "reclaim"] = "block",
                timeout: float | None = None, spin: float = 0.0) -> Writer: ...
     def reader(self, join_last: int = 0, spin: float = 0.0) -> Reader: ...
-    def close(self) -> None: ...                         # ViewsAliveError while loans/samples have live views
+    def close(self) -> None: ...                         # ViewsAliveError while live loans/samples have views
+    # Every zdshm object refuses pickling (TypeError, any protocol): pass the name.
+    def __reduce_ex__(self, protocol: int, /) -> Any: ...
     def __enter__(self) -> Segment: ...
     def __exit__(self, *exc: object) -> None: ...
 

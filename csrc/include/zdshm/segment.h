@@ -111,6 +111,22 @@ int zd_segment_unlink_posix(const char *name);
  * sure no pointer into the segment is used afterwards. Returns 0. */
 int zd_segment_close(zd_segment_t *seg);
 
+/* The creator's goodbye before its handle is closed: sets the goodbye flag
+ * and wakes every waiter, so readers drain what is committed and then end,
+ * while the handle stays mapped and usable for zd_segment_close (which says
+ * it again, harmlessly).  A handle that did not create the segment changes
+ * nothing.  Returns 0. */
+int zd_segment_goodbye(zd_segment_t *seg);
+
+/* Ends a handle in a process that inherited it across fork(): unmaps it in
+ * this process, closes this process's descriptor and frees the handle,
+ * touching no shared word.  No goodbye, no reader, attachment, loan or pin
+ * of the process that opened the handle changes, and no lock is released:
+ * closing an inherited descriptor drops no OFD lock while the other process
+ * still has the open file description.  The memory backend frees this
+ * process's private copy.  Returns 0. */
+int zd_segment_abandon(zd_segment_t *seg);
+
 /* Geometry from the private copy (never from shared memory). */
 zd_backend_kind_t zd_segment_backend(const zd_segment_t *seg);
 uint32_t zd_segment_slot_count(const zd_segment_t *seg);
