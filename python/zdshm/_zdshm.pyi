@@ -1,7 +1,10 @@
 """Type stubs for the C extension ``zdshm._zdshm`` (the contract of the Python surface).
 
 Times are in seconds (float). ``timeout=None`` waits without limit; every wait
-is sliced so Ctrl-C raises ``KeyboardInterrupt`` within 100 ms.
+is sliced so Ctrl-C raises ``KeyboardInterrupt`` within 100 ms.  A close() from
+a signal handler of the waiting thread ends the wait with ClosedError.  Every
+object belongs to the process that opened its segment: in a fork child each
+operation raises ForkedHandleError.  No object pickles (TypeError).
 """
 from __future__ import annotations
 
@@ -88,7 +91,7 @@ class Segment:
     # Every zdshm object refuses pickling (TypeError, any protocol): pass the name.
     def __reduce_ex__(self, protocol: int, /) -> Any: ...
     def __enter__(self) -> Segment: ...
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(self, *exc: object) -> None: ...       # close(), deferring what still has views
 
 @final
 class MemorySegment(Segment):

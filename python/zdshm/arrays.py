@@ -235,13 +235,21 @@ class _LoanArray:
         return False
 
 
+def __getattr__(name: str) -> Any:
+    # LoanFrame is made on first use, like the numpy import it needs.
+    if name == "LoanFrame":
+        return _frame_type()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def loan_array(writer: Writer, shape: Any, dtype: DTypeLike,
                timeout: float | None = _DEFAULT) -> _LoanArray:
     """Context manager yielding a writable ndarray over a loaned slot.
 
     ``with loan_array(w, (480, 640, 3), np.uint8) as frame: fill(frame)``
     commits on normal exit (the array becomes read-only) and discards on an
-    exception.  ``timeout`` defaults to the writer's.
+    exception.  ``timeout`` defaults to the writer's.  The frame is a
+    :class:`LoanFrame` (an ndarray subclass, see the module docstring).
     """
     return _LoanArray(writer, shape, dtype, timeout)
 
