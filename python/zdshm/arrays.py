@@ -147,6 +147,7 @@ def _frame_type() -> Any:
                     self._zd_export = memoryview(loan)
 
         LoanFrame.__module__ = __name__
+        LoanFrame.__qualname__ = "LoanFrame"
         _FRAME = LoanFrame
     return _FRAME
 

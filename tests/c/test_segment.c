@@ -654,6 +654,71 @@ static void attach_without_permission(void)
 	CHECK_OK(zd_segment_unlink_posix(name));
 }
 
+/* zd_segment_goodbye: readers of other handles drain and end while the
+ * creator's handle stays mapped and usable for its close. */
+static void goodbye_before_close(zdt_ctx_t *c)
+{
+	zd_segment_t *att = zdt_attach(c);
+	zd_segment_info_t i;
+	zd_reader_t r;
+	zd_view_t v;
+	uint32_t s;
+
+	REQUIRE_OK(zd_reader_open(att, 0, &r));
+	REQUIRE_OK(zd_slot_reserve(c->seg, zd_segment_active_mask(c->seg), &s));
+	CHECK_OK(zd_slot_commit(c->seg, s, "end", 3, NULL));
+	CHECK_OK(zd_segment_goodbye(att));          /* not the creator: nothing */
+	CHECK_OK(zd_segment_info(att, &i));
+	CHECK_EQ(i.goodbye, 0);
+	CHECK_OK(zd_segment_goodbye(c->seg));
+	CHECK_OK(zd_segment_info(att, &i));
+	CHECK_EQ(i.goodbye, 1);
+	CHECK_OK(zd_reader_take(att, &r, &v));
+	CHECK_EQ(v.size, 3);
+	CHECK_OK(zd_slot_release(att, &v));
+	CHECK_RC(zd_reader_take(att, &r, &v), -EPIPE);
+	/* the creator's handle is still mapped: its info works */
+	CHECK_OK(zd_segment_info(c->seg, &i));
+	CHECK_EQ(i.readers_active, 1);
+}
+
+static zd_segment_t *inherited;
+
+/* In a fork child: end the inherited creator handle the way a finaliser
+ * of an inherited object must. */
+static int abandon_in_child(void *arg)
+{
+	(void)arg;
+	return zd_segment_abandon(inherited) == 0 ? 0 : 1;
+}
+
+/* zd_segment_abandon in a fork child changes nothing the parent owns: no
+ * goodbye, its reader and attachment stay registered and locked (a reap by
+ * another handle finds nothing), its loan stays loaned. */
+static void abandon_in_fork_child(zdt_ctx_t *c)
+{
+	/* memory: the child's copy is private; the parent's handle reaps */
+	zd_segment_t *att = c->backend == ZD_BACKEND_POSIX ? zdt_attach(c) : c->seg;
+	zd_segment_info_t before, after;
+	zd_reader_t r;
+	uint32_t loan, reaped_r = 9, reaped_l = 9;
+
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &r));
+	REQUIRE_OK(zd_slot_reserve(c->seg, 0, &loan));
+	CHECK_OK(zd_segment_info(c->seg, &before));
+	inherited = c->seg;
+	CHECK_EQ(zdt_wait(zdt_fork(abandon_in_child, NULL)), 0);
+	CHECK_OK(zd_segment_reap(att, &reaped_r, &reaped_l));
+	CHECK_EQ(reaped_r, 0);
+	CHECK_EQ(reaped_l, 0);
+	CHECK_OK(zd_segment_info(att, &after));
+	CHECK_EQ(after.goodbye, 0);
+	CHECK_EQ(after.active_mask, before.active_mask);
+	CHECK_EQ(zd_slot_state(c->seg, loan), 1);   /* still loaned */
+	CHECK_OK(zd_slot_discard(c->seg, loan));
+	CHECK_OK(zd_reader_close(c->seg, &r));
+}
+
 int main(void)
 {
 	zd_config_t c3 = zdt_cfg(3, 1000);
@@ -674,6 +739,8 @@ int main(void)
 		      close_discards_loans_and_views);
 	zdt_run_posix("goodbye_wakes_waiting_reader", &c2,
 		      goodbye_wakes_waiting_reader);
+	zdt_run_posix("goodbye_before_close", &c2, goodbye_before_close);
+	zdt_run_both("abandon_in_fork_child", &c2, abandon_in_fork_child);
 	zdt_case("type_hash_round_trip", type_hash_round_trip);
 	zdt_case("strerror_covers_codes", strerror_covers_codes);
 	zdt_case("attach_without_permission", attach_without_permission);
