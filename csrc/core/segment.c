@@ -142,11 +142,20 @@ void zdi_segment_free(zd_segment_t *seg)
 
 int zd_segment_close(zd_segment_t *seg)
 {
+	if (seg == NULL)
+		return 0;
+	zd_segment_detach(seg);
+	zdi_segment_free(seg);
+	return 0;
+}
+
+int zd_segment_detach(zd_segment_t *seg)
+{
 	uint64_t own;
 
 	if (seg == NULL)
 		return 0;
-	own = zdi_load_acquire_u64(&seg->own_readers);
+	own = zdi_fetch_and_acq_rel_u64(&seg->own_readers, 0);
 	for (uint32_t r = 0; r < ZD_READER_MAX; r++) {
 		if (own & zdi_bit(r)) {
 			zdi_reader_cleanup(seg, r);
@@ -154,7 +163,8 @@ int zd_segment_close(zd_segment_t *seg)
 		}
 	}
 	zd_segment_goodbye(seg);
-	zdi_segment_free(seg);
+	if (seg->attach_index != UINT32_MAX && seg->pin_count != NULL)
+		zdi_attach_release(seg);
 	return 0;
 }
 

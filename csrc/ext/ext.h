@@ -26,9 +26,11 @@
  * A committed loan is no longer part of the stream: a view of it (the
  * read-only frame of zdshm.arrays.loan_array) does not block close().  The
  * close then happens at once in everything other processes see (goodbye,
- * readers closed, live loans discarded, samples released) and only the
- * unmap waits for the last such view; `with seg:` (__exit__) says goodbye
- * at once as well when it defers.  ViewsAliveError names the live loans
+ * readers closed, live loans discarded, samples released, the attachment
+ * entry freed: zd_segment_detach) and only the unmap waits for the last
+ * such view; `with seg:` (__exit__) says goodbye at once as well when it
+ * defers for views of live loans or samples (their loans and pins stay
+ * until those views are gone).  ViewsAliveError names the live loans
  * and samples (slot, sn, number of views).
  *
  * Threads: every call into the core that may block or make system calls runs

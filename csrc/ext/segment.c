@@ -323,10 +323,19 @@ segment_close_impl(SegmentObject *self, int defer)
 		segment_close_now(self);
 	} else {
 		zd_segment_t *h = self->seg;
+		Py_ssize_t blocking = 0;
 
+		for (c = self->children.next; c != &self->children; c = c->next)
+			blocking += child_blocking_views(c);
 		self->close_pending = 1;
+		/* Only views of committed loans left: nothing of the stream is
+		 * ours any more but the mapping.  Else the pins and loans of the
+		 * remaining views stay, and only the goodbye is said now. */
 		Py_BEGIN_ALLOW_THREADS
-		zd_segment_goodbye(h);
+		if (blocking == 0)
+			zd_segment_detach(h);
+		else
+			zd_segment_goodbye(h);
 		Py_END_ALLOW_THREADS
 	}
 	return 0;

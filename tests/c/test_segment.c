@@ -682,6 +682,39 @@ static void goodbye_before_close(zdt_ctx_t *c)
 	CHECK_EQ(i.readers_active, 1);
 }
 
+/* zd_segment_detach: everything of close but the unmap. */
+static void detach_keeps_mapping(zdt_ctx_t *c)
+{
+	zd_segment_t *att = zdt_attach(c);
+	zd_segment_info_t i;
+	zd_reader_t mine, theirs;
+	uint32_t loan, committed;
+
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &mine));
+	REQUIRE_OK(zd_reader_open(att, 0, &theirs));
+	REQUIRE_OK(zd_slot_reserve(c->seg, 0, &committed));
+	CHECK_OK(zd_slot_commit(c->seg, committed, "kept", 4, NULL));
+	REQUIRE_OK(zd_slot_reserve(c->seg, 0, &loan));
+	CHECK_OK(zd_segment_detach(c->seg));
+	CHECK_OK(zd_segment_info(att, &i));
+	CHECK_EQ(i.goodbye, 1);
+	CHECK_EQ(i.active_mask, (uint64_t)1 << theirs.index);   /* mine is gone */
+	CHECK_EQ(zd_slot_state(att, loan), 0);                   /* discarded */
+	CHECK_EQ(zd_slot_state(att, committed), 2);
+	/* still mapped: the committed slot reads through the detached handle */
+	{
+		zd_slot_header_t h;
+		char buf[8];
+		uint64_t got = 0;
+
+		CHECK_OK(zd_slot_read(c->seg, committed, &h, buf, sizeof(buf), &got));
+		CHECK_EQ(got, 4);
+		CHECK(memcmp(buf, "kept", 4) == 0);
+	}
+	CHECK_OK(zd_segment_detach(c->seg));                     /* idempotent */
+	CHECK_OK(zd_reader_close(att, &theirs));
+}
+
 static zd_segment_t *inherited;
 
 /* In a fork child: end the inherited creator handle the way a finaliser
@@ -741,6 +774,7 @@ int main(void)
 		      goodbye_wakes_waiting_reader);
 	zdt_run_posix("goodbye_before_close", &c2, goodbye_before_close);
 	zdt_run_both("abandon_in_fork_child", &c2, abandon_in_fork_child);
+	zdt_run_posix("detach_keeps_mapping", &c2, detach_keeps_mapping);
 	zdt_case("type_hash_round_trip", type_hash_round_trip);
 	zdt_case("strerror_covers_codes", strerror_covers_codes);
 	zdt_case("attach_without_permission", attach_without_permission);

@@ -197,5 +197,6 @@ def test_close_from_signal_handler_while_waiting(backend, wait, target, expected
             zdshm.unlink(name)
     assert proc.returncode == 0, proc.stderr
     outcome, elapsed = proc.stdout.split()
-    assert outcome == expected
-    assert float(elapsed) < 1.0        # 0.2 s to the alarm, then at once
+    assert outcome == expected, proc.stdout
+    # 0.2 s to the alarm, then at once (slack for a loaded machine)
+    assert float(elapsed) < 2.0, proc.stdout

@@ -111,6 +111,16 @@ int zd_segment_unlink_posix(const char *name);
  * sure no pointer into the segment is used afterwards. Returns 0. */
 int zd_segment_close(zd_segment_t *seg);
 
+/* Ends this handle's part in the segment but keeps it mapped: closes its
+ * readers, frees its attachment entry (discarding its live loans and
+ * dropping its handle pins) and, for the creator's handle, says goodbye —
+ * everything zd_segment_close does but the unmap.  For a handle whose only
+ * pointers still in use are into committed slots (a producer's published
+ * frame); no view pinned through the handle may be in use.  Afterwards only
+ * zd_segment_close (which then only unmaps) or zd_segment_abandon may be
+ * called on it.  Returns 0. */
+int zd_segment_detach(zd_segment_t *seg);
+
 /* The creator's goodbye before its handle is closed: sets the goodbye flag
  * and wakes every waiter, so readers drain what is committed and then end,
  * while the handle stays mapped and usable for zd_segment_close (which says
