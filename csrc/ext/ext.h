@@ -18,10 +18,11 @@
  * Sample counts its buffer exports; a view (memoryview, numpy array, slice)
  * holds a reference to its exporter, so exporter -> segment -> mapping is
  * alive for as long as any view is.  Segment.close() raises ViewsAliveError
- * while a child has exports; otherwise it discards live loans, releases
- * samples, closes readers and unmaps.  Segment.__exit__ defers instead: the
- * segment refuses new operations at once and unmaps when the last child with
- * views lets go.  Nothing unmaps while a pointer into the mapping is held.
+ * while a live loan or an unreleased sample has exports; otherwise it
+ * discards live loans, releases samples, closes readers and unmaps.
+ * Segment.__exit__ defers instead: the segment refuses new operations at
+ * once and ends each remaining child (and unmaps) when its last view lets
+ * go.  Nothing unmaps while a pointer into the mapping is held.
  *
  * A committed loan is no longer part of the stream: a view of it (the
  * read-only frame of zdshm.arrays.loan_array) does not block close().  The
@@ -35,8 +36,9 @@
  *
  * Threads: every call into the core that may block or make system calls runs
  * with the GIL released and with segment->inflight raised, so close() (which
- * sets `closing`, then waits for inflight to drop to zero with the GIL
- * released) never frees the handle under a waiting thread.
+ * sets `closed` and `closing`, then waits with the GIL released for inflight
+ * to drop to the calling thread's own waits) never frees the handle under a
+ * thread that is inside the core.
  *
  * Signals: a blocking wait runs the signal handlers between two slices,
  * outside the core.  A close() of the segment, the reader or the writer the
