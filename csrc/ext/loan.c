@@ -419,7 +419,6 @@ static PyMethodDef loan_methods[] = {
 	 "Commits on success, discards on exception."},
 	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
 	 "Refused (TypeError): commit it and take the sample in the other process."},
-
 #if PY_VERSION_HEX < 0x030C0000
 	{"__buffer__", (PyCFunction)zdext_dunder_buffer, METH_O, NULL},
 #endif

@@ -318,7 +318,6 @@ static PyMethodDef reader_methods[] = {
 	{"__exit__", (PyCFunction)(void (*)(void))reader_exit, METH_FASTCALL, NULL},
 	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
 	 "Refused (TypeError): pass the segment name and open a reader in the other process."},
-
 	{NULL, NULL, 0, NULL},
 };
 

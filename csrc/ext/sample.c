@@ -353,7 +353,6 @@ static PyMethodDef sample_methods[] = {
 	 "Releases the sample."},
 	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
 	 "Refused (TypeError): pickle a copy, or take the sample in the other process."},
-
 #if PY_VERSION_HEX < 0x030C0000
 	{"__buffer__", (PyCFunction)zdext_dunder_buffer, METH_O, NULL},
 #endif

@@ -376,7 +376,6 @@ static PyMethodDef writer_methods[] = {
 	{"__exit__", (PyCFunction)(void (*)(void))writer_exit, METH_FASTCALL, NULL},
 	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
 	 "Refused (TypeError): pass the segment name and open a writer in the other process."},
-
 	{NULL, NULL, 0, NULL},
 };
 
