@@ -302,3 +302,49 @@ int zd_segment_unlink_posix(const char *name)
 	shm_path(path, name);
 	return shm_unlink(path) == 0 ? 0 : -errno;
 }
+
+/* Async-signal-safe (a fork child handler): open, fstat, mmap, close only.
+ * The inherited descriptor and the inherited mapping both hold the owner's
+ * open file description, whose OFD locks prove the owner alive: both are
+ * replaced.  The mapping is replaced in place (MAP_FIXED) by one of the
+ * same object opened again by name, so inherited views keep reading the
+ * segment; if the name is gone or names another object now, by anonymous
+ * zero pages (inherited views read zeros; nothing faults). */
+int zd_segment_disown(zd_segment_t *seg)
+{
+	char path[ZD_NAME_MAX + 2];
+	struct stat old_st, new_st;
+	size_t n, len;
+	int fd = -1, same = 0, prot = PROT_READ | PROT_WRITE;
+
+	if (seg == NULL || seg->ops != &zdi_backend_posix || seg->fd < 0)
+		return 0;
+	if (fstat(seg->fd, &old_st) < 0)
+		old_st.st_ino = 0;
+	close(seg->fd);
+	seg->fd = -1;
+	if (seg->base == NULL)
+		return 0;
+	len = (size_t)seg->total_size;
+	n = strlen(seg->name);
+	if (n > 0 && old_st.st_ino != 0) {
+		path[0] = '/';
+		memcpy(path + 1, seg->name, n + 1);
+		fd = shm_open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
+		if (fd < 0) {
+			prot = PROT_READ;
+			fd = shm_open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
+		}
+		same = fd >= 0 && fstat(fd, &new_st) == 0 &&
+		       new_st.st_ino == old_st.st_ino &&
+		       new_st.st_dev == old_st.st_dev &&
+		       (uint64_t)new_st.st_size >= seg->total_size;
+	}
+	if (!same ||
+	    mmap(seg->base, len, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
+		(void)mmap(seg->base, len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}

@@ -55,7 +55,13 @@
  * (zd_segment_abandon): no goodbye, no reader or attachment release, no
  * discard, no unpin, no unlock.  A pthread_atfork child handler updates
  * zdext_pid, so the check is one comparison, and covers every fork made
- * through the C library (os.fork, multiprocessing, C code alike).
+ * through the C library (os.fork, multiprocessing, C code alike); it also
+ * makes the child let go of each named handle's open file description
+ * (zd_segment_disown: descriptor closed, mapping replaced in place), so a
+ * long-lived fork child never keeps its parent's liveness locks alive after
+ * the parent dies.  (It walks a list changed only under the GIL, which the
+ * thread calling os.fork holds; a fork from C code in a thread without the
+ * GIL races with a handle being opened or closed at that moment.)
  */
 #ifndef ZDSHM_EXT_H
 #define ZDSHM_EXT_H
@@ -209,6 +215,10 @@ PyObject *zdext_closed(zdext_state *st, const char *what);
 /* The pid of this process, updated in every fork child (module.c). */
 extern pid_t zdext_pid;
 
+/* Fork child handler of segment.c: disowns the descriptor of every mapped
+ * handle (zd_segment_disown), so none keeps its owner's locks alive. */
+void zdext_segments_disown(void);
+
 /* Raises ForkedHandleError: `what` ("the reader") of a segment opened by
  * process `owner` is used in this process; says to attach again.  `posix`
  * selects the advice (attach by name, or a new MemorySegment).  NULL. */
@@ -283,6 +293,9 @@ typedef struct SegmentObject {
 	PyObject_HEAD
 	zd_segment_t *seg;        /* NULL once really closed                  */
 	pid_t pid;                /* the process that opened the handle       */
+	/* On the process-wide list of mapped handles (under the GIL), which
+	 * the fork child handler walks to disown their descriptors. */
+	struct SegmentObject *open_prev, *open_next;
 	int closed;               /* no new operations                        */
 	int closing;              /* a close is in progress: waiters bail out */
 	int close_pending;        /* unmap when the last child lets go        */

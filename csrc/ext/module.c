@@ -115,6 +115,7 @@ static void
 fork_child(void)
 {
 	zdext_pid = getpid();
+	zdext_segments_disown();
 }
 
 static void

@@ -47,6 +47,43 @@ zdext_child_unlink(SegmentObject *seg, zdext_child *c)
 		seg->n_readers--;
 }
 
+/* The mapped handles of this process (SegmentObject.open_prev/next). */
+static SegmentObject *open_segments;
+
+static void
+open_list_add(SegmentObject *self)
+{
+	self->open_prev = NULL;
+	self->open_next = open_segments;
+	if (open_segments != NULL)
+		open_segments->open_prev = self;
+	open_segments = self;
+}
+
+static void
+open_list_remove(SegmentObject *self)
+{
+	if (self->open_prev != NULL)
+		self->open_prev->open_next = self->open_next;
+	else if (open_segments == self)
+		open_segments = self->open_next;
+	if (self->open_next != NULL)
+		self->open_next->open_prev = self->open_prev;
+	self->open_prev = self->open_next = NULL;
+}
+
+void
+zdext_segments_disown(void)
+{
+	SegmentObject *s;
+
+	/* Named segments only: a child attaches again by name, while a
+	 * segment known by its descriptor alone needs it to attach again. */
+	for (s = open_segments; s != NULL; s = s->open_next)
+		if (s->seg != NULL && s->name != NULL)
+			zd_segment_disown(s->seg);
+}
+
 static void
 segment_close_now(SegmentObject *self)
 {
@@ -61,6 +98,7 @@ segment_close_now(SegmentObject *self)
 	self->n_pending_close = 0;   /* zd_segment_close ends them */
 	if (h == NULL)
 		return;
+	open_list_remove(self);
 	Py_BEGIN_ALLOW_THREADS
 	if (foreign)
 		zd_segment_abandon(h);   /* a fork child: local unmap only */
@@ -358,6 +396,7 @@ segment_wrap(PyTypeObject *tp, zd_segment_t *h, PyObject *name)
 	}
 	self->seg = h;
 	self->pid = zdext_pid;
+	open_list_add(self);
 	self->children.next = self->children.prev = &self->children;
 	self->children.owner = NULL;
 	self->children.kind = 0;

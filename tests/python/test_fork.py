@@ -163,6 +163,8 @@ _NORMAL_EXIT = textwrap.dedent("""
     if pid == 0:
         if how == "sys.exit":
             sys.exit(0)
+        # inherited views still read the segment (remapped at fork)
+        assert arr.tobytes() == b"held" and bytes(view[:4]) == bytes(4)
         if how == "collect":
             del seg, w, r, sample, arr, loan, view
             gc.collect()
@@ -235,3 +237,45 @@ def test_multiprocessing_fork_child_cannot_take(posix_factory):
     assert r.index == index and seg.active_mask == mask
     assert r.take(timeout=1).tobytes() == b"mine"
     assert not seg.info()["goodbye"]
+
+
+# The parent registers a reader, forks a child that lives on with every
+# inherited object, and is then killed: its reader must be found dead at
+# once, although the child still runs (the child's copy of the descriptor
+# is closed at fork, so it cannot keep the parent's locks alive).
+_PARENT_DIES = textwrap.dedent("""
+    import os, sys, time
+    import zdshm
+
+    seg = zdshm.PosixSegment.attach(sys.argv[1])
+    r = seg.reader()
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    print(pid, flush=True)
+    time.sleep(30)
+""")
+
+
+def test_fork_child_does_not_keep_dead_parent_alive(posix_factory):
+    seg = posix_factory(slot_count=2, slot_capacity=16)
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT_DIES, seg.name],
+                              stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        child = int(parent.stdout.readline())
+        assert seg.active_mask != 0
+        parent.kill()
+        parent.wait(WATCHDOG)
+        os.kill(child, 0)                  # the fork child is still alive
+        assert seg.reap() == (1, 0)        # and the dead parent's reader is reaped
+        assert seg.active_mask == 0
+    finally:
+        parent.kill()
+        parent.wait()
+        if child is not None:
+            try:
+                os.kill(child, 9)
+            except ProcessLookupError:
+                pass

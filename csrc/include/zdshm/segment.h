@@ -128,6 +128,17 @@ int zd_segment_detach(zd_segment_t *seg);
  * nothing.  Returns 0. */
 int zd_segment_goodbye(zd_segment_t *seg);
 
+/* In a process that inherited the handle across fork(): lets go of the
+ * owner's open file description at once, changing nothing shared.  An
+ * inherited descriptor or mapping keeps that description, and with it the
+ * owner's liveness locks, alive after the owner dies; so the descriptor is
+ * closed and the mapping replaced in place by one of the same object opened
+ * again by name (or, if the name is gone or now names another object, by
+ * anonymous zero pages).  Views into the mapping stay valid.  The handle
+ * may then only be passed to zd_segment_abandon.  Async-signal-safe, for a
+ * fork child handler.  The memory backend has nothing to do.  Returns 0. */
+int zd_segment_disown(zd_segment_t *seg);
+
 /* Ends a handle in a process that inherited it across fork(): unmaps it in
  * this process, closes this process's descriptor and frees the handle,
  * touching no shared word.  No goodbye, no reader, attachment, loan or pin
