@@ -748,6 +748,60 @@ static void abandon_in_fork_child(zdt_ctx_t *c)
 	CHECK_OK(zd_reader_close(c->seg, &r));
 }
 
+static char disown_name[64];
+static int disown_pipe[2];
+
+/* The grandchild: disowns the inherited handle, then outlives its parent. */
+static int disown_and_linger(void *arg)
+{
+	zd_segment_t *seg = arg;
+	pid_t me = getpid();
+
+	zd_segment_disown(seg);
+	if (write(disown_pipe[1], &me, sizeof(me)) != (ssize_t)sizeof(me))
+		return 1;
+	sleep(30);
+	return 0;
+}
+
+/* The child: registers a reader, forks the grandchild, and dies. */
+static int register_fork_and_die(void *arg)
+{
+	zd_segment_t *seg = NULL;
+	zd_reader_t r;
+
+	(void)arg;
+	if (zd_segment_attach_posix(disown_name, &seg) != 0 ||
+	    zd_reader_open(seg, 0, &r) != 0)
+		return 1;
+	zdt_fork(disown_and_linger, seg);
+	return 0;                  /* _exit with the reader registered */
+}
+
+/* A fork child that disowned its inherited handle does not keep the dead
+ * owner's reader alive: the next reap finds it.  The inherited mapping
+ * still reads the segment. */
+static void disown_lets_owner_die(zdt_ctx_t *c)
+{
+	uint32_t reaped = 0;
+	pid_t grandchild = 0;
+
+	snprintf(disown_name, sizeof(disown_name), "%s", c->name);
+	REQUIRE(pipe(disown_pipe) == 0);
+	CHECK_EQ(zdt_wait(zdt_fork(register_fork_and_die, NULL)), 0);
+	CHECK_EQ(read(disown_pipe[0], &grandchild, sizeof(grandchild)),
+		 (ssize_t)sizeof(grandchild));          /* disowned, still alive */
+	CHECK_EQ(kill(grandchild, 0), 0);
+	CHECK_NE(zd_segment_active_mask(c->seg), 0);
+	CHECK_OK(zd_segment_reap(c->seg, &reaped, NULL));
+	CHECK_EQ(reaped, 1);
+	CHECK_EQ(zd_segment_active_mask(c->seg), 0);
+	if (grandchild > 0)
+		kill(grandchild, SIGKILL);   /* not our child: init reaps it */
+	close(disown_pipe[0]);
+	close(disown_pipe[1]);
+}
+
 int main(void)
 {
 	zd_config_t c3 = zdt_cfg(3, 1000);
@@ -771,6 +825,7 @@ int main(void)
 	zdt_run_posix("goodbye_before_close", &c2, goodbye_before_close);
 	zdt_run_both("abandon_in_fork_child", &c2, abandon_in_fork_child);
 	zdt_run_posix("detach_keeps_mapping", &c2, detach_keeps_mapping);
+	zdt_run_posix("disown_lets_owner_die", &c2, disown_lets_owner_die);
 	zdt_case("type_hash_round_trip", type_hash_round_trip);
 	zdt_case("strerror_covers_codes", strerror_covers_codes);
 	zdt_case("attach_without_permission", attach_without_permission);
