@@ -150,6 +150,19 @@ try:
         "publish": lambda: w.publish(b"x"),
         "wait_for_change": lambda: seg.wait_for_change(seg.notify_generation),
     }
+    if wait == "take+thread":           # another thread waits on the segment too
+        import threading
+        other, seen = seg.reader(), []
+
+        def wait_other():
+            try:
+                other.take()
+            except zdshm.ClosedError:
+                seen.append("ClosedError")
+
+        t = threading.Thread(target=wait_other)
+        t.start()
+        waits[wait] = lambda: (r.take(), t.join())
     signal.signal(signal.SIGALRM, lambda *_: closers[target]())
     signal.setitimer(signal.ITIMER_REAL, 0.2)
     t0 = time.monotonic()
@@ -157,6 +170,9 @@ try:
         outcome = repr(waits[wait]())
     except zdshm.ClosedError:
         outcome = "ClosedError"
+    if wait == "take+thread":
+        t.join(5)
+        outcome += "+" + "".join(seen)
     print(outcome, time.monotonic() - t0)
     seg.close()
 finally:
@@ -167,6 +183,7 @@ finally:
 _SIGNAL_CASES = [
     ("take", "reader", "ClosedError"),
     ("take", "segment", "ClosedError"),
+    ("take+thread", "segment", "ClosedError+ClosedError"),
     ("iterate", "reader", "[]"),
     ("iterate", "segment", "[]"),
     ("loan", "writer", "ClosedError"),
