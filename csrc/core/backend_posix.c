@@ -608,3 +608,71 @@ fail:
 	zdi_segment_free(seg);
 	return rc;
 }
+
+/* --------------------------------------------------------------------------
+ * Letting go after fork
+ * ------------------------------------------------------------------------ */
+
+/* "/proc/self/fd/<fd>" without snprintf (not async-signal-safe). */
+static void proc_fd_path(char out[32], int fd)
+{
+	static const char prefix[] = "/proc/self/fd/";
+	char digits[12];
+	size_t n = 0, k = sizeof(prefix) - 1;
+
+	memcpy(out, prefix, k);
+	do {
+		digits[n++] = (char)('0' + fd % 10);
+		fd /= 10;
+	} while (fd > 0 && n < sizeof(digits));
+	while (n > 0)
+		out[k++] = digits[--n];
+	out[k] = '\0';
+}
+
+/* Async-signal-safe (a fork child handler): fstat, open, mmap, close only.
+ * The inherited descriptor and both inherited mappings hold the owner's
+ * open file description, whose OFD locks prove the owner alive: all three
+ * are replaced.  The mappings are replaced in place (MAP_FIXED) by mappings
+ * of a new open file description of the same object (opened again through
+ * /proc/self/fd, so no name is needed and a name that now refers to another
+ * object cannot be picked up), so inherited views keep reading the segment;
+ * if that fails, by anonymous zero pages (inherited views read zeros;
+ * nothing faults). */
+int zd_segment_disown(zd_segment_t *seg)
+{
+	char path[32];
+	struct stat old_st, new_st;
+	size_t len;
+	int fd = -1, same = 0, prot = PROT_READ | PROT_WRITE;
+
+	if (seg == NULL || seg->fd < 0 ||
+	    (seg->ops != &zdi_backend_posix && seg->ops != &zdi_backend_anonymous))
+		return 0;
+	if (seg->base != NULL && fstat(seg->fd, &old_st) == 0) {
+		proc_fd_path(path, seg->fd);
+		fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0) {
+			prot = PROT_READ;
+			fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		}
+		same = fd >= 0 && fstat(fd, &new_st) == 0 &&
+		       new_st.st_ino == old_st.st_ino &&
+		       new_st.st_dev == old_st.st_dev &&
+		       (uint64_t)new_st.st_size >= seg->total_size;
+	}
+	close(seg->fd);
+	seg->fd = -1;
+	len = (size_t)seg->total_size;
+	if (seg->base != NULL &&
+	    (!same || mmap(seg->base, len, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED))
+		(void)mmap(seg->base, len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (seg->ro_base != NULL &&
+	    (!same || mmap(seg->ro_base, len, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED))
+		(void)mmap(seg->ro_base, len, PROT_READ,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
