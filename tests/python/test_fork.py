@@ -258,10 +258,11 @@ _PARENT_DIES = textwrap.dedent("""
 """)
 
 
-def test_fork_child_does_not_keep_dead_parent_alive(posix_factory):
-    seg = posix_factory(slot_count=2, slot_capacity=16)
-    parent = subprocess.Popen([sys.executable, "-c", _PARENT_DIES, seg.name],
-                              stdout=subprocess.PIPE, text=True)
+def _parent_dies_child_lives(seg, script, arg, **popen):
+    """Runs script (it attaches to seg, registers a reader and forks a child
+    that lives on), kills it, and checks that its reader is found dead."""
+    parent = subprocess.Popen([sys.executable, "-c", script, arg],
+                              stdout=subprocess.PIPE, text=True, **popen)
     child = None
     try:
         child = int(parent.stdout.readline())
@@ -279,6 +280,11 @@ def test_fork_child_does_not_keep_dead_parent_alive(posix_factory):
                 os.kill(child, 9)
             except ProcessLookupError:
                 pass
+
+
+def test_fork_child_does_not_keep_dead_parent_alive(posix_factory):
+    seg = posix_factory(slot_count=2, slot_capacity=16)
+    _parent_dies_child_lives(seg, _PARENT_DIES, seg.name)
 
 
 # The same with an anonymous segment handed over as a descriptor: the fork
@@ -291,24 +297,8 @@ _PARENT_DIES_FD = _PARENT_DIES.replace(
 
 def test_fork_child_does_not_keep_dead_parent_alive_anonymous():
     seg = zdshm.AnonymousSegment(2, 16)
-    fd = seg.fileno()
-    parent = subprocess.Popen([sys.executable, "-c", _PARENT_DIES_FD, str(fd)],
-                              stdout=subprocess.PIPE, text=True, pass_fds=[fd])
-    child = None
     try:
-        child = int(parent.stdout.readline())
-        assert seg.active_mask != 0
-        parent.kill()
-        parent.wait(WATCHDOG)
-        os.kill(child, 0)                  # the fork child is still alive
-        assert seg.reap() == (1, 0)        # and the dead parent's reader is reaped
-        assert seg.active_mask == 0
+        fd = seg.fileno()
+        _parent_dies_child_lives(seg, _PARENT_DIES_FD, str(fd), pass_fds=[fd])
     finally:
-        parent.kill()
-        parent.wait()
-        if child is not None:
-            try:
-                os.kill(child, 9)
-            except ProcessLookupError:
-                pass
         seg.close()
