@@ -237,13 +237,33 @@ static int stale_remove(const char *name)
 	return rc;
 }
 
+/* The creator's last steps, once seg->fd is sized and locked: both
+ * mappings, the header (init flag last), the attachment entry. */
+static int creator_map_init(zd_segment_t *seg, const zd_config_t *cfg,
+			    uint64_t stride, uint64_t total)
+{
+	void *base = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE,
+			  MAP_SHARED | MAP_POPULATE, seg->fd, 0);
+	int rc;
+
+	if (base == MAP_FAILED)
+		return -errno;
+	seg->base = base;
+	seg->total_size = total;
+	rc = posix_map_readonly(seg);
+	if (rc < 0)
+		return rc;
+	seg->hdr = (struct zdi_segment_header *)seg->base;
+	zdi_segment_write_header(seg, cfg, stride, total);
+	return zdi_segment_init_handle(seg);
+}
+
 int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 			    zd_segment_t **out)
 {
 	char path[ZD_NAME_MAX + 2];
 	uint64_t stride, total;
 	zd_segment_t *seg;
-	void *base;
 	int rc;
 
 	if (out == NULL)
@@ -251,14 +271,9 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 	rc = zd_name_validate(name);
 	if (rc < 0)
 		return rc;
-	rc = zd_config_validate(cfg);
+	rc = zdi_config_geometry(cfg, &stride, &total);
 	if (rc < 0)
 		return rc;
-	rc = zdi_geometry(cfg->slot_count, cfg->slot_capacity, &stride, &total);
-	if (rc < 0)
-		return rc;
-	if (total > (uint64_t)INT64_MAX || total > SIZE_MAX)
-		return -EOVERFLOW;
 	seg = posix_handle_new(name);
 	if (seg == NULL)
 		return -ENOMEM;
@@ -294,20 +309,7 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 		rc = -rc;
 		goto fail;
 	}
-	base = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE,
-		    MAP_SHARED | MAP_POPULATE, seg->fd, 0);
-	if (base == MAP_FAILED) {
-		rc = -errno;
-		goto fail;
-	}
-	seg->base = base;
-	seg->total_size = total;
-	rc = posix_map_readonly(seg);
-	if (rc < 0)
-		goto fail;
-	seg->hdr = (struct zdi_segment_header *)seg->base;
-	zdi_segment_write_header(seg, cfg, stride, total);
-	rc = zdi_segment_init_handle(seg);
+	rc = creator_map_init(seg, cfg, stride, total);
 	if (rc < 0)
 		goto fail;
 	*out = seg;
@@ -492,19 +494,13 @@ int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out)
 	uint64_t stride, total;
 	zd_segment_t *seg;
 	struct stat st;
-	void *base;
 	int rc;
 
 	if (out == NULL)
 		return -EINVAL;
-	rc = zd_config_validate(cfg);
+	rc = zdi_config_geometry(cfg, &stride, &total);
 	if (rc < 0)
 		return rc;
-	rc = zdi_geometry(cfg->slot_count, cfg->slot_capacity, &stride, &total);
-	if (rc < 0)
-		return rc;
-	if (total > (uint64_t)INT64_MAX || total > SIZE_MAX)
-		return -EOVERFLOW;
 	seg = anonymous_handle_new();
 	if (seg == NULL)
 		return -ENOMEM;
@@ -530,20 +526,7 @@ int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out)
 	rc = seg->ops->lock_try(seg, ZDI_LOCK_CREATOR);
 	if (rc < 0)
 		goto fail;
-	base = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE,
-		    MAP_SHARED | MAP_POPULATE, seg->fd, 0);
-	if (base == MAP_FAILED) {
-		rc = -errno;
-		goto fail;
-	}
-	seg->base = base;
-	seg->total_size = total;
-	rc = posix_map_readonly(seg);
-	if (rc < 0)
-		goto fail;
-	seg->hdr = (struct zdi_segment_header *)seg->base;
-	zdi_segment_write_header(seg, cfg, stride, total);
-	rc = zdi_segment_init_handle(seg);
+	rc = creator_map_init(seg, cfg, stride, total);
 	if (rc < 0)
 		goto fail;
 	*out = seg;

@@ -37,6 +37,19 @@ int zd_config_validate(const zd_config_t *cfg)
 	return zdi_geometry(cfg->slot_count, cfg->slot_capacity, &stride, &total);
 }
 
+int zdi_config_geometry(const zd_config_t *cfg, uint64_t *stride,
+			uint64_t *total)
+{
+	int rc = zd_config_validate(cfg);
+
+	if (rc < 0)
+		return rc;
+	rc = zdi_geometry(cfg->slot_count, cfg->slot_capacity, stride, total);
+	if (rc < 0)
+		return rc;
+	return *total > SIZE_MAX ? -EOVERFLOW : 0;
+}
+
 static void derive_pointers(zd_segment_t *seg)
 {
 	seg->hdr = (struct zdi_segment_header *)seg->base;

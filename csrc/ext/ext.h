@@ -202,6 +202,10 @@ zdext_state_of(PyObject *obj)
  * Always returns NULL with an exception set. */
 PyObject *zdext_raise(zdext_state *st, int rc, const char *what);
 
+/* zdext_raise with what = "<verb> <repr(name)>" ("attach 'frames'"). */
+PyObject *zdext_raise_named(zdext_state *st, int rc, const char *verb,
+			    PyObject *name);
+
 /* The same, with `hint` (or NULL) appended to the message after "; ". */
 PyObject *zdext_raise_hint(zdext_state *st, int rc, const char *what,
 			   const char *hint);

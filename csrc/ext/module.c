@@ -21,6 +21,18 @@
  * ------------------------------------------------------------------------ */
 
 PyObject *
+zdext_raise_named(zdext_state *st, int rc, const char *verb, PyObject *name)
+{
+	PyObject *what = PyUnicode_FromFormat("%s %R", verb, name);
+
+	if (what != NULL) {
+		zdext_raise(st, rc, PyUnicode_AsUTF8(what));
+		Py_DECREF(what);
+	}
+	return NULL;
+}
+
+PyObject *
 zdext_raise(zdext_state *st, int rc, const char *what)
 {
 	return zdext_raise_hint(st, rc, what, NULL);
@@ -635,14 +647,8 @@ zdext_describe(PyObject *module, PyObject *arg)
 	Py_BEGIN_ALLOW_THREADS
 	rc = zd_segment_describe_posix(name, &info);
 	Py_END_ALLOW_THREADS
-	if (rc < 0) {
-		PyObject *what = PyUnicode_FromFormat("describe %R", arg);
-		if (what != NULL) {
-			zdext_raise(st, rc, PyUnicode_AsUTF8(what));
-			Py_DECREF(what);
-		}
-		return NULL;
-	}
+	if (rc < 0)
+		return zdext_raise_named(st, rc, "describe", arg);
 	d = zdext_info_dict(&info);
 	if (d != NULL && PyDict_SetItemString(d, "name", arg) < 0)
 		Py_CLEAR(d);
@@ -661,14 +667,8 @@ zdext_unlink(PyObject *module, PyObject *arg)
 	Py_BEGIN_ALLOW_THREADS
 	rc = zd_segment_unlink_posix(name);
 	Py_END_ALLOW_THREADS
-	if (rc < 0) {
-		PyObject *what = PyUnicode_FromFormat("unlink %R", arg);
-		if (what != NULL) {
-			zdext_raise(st, rc, PyUnicode_AsUTF8(what));
-			Py_DECREF(what);
-		}
-		return NULL;
-	}
+	if (rc < 0)
+		return zdext_raise_named(st, rc, "unlink", arg);
 	Py_RETURN_NONE;
 }
 
@@ -688,15 +688,7 @@ zdext_unlink_stale(PyObject *module, PyObject *arg)
 		Py_RETURN_TRUE;
 	if (rc == -EBUSY)
 		Py_RETURN_FALSE;
-	{
-		PyObject *what = PyUnicode_FromFormat("unlink_stale %R", arg);
-
-		if (what != NULL) {
-			zdext_raise(st, rc, PyUnicode_AsUTF8(what));
-			Py_DECREF(what);
-		}
-	}
-	return NULL;
+	return zdext_raise_named(st, rc, "unlink_stale", arg);
 }
 
 static PyObject *

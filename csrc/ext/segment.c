@@ -449,8 +449,13 @@ config_from_args(PyObject *count, PyObject *cap, PyObject *hash, PyObject *mode,
 	return 0;
 }
 
+typedef int (*unnamed_create_fn)(const zd_config_t *cfg, zd_segment_t **out);
+
+/* MemorySegment(...) and AnonymousSegment(...): the same arguments, no name. */
 static PyObject *
-memory_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+unnamed_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds,
+		    const char *parse_fmt, unnamed_create_fn create,
+		    const char *what)
 {
 	static char *kwlist[] = {"slot_count", "slot_capacity", "type_hash", NULL};
 	zdext_state *st = zdext_state_of_type(tp);
@@ -459,35 +464,30 @@ memory_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
 	zd_segment_t *h = NULL;
 	int rc;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$O:MemorySegment", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, parse_fmt, kwlist,
 					 &count, &cap, &hash))
 		return NULL;
 	if (config_from_args(count, cap, hash, NULL, &cfg) < 0)
 		return NULL;
 	Py_BEGIN_ALLOW_THREADS
-	rc = zd_segment_create_memory(&cfg, &h);
+	rc = create(&cfg, &h);
 	Py_END_ALLOW_THREADS
 	if (rc < 0)
-		return zdext_raise(st, rc, "create memory segment");
+		return zdext_raise(st, rc, what);
 	return segment_wrap(tp, h, NULL);
+}
+
+static PyObject *
+memory_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+{
+	return unnamed_segment_new(tp, args, kwds, "OO|$O:MemorySegment",
+				   zd_segment_create_memory, "create memory segment");
 }
 
 static PyObject *
 what_name(const char *verb, PyObject *name)
 {
 	return PyUnicode_FromFormat("%s %R", verb, name);
-}
-
-static PyObject *
-raise_named(zdext_state *st, int rc, const char *verb, PyObject *name)
-{
-	PyObject *what = what_name(verb, name);
-
-	if (what != NULL) {
-		zdext_raise(st, rc, PyUnicode_AsUTF8(what));
-		Py_DECREF(what);
-	}
-	return NULL;
 }
 
 /* SegmentExistsError saying what lives under the name: whether its creator
@@ -575,7 +575,7 @@ posix_segment_create(PyObject *cls, PyObject *const *args, Py_ssize_t nargs,
 	if (rc == -EEXIST)
 		return raise_exists(st, a[0], name);
 	if (rc < 0)
-		return raise_named(st, rc, "create", a[0]);
+		return zdext_raise_named(st, rc, "create", a[0]);
 	return segment_wrap(tp, h, a[0]);
 }
 
@@ -594,31 +594,16 @@ posix_segment_attach(PyObject *cls, PyObject *arg)
 	rc = zd_segment_attach_posix(name, &h);
 	Py_END_ALLOW_THREADS
 	if (rc < 0)
-		return raise_named(st, rc, "attach", arg);
+		return zdext_raise_named(st, rc, "attach", arg);
 	return segment_wrap(tp, h, arg);
 }
 
 static PyObject *
 anonymous_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
 {
-	static char *kwlist[] = {"slot_count", "slot_capacity", "type_hash", NULL};
-	zdext_state *st = zdext_state_of_type(tp);
-	PyObject *count, *cap, *hash = Py_None;
-	zd_config_t cfg;
-	zd_segment_t *h = NULL;
-	int rc;
-
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$O:AnonymousSegment",
-					 kwlist, &count, &cap, &hash))
-		return NULL;
-	if (config_from_args(count, cap, hash, NULL, &cfg) < 0)
-		return NULL;
-	Py_BEGIN_ALLOW_THREADS
-	rc = zd_segment_create_anonymous(&cfg, &h);
-	Py_END_ALLOW_THREADS
-	if (rc < 0)
-		return zdext_raise(st, rc, "create anonymous segment");
-	return segment_wrap(tp, h, NULL);
+	return unnamed_segment_new(tp, args, kwds, "OO|$O:AnonymousSegment",
+				   zd_segment_create_anonymous,
+				   "create anonymous segment");
 }
 
 static PyObject *
@@ -1192,7 +1177,7 @@ posix_segment_unlink(SegmentObject *self, PyObject *Py_UNUSED(ignored))
 	rc = zd_segment_unlink_posix(name);
 	Py_END_ALLOW_THREADS
 	if (rc < 0)
-		return raise_named(zdext_state_of((PyObject *)self), rc, "unlink",
+		return zdext_raise_named(zdext_state_of((PyObject *)self), rc, "unlink",
 				   self->name);
 	Py_RETURN_NONE;
 }
