@@ -11,7 +11,9 @@
 # log directory is checked at the end as well.  Leak detection is off: the
 # interpreter does not free everything at exit.  allocator_may_return_null:
 # tests ask for segments too large to allocate and expect the error, not an
-# abort.
+# abort.  handle_segv/handle_sigbus=0: tests make children fault on purpose
+# (a write through a read-only sample) and expect the signal itself; a fault
+# anywhere else still kills the process and fails its test.
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,19 +35,22 @@ trap 'rm -rf "$logdir"' EXIT
 asan="$(gcc -print-file-name=libasan.so)"
 ubsan="$(gcc -print-file-name=libubsan.so)"
 
+# --capture=sys: pytest captures sys.stdout/stderr but not the process's
+# file descriptors, so a sanitizer report written to fd 2 by the process
+# that aborts is not lost with pytest's capture; it lands in out.log too.
 LD_PRELOAD="$asan $ubsan" \
 PYTHONMALLOC=malloc \
-ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:log_path=$logdir/asan" \
+ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:handle_segv=0:handle_sigbus=0:abort_on_error=1:log_path=$logdir/asan" \
 UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logdir/ubsan" \
-  "$python" -m pytest tests/python "$@"
-rc=$?
+  "$python" -m pytest --capture=sys tests/python "$@" 2>&1 | tee "$logdir/out.log"
+rc=${PIPESTATUS[0]}
 
 # A log holds errors or only warnings (a refused huge allocation); errors
-# are what fail the run.
+# are what fail the run.  Reports may also have gone to stderr (out.log).
 reports=$(grep -l -E 'ERROR: [A-Za-z]+Sanitizer|runtime error:' "$logdir"/* 2>/dev/null | wc -l)
-if [ "$(find "$logdir" -type f | wc -l)" -gt 0 ]; then
+if [ "$(find "$logdir" -type f ! -name out.log | wc -l)" -gt 0 ]; then
   echo "run_asan_python: sanitizer output:" >&2
-  cat "$logdir"/* >&2
+  find "$logdir" -type f ! -name out.log -exec cat {} + >&2
 fi
 if [ "$reports" -gt 0 ]; then
   echo "run_asan_python: $reports sanitizer error report(s)" >&2
