@@ -248,6 +248,10 @@ def test_other_users_segment_refused_by_default_accepted_with_allow_owner():
             zdshm.describe(name)
 
         assert name in zdshm.list_segments()
+        # The command line shows other users' segments (it only reads).
+        p = subprocess.run([sys.executable, "-m", "zdshm", "list"],
+                           capture_output=True, timeout=CHILD_TIMEOUT)
+        assert p.returncode == 0 and name in p.stdout.decode(), p
         d = zdshm.describe(name, allow_owner=uid)
         assert d["owner_uid"] == uid and d["creator_alive"] is True
         for allow in (uid, "any"):
