@@ -46,6 +46,13 @@
 ZDI_DEFINE_ATOMICS(uint32_t, u32)
 ZDI_DEFINE_ATOMICS(uint64_t, u64)
 
+/* Orders every load before it (a pread's copy included) before every
+ * load and store after it. */
+static inline void zdi_fence_acquire(void)
+{
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+}
+
 static inline void zdi_cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

@@ -277,11 +277,13 @@ static int posix_read_validated(int fd, zd_attach_opts_t *opts, void *buf,
 			(off_t)offsetof(struct zdi_segment_header, init_done));
 	if (rc < 0)
 		return rc;
+	/* With the first copy, the acquire load of init_done that pairs with
+	 * the creator's release store: the second copy comes after it. */
+	zdi_fence_acquire();
 	rc = pread_full(fd, h, sizeof(*h), 0);
 	if (rc < 0)
 		return rc;
-	/* The creator's release store of init_done pairs with this check of
-	 * the first copy; the header fields come from the second. */
+	/* init_done from the first copy; the header fields from the second. */
 	if (init != ZDI_INIT_DONE || h->init_done != ZDI_INIT_DONE)
 		return h->magic == ZDI_MAGIC || h->magic == 0 ? -EINPROGRESS
 							      : -EBADMSG;
