@@ -171,7 +171,9 @@ int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out);
  * its liveness locks, because OFD locks belong to an open file description
  * that a dup or SCM_RIGHTS would share with the sender.  fd must be open
  * O_RDWR.  Validates exactly like zd_segment_attach_posix (fstat, a regular
- * file, the real size, the init flag, a private copy of the header).
+ * file, the real size, the init flag, a private copy of the header read
+ * with pread before mapping), but applies no owner policy: the descriptor
+ * was handed over on purpose.
  * Seals: an object sealed against writes is refused (-EPERM); an object
  * without F_SEAL_SHRINK|F_SEAL_GROW (a named object, an unsealed memfd) is
  * accepted, and zd_segment_sealed tells the caller it could be truncated
@@ -213,6 +215,8 @@ int zd_segment_unlink_posix(const char *name);
 
 /* Removes the name only if it holds a stale segment: its creator is dead
  * (or closed it) and no live handle has it attached (no liveness lock held).
+ * Whoever owns it (no owner policy: nothing of it is mapped; the header is
+ * read with pread and validated like attach's).
  * Takes the segment's creator lock while it checks, so a second remover, a
  * replacing create and the creator itself are shut out, and unlinks only if
  * the name still refers to the object it checked.
