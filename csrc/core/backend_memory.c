@@ -132,10 +132,7 @@ int zd_segment_create_memory(const zd_config_t *cfg, zd_segment_t **out)
 
 	if (out == NULL)
 		return -EINVAL;
-	rc = zd_config_validate(cfg);
-	if (rc < 0)
-		return rc;
-	rc = zdi_geometry(cfg->slot_count, cfg->slot_capacity, &stride, &total);
+	rc = zdi_config_geometry(cfg, &stride, &total);
 	if (rc < 0)
 		return rc;
 	seg = calloc(1, sizeof(*seg));

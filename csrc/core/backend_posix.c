@@ -453,13 +453,33 @@ static int stale_remove(const char *name)
 	return rc;
 }
 
+/* The creator's last steps, once seg->fd is sized and locked: both
+ * mappings, the header (init flag last), the attachment entry. */
+static int creator_map_init(zd_segment_t *seg, const zd_config_t *cfg,
+			    uint64_t stride, uint64_t total)
+{
+	void *base = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE,
+			  MAP_SHARED | MAP_POPULATE, seg->fd, 0);
+	int rc;
+
+	if (base == MAP_FAILED)
+		return -errno;
+	seg->base = base;
+	seg->total_size = total;
+	rc = posix_map_readonly(seg);
+	if (rc < 0)
+		return rc;
+	seg->hdr = (struct zdi_segment_header *)seg->base;
+	zdi_segment_write_header(seg, cfg, stride, total);
+	return zdi_segment_init_handle(seg);
+}
+
 int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 			    zd_segment_t **out)
 {
 	char path[ZD_NAME_MAX + 2];
 	uint64_t stride, total;
 	zd_segment_t *seg;
-	void *base;
 	int rc;
 
 	if (out == NULL)
@@ -467,14 +487,9 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 	rc = zd_name_validate(name);
 	if (rc < 0)
 		return rc;
-	rc = zd_config_validate(cfg);
+	rc = zdi_config_geometry(cfg, &stride, &total);
 	if (rc < 0)
 		return rc;
-	rc = zdi_geometry(cfg->slot_count, cfg->slot_capacity, &stride, &total);
-	if (rc < 0)
-		return rc;
-	if (total > (uint64_t)INT64_MAX || total > SIZE_MAX)
-		return -EOVERFLOW;
 	seg = posix_handle_new(name);
 	if (seg == NULL)
 		return -ENOMEM;
@@ -510,20 +525,7 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 		rc = -rc;
 		goto fail;
 	}
-	base = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE,
-		    MAP_SHARED | MAP_POPULATE, seg->fd, 0);
-	if (base == MAP_FAILED) {
-		rc = -errno;
-		goto fail;
-	}
-	seg->base = base;
-	seg->total_size = total;
-	rc = posix_map_readonly(seg);
-	if (rc < 0)
-		goto fail;
-	seg->hdr = (struct zdi_segment_header *)seg->base;
-	zdi_segment_write_header(seg, cfg, stride, total);
-	rc = zdi_segment_init_handle(seg);
+	rc = creator_map_init(seg, cfg, stride, total);
 	if (rc < 0)
 		goto fail;
 	*out = seg;
@@ -667,19 +669,13 @@ int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out)
 	uint64_t stride, total;
 	zd_segment_t *seg;
 	struct stat st;
-	void *base;
 	int rc;
 
 	if (out == NULL)
 		return -EINVAL;
-	rc = zd_config_validate(cfg);
+	rc = zdi_config_geometry(cfg, &stride, &total);
 	if (rc < 0)
 		return rc;
-	rc = zdi_geometry(cfg->slot_count, cfg->slot_capacity, &stride, &total);
-	if (rc < 0)
-		return rc;
-	if (total > (uint64_t)INT64_MAX || total > SIZE_MAX)
-		return -EOVERFLOW;
 	seg = anonymous_handle_new();
 	if (seg == NULL)
 		return -ENOMEM;
@@ -705,20 +701,7 @@ int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out)
 	rc = seg->ops->lock_try(seg, ZDI_LOCK_CREATOR);
 	if (rc < 0)
 		goto fail;
-	base = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE,
-		    MAP_SHARED | MAP_POPULATE, seg->fd, 0);
-	if (base == MAP_FAILED) {
-		rc = -errno;
-		goto fail;
-	}
-	seg->base = base;
-	seg->total_size = total;
-	rc = posix_map_readonly(seg);
-	if (rc < 0)
-		goto fail;
-	seg->hdr = (struct zdi_segment_header *)seg->base;
-	zdi_segment_write_header(seg, cfg, stride, total);
-	rc = zdi_segment_init_handle(seg);
+	rc = creator_map_init(seg, cfg, stride, total);
 	if (rc < 0)
 		goto fail;
 	*out = seg;
@@ -782,4 +765,72 @@ int zd_segment_attach_fd(int fd, zd_segment_t **out)
 fail:
 	zdi_segment_free(seg);
 	return rc;
+}
+
+/* --------------------------------------------------------------------------
+ * Letting go after fork
+ * ------------------------------------------------------------------------ */
+
+/* "/proc/self/fd/<fd>" without snprintf (not async-signal-safe). */
+static void proc_fd_path(char out[32], int fd)
+{
+	static const char prefix[] = "/proc/self/fd/";
+	char digits[12];
+	size_t n = 0, k = sizeof(prefix) - 1;
+
+	memcpy(out, prefix, k);
+	do {
+		digits[n++] = (char)('0' + fd % 10);
+		fd /= 10;
+	} while (fd > 0 && n < sizeof(digits));
+	while (n > 0)
+		out[k++] = digits[--n];
+	out[k] = '\0';
+}
+
+/* Async-signal-safe (a fork child handler): fstat, open, mmap, close only.
+ * The inherited descriptor and both inherited mappings hold the owner's
+ * open file description, whose OFD locks prove the owner alive: all three
+ * are replaced.  The mappings are replaced in place (MAP_FIXED) by mappings
+ * of a new open file description of the same object (opened again through
+ * /proc/self/fd, so no name is needed and a name that now refers to another
+ * object cannot be picked up), so inherited views keep reading the segment;
+ * if that fails, by anonymous zero pages (inherited views read zeros;
+ * nothing faults). */
+int zd_segment_disown(zd_segment_t *seg)
+{
+	char path[32];
+	struct stat old_st, new_st;
+	size_t len;
+	int fd = -1, same = 0, prot = PROT_READ | PROT_WRITE;
+
+	if (seg == NULL || seg->fd < 0 ||
+	    (seg->ops != &zdi_backend_posix && seg->ops != &zdi_backend_anonymous))
+		return 0;
+	if (seg->base != NULL && fstat(seg->fd, &old_st) == 0) {
+		proc_fd_path(path, seg->fd);
+		fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0) {
+			prot = PROT_READ;
+			fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		}
+		same = fd >= 0 && fstat(fd, &new_st) == 0 &&
+		       new_st.st_ino == old_st.st_ino &&
+		       new_st.st_dev == old_st.st_dev &&
+		       (uint64_t)new_st.st_size >= seg->total_size;
+	}
+	close(seg->fd);
+	seg->fd = -1;
+	len = (size_t)seg->total_size;
+	if (seg->base != NULL &&
+	    (!same || mmap(seg->base, len, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED))
+		(void)mmap(seg->base, len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (seg->ro_base != NULL &&
+	    (!same || mmap(seg->ro_base, len, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED))
+		(void)mmap(seg->ro_base, len, PROT_READ,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (fd >= 0)
+		close(fd);
+	return 0;
 }

@@ -63,6 +63,10 @@ struct zd_segment {
 /* Creation and geometry (segment.c). */
 int zdi_geometry(uint32_t slot_count, uint64_t slot_capacity,
 		 uint64_t *stride, uint64_t *total);
+/* zd_config_validate, then the geometry, which must fit in size_t too.
+ * Returns 0, -EINVAL, -EOVERFLOW. */
+int zdi_config_geometry(const zd_config_t *cfg, uint64_t *stride,
+			uint64_t *total);
 int zdi_segment_init_handle(zd_segment_t *seg);      /* after mapping */
 void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg,
 			      uint64_t stride, uint64_t total);

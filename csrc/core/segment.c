@@ -37,6 +37,19 @@ int zd_config_validate(const zd_config_t *cfg)
 	return zdi_geometry(cfg->slot_count, cfg->slot_capacity, &stride, &total);
 }
 
+int zdi_config_geometry(const zd_config_t *cfg, uint64_t *stride,
+			uint64_t *total)
+{
+	int rc = zd_config_validate(cfg);
+
+	if (rc < 0)
+		return rc;
+	rc = zdi_geometry(cfg->slot_count, cfg->slot_capacity, stride, total);
+	if (rc < 0)
+		return rc;
+	return *total > SIZE_MAX ? -EOVERFLOW : 0;
+}
+
 static void derive_pointers(zd_segment_t *seg)
 {
 	seg->hdr = (struct zdi_segment_header *)seg->base;
@@ -147,23 +160,55 @@ void zdi_segment_free(zd_segment_t *seg)
 
 int zd_segment_close(zd_segment_t *seg)
 {
+	if (seg == NULL)
+		return 0;
+	zd_segment_detach(seg);
+	zdi_segment_free(seg);
+	return 0;
+}
+
+int zd_segment_detach(zd_segment_t *seg)
+{
 	uint64_t own;
 
 	if (seg == NULL)
 		return 0;
-	own = zdi_load_acquire_u64(&seg->own_readers);
+	own = zdi_fetch_and_acq_rel_u64(&seg->own_readers, 0);
 	for (uint32_t r = 0; r < ZD_READER_MAX; r++) {
 		if (own & zdi_bit(r)) {
 			zdi_reader_cleanup(seg, r);
 			seg->ops->lock_release(seg, ZDI_LOCK_READER(r));
 		}
 	}
-	if (seg->creator) {
-		/* Pairs with the acquire load of goodbye in zd_reader_take. */
-		zdi_store_release_u32(&seg->hdr->goodbye, 1);
-		zd_notify_bump(seg);
-	}
-	zdi_segment_free(seg);
+	zd_segment_goodbye(seg);
+	if (seg->attach_index != UINT32_MAX && seg->pin_count != NULL)
+		zdi_attach_release(seg);
+	return 0;
+}
+
+int zd_segment_goodbye(zd_segment_t *seg)
+{
+	if (seg == NULL || !seg->creator)
+		return 0;
+	/* Pairs with the acquire load of goodbye in zd_reader_take. */
+	zdi_store_release_u32(&seg->hdr->goodbye, 1);
+	zd_notify_bump(seg);
+	return 0;
+}
+
+int zd_segment_abandon(zd_segment_t *seg)
+{
+	if (seg == NULL)
+		return 0;
+	/* No registry cleanup, no goodbye, no unlock and no mutex teardown:
+	 * every shared word and every lock still belongs to the process the
+	 * handle came from.  The backend's unmap only closes this process's
+	 * descriptor, and an OFD lock lives until the last descriptor of its
+	 * open file description is closed, so the owner keeps its locks. */
+	seg->ops->unmap(seg);
+	free(seg->pin_count);
+	free(seg->pin_version);
+	free(seg);
 	return 0;
 }
 

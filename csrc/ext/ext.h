@@ -19,15 +19,50 @@
  * Sample counts its buffer exports; a view (memoryview, numpy array, slice)
  * holds a reference to its exporter, so exporter -> segment -> mapping is
  * alive for as long as any view is.  Segment.close() raises ViewsAliveError
- * while a child has exports; otherwise it discards live loans, releases
- * samples, closes readers and unmaps.  Segment.__exit__ defers instead: the
- * segment refuses new operations at once and unmaps when the last child with
- * views lets go.  Nothing unmaps while a pointer into the mapping is held.
+ * while a live loan or an unreleased sample has exports; otherwise it
+ * discards live loans, releases samples, closes readers and unmaps.
+ * Segment.__exit__ defers instead: the segment refuses new operations at
+ * once and ends each remaining child (and unmaps) when its last view lets
+ * go.  Nothing unmaps while a pointer into the mapping is held.
+ *
+ * A committed loan is no longer part of the stream: a view of it (the
+ * read-only frame of zdshm.arrays.loan_array) does not block close().  The
+ * close then happens at once in everything other processes see (goodbye,
+ * readers closed, live loans discarded, samples released, the attachment
+ * entry freed: zd_segment_detach) and only the unmap waits for the last
+ * such view; `with seg:` (__exit__) says goodbye at once as well when it
+ * defers for views of live loans or samples (their loans and pins stay
+ * until those views are gone).  ViewsAliveError names the live loans
+ * and samples (slot, sn, number of views).
  *
  * Threads: every call into the core that may block or make system calls runs
  * with the GIL released and with segment->inflight raised, so close() (which
- * sets `closing`, then waits for inflight to drop to zero with the GIL
- * released) never frees the handle under a waiting thread.
+ * sets `closed` and `closing`, then waits with the GIL released for inflight
+ * to drop to the calling thread's own waits) never frees the handle under a
+ * thread that is inside the core.
+ *
+ * Signals: a blocking wait runs the signal handlers between two slices,
+ * outside the core.  A close() of the segment, the reader or the writer the
+ * same thread is waiting on, made from such a handler, does not wait for
+ * that thread (it would wait for itself): it completes at once, and the
+ * wait, once the handler returns, ends with ClosedError (iteration: the
+ * reader's end).  Each wait records itself in a per-thread list so close()
+ * can tell its own thread's waits from other threads' (zdext_wait).
+ *
+ * Fork: every handle belongs to the process that opened its segment
+ * (SegmentObject.pid; loans, samples, readers and writers are made only
+ * there).  In another process (a fork child) every operation raises
+ * ForkedHandleError, and finalisation only drops the local mapping
+ * (zd_segment_abandon): no goodbye, no reader or attachment release, no
+ * discard, no unpin, no unlock.  A pthread_atfork child handler updates
+ * zdext_pid, so the check is one comparison, and covers every fork made
+ * through the C library (os.fork, multiprocessing, C code alike); it also
+ * makes the child let go of each named handle's open file description
+ * (zd_segment_disown: descriptor closed, mapping replaced in place), so a
+ * long-lived fork child never keeps its parent's liveness locks alive after
+ * the parent dies.  (It walks a list changed only under the GIL, which the
+ * thread calling os.fork holds; a fork from C code in a thread without the
+ * GIL races with a handle being opened or closed at that moment.)
  */
 #ifndef ZDSHM_EXT_H
 #define ZDSHM_EXT_H
@@ -37,6 +72,7 @@
 #include <structmember.h>
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "zdshm/zdshm.h"
 
@@ -136,6 +172,7 @@ typedef struct zdext_state {
 	PyObject *NoSpaceError;
 	PyObject *ViewsAliveError;
 	PyObject *ClosedError;
+	PyObject *ForkedHandleError;
 	PyObject *InvalidArgumentError;
 	PyObject *SizeOverflowError;
 	PyObject *SystemCallError;
@@ -166,6 +203,10 @@ zdext_state_of(PyObject *obj)
  * Always returns NULL with an exception set. */
 PyObject *zdext_raise(zdext_state *st, int rc, const char *what);
 
+/* zdext_raise with what = "<verb> <repr(name)>" ("attach 'frames'"). */
+PyObject *zdext_raise_named(zdext_state *st, int rc, const char *verb,
+			    PyObject *name);
+
 /* The same, with `hint` (or NULL) appended to the message after "; ". */
 PyObject *zdext_raise_hint(zdext_state *st, int rc, const char *what,
 			   const char *hint);
@@ -182,6 +223,23 @@ PyObject *zdext_views_alive(zdext_state *st, Py_ssize_t n, const char *what,
 
 /* Raises ClosedError("<what> is closed"); returns NULL. */
 PyObject *zdext_closed(zdext_state *st, const char *what);
+
+/* The pid of this process, updated in every fork child (module.c). */
+extern pid_t zdext_pid;
+
+/* Fork child handler of segment.c: disowns the descriptor of every mapped
+ * handle (zd_segment_disown), so none keeps its owner's locks alive. */
+void zdext_segments_disown(void);
+
+/* Raises ForkedHandleError: `what` ("the reader") of a segment opened by
+ * process `owner` is used in this process; says to attach again.  `posix`
+ * selects the advice (attach by name, or a new MemorySegment).  NULL. */
+PyObject *zdext_forked(zdext_state *st, const char *what, pid_t owner,
+		       int posix);
+
+/* Refuses to pickle any zdshm object (every protocol): TypeError naming
+ * the object and what to pass instead.  Used as __reduce_ex__. */
+PyObject *zdext_reduce_ex(PyObject *self, PyObject *protocol);
 
 /* --------------------------------------------------------------------------
  * Argument converters.  Each raises TypeError, ValueError or OverflowError
@@ -214,11 +272,13 @@ int zdext_type_hash_arg(PyObject *o, uint8_t out[ZD_TYPE_HASH_SIZE]);
  * TypeError; a negative or too large uid, another string: ValueError. */
 int zdext_owner_arg(PyObject *o, zd_attach_opts_t *opts);
 
-/* Raises for a failed attach or describe by name: SegmentOwnerError with
- * the owner, the mode and the option to pass for -ZD_EOWNER (from the
- * found_* fields of opts), else as zdext_raise.  Returns NULL. */
-PyObject *zdext_raise_policy(zdext_state *st, int rc, const char *what,
-			     const char *name, const zd_attach_opts_t *opts);
+/* Raises for a failed attach or describe by name ("<verb> 'name'"):
+ * SegmentOwnerError with the owner, the mode and the option to pass for
+ * -ZD_EOWNER (from the found_* fields of opts), else as zdext_raise_named.
+ * Returns NULL. */
+PyObject *zdext_raise_policy(zdext_state *st, int rc, const char *verb,
+			     PyObject *name_obj, const char *name,
+			     const zd_attach_opts_t *opts);
 
 /* Binds the arguments of a METH_FASTCALL|METH_KEYWORDS call: out[i] gets
  * the object passed for names[i] or NULL.  At most maxpos positionals. */
@@ -261,6 +321,10 @@ typedef struct zdext_child {
 typedef struct SegmentObject {
 	PyObject_HEAD
 	zd_segment_t *seg;        /* NULL once really closed                  */
+	pid_t pid;                /* the process that opened the handle       */
+	/* On the process-wide list of mapped handles (under the GIL), which
+	 * the fork child handler walks to disown their descriptors. */
+	struct SegmentObject *open_prev, *open_next;
 	int closed;               /* no new operations                        */
 	int closing;              /* a close is in progress: waiters bail out */
 	int close_pending;        /* unmap when the last child lets go        */
@@ -356,15 +420,31 @@ void zdext_child_link(SegmentObject *seg, zdext_child *c, int kind,
 void zdext_child_unlink(SegmentObject *seg, zdext_child *c);
 /* Called when a child left the list: finishes a deferred close. */
 void zdext_segment_settle(SegmentObject *seg);
-/* ClosedError unless the segment is open; returns 0 or -1. */
+/* ClosedError unless the segment is open, ForkedHandleError in another
+ * process than the segment's; returns 0 or -1. */
 int zdext_segment_check(SegmentObject *seg);
+
+/* 1 when the handle was opened by another process (this is a fork child). */
+static inline int
+zdext_foreign(const SegmentObject *seg)
+{
+	return seg->pid != zdext_pid;
+}
+
+/* ForkedHandleError for `what` ("the loan") when seg is foreign: -1, else 0. */
+int zdext_check_owner(SegmentObject *seg, const char *what);
 /* Closes a reader registration now, or queues it for a retry after the
  * next sample release if the core reports -EBUSY. */
 void zdext_segment_close_reader(SegmentObject *seg, zd_reader_t *r);
 /* Retries queued reader closes (cheap when none is queued). */
 void zdext_segment_retry_closes(SegmentObject *seg);
-/* Waits with the GIL released until *counter is 0 (polls every ms). */
-void zdext_wait_idle(Py_ssize_t *counter);
+/* Waits with the GIL released until *counter is at most `own` (polls every
+ * ms); `own` counts the waits of the calling thread itself, which are
+ * between two slices when it gets here (see Signals above). */
+void zdext_wait_idle(Py_ssize_t *counter, Py_ssize_t own);
+/* How many waits of the calling thread are on seg (abort == NULL) or use
+ * the abort flag `abort`. */
+Py_ssize_t zdext_own_waits(SegmentObject *seg, const int *abort);
 
 /* One slice of a blocking wait: called with the GIL released; returns a
  * core code (0, -ETIMEDOUT, -EINTR, or an error). */

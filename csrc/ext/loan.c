@@ -59,7 +59,9 @@ loan_unlink(LoanObject *l)
 void
 zdext_loan_drop_now(LoanObject *l)
 {
-	if (l->state == ZDEXT_LOAN_LIVE && l->segment->seg != NULL) {
+	/* In a fork child the slot stays the owner's: no discard. */
+	if (l->state == ZDEXT_LOAN_LIVE && l->segment->seg != NULL &&
+	    !zdext_foreign(l->segment)) {
 		zd_slot_discard(l->segment->seg, l->slot);
 		l->state = ZDEXT_LOAN_DISCARDED;
 	}
@@ -73,6 +75,8 @@ loan_check_live(LoanObject *l, const char *action)
 	zdext_state *st = zdext_state_of((PyObject *)l);
 	char what[80];
 
+	if (zdext_check_owner(l->segment, "the loan") < 0)
+		return -1;
 	if (l->segment->closed || l->segment->seg == NULL) {
 		zdext_closed(st, "the loan's segment");
 		return -1;
@@ -107,8 +111,13 @@ loan_commit_impl(LoanObject *l, PyObject *nbytes_obj, Py_ssize_t allowed)
 	}
 	if (loan_check_live(l, "commit") < 0)
 		return NULL;
-	if (l->exports > allowed)
-		return zdext_views_alive(st, l->exports, "loan", "commit");
+	if (l->exports > allowed) {
+		char what[48];
+
+		PyOS_snprintf(what, sizeof(what), "the loan of slot %u",
+			      (unsigned)l->slot);
+		return zdext_views_alive(st, l->exports - allowed, what, "commit");
+	}
 	if (l->has_format) {
 		if (given && n != l->fmt_nbytes) {
 			PyErr_Format(PyExc_ValueError,
@@ -167,8 +176,13 @@ loan_discard_impl(LoanObject *l, Py_ssize_t allowed)
 
 	if (loan_check_live(l, "discard") < 0)
 		return NULL;
-	if (l->exports > allowed)
-		return zdext_views_alive(st, l->exports, "loan", "discard");
+	if (l->exports > allowed) {
+		char what[48];
+
+		PyOS_snprintf(what, sizeof(what), "the loan of slot %u",
+			      (unsigned)l->slot);
+		return zdext_views_alive(st, l->exports - allowed, what, "discard");
+	}
 	rc = zd_slot_discard(l->segment->seg, l->slot);
 	l->state = ZDEXT_LOAN_DISCARDED;
 	if (l->exports == 0)
@@ -235,6 +249,8 @@ loan_exit(LoanObject *l, PyObject *const *args, Py_ssize_t nargs)
 {
 	PyObject *r;
 
+	if (zdext_foreign(l->segment))
+		Py_RETURN_FALSE;    /* a fork child: neither commit nor discard */
 	if (nargs >= 1 && args[0] != Py_None) {
 		/* The body raised: never publish.  With views still alive the
 		 * loan stays loaned and is discarded when the Loan is collected. */
@@ -260,6 +276,10 @@ loan_exit(LoanObject *l, PyObject *const *args, Py_ssize_t nargs)
 static int
 loan_getbuffer(LoanObject *l, Py_buffer *view, int flags)
 {
+	if (zdext_check_owner(l->segment, "the loan") < 0) {
+		view->obj = NULL;
+		return -1;
+	}
 	if (l->segment->closed || l->segment->seg == NULL) {
 		view->obj = NULL;
 		zdext_closed(zdext_state_of((PyObject *)l), "the loan's segment");
@@ -397,6 +417,8 @@ static PyMethodDef loan_methods[] = {
 	{"__enter__", (PyCFunction)loan_enter, METH_NOARGS, NULL},
 	{"__exit__", (PyCFunction)(void (*)(void))loan_exit, METH_FASTCALL,
 	 "Commits on success, discards on exception."},
+	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
+	 "Refused (TypeError): commit it and take the sample in the other process."},
 #if PY_VERSION_HEX < 0x030C0000
 	{"__buffer__", (PyCFunction)zdext_dunder_buffer, METH_O, NULL},
 #endif

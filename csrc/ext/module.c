@@ -9,6 +9,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <math.h>
@@ -18,6 +20,18 @@
 /* --------------------------------------------------------------------------
  * Errors
  * ------------------------------------------------------------------------ */
+
+PyObject *
+zdext_raise_named(zdext_state *st, int rc, const char *verb, PyObject *name)
+{
+	PyObject *what = PyUnicode_FromFormat("%s %R", verb, name);
+
+	if (what != NULL) {
+		zdext_raise(st, rc, PyUnicode_AsUTF8(what));
+		Py_DECREF(what);
+	}
+	return NULL;
+}
 
 PyObject *
 zdext_raise(zdext_state *st, int rc, const char *what)
@@ -96,14 +110,15 @@ out:
 }
 
 PyObject *
-zdext_raise_policy(zdext_state *st, int rc, const char *what, const char *name,
-		   const zd_attach_opts_t *opts)
+zdext_raise_policy(zdext_state *st, int rc, const char *verb, PyObject *name_obj,
+		   const char *name, const zd_attach_opts_t *opts)
 {
 	char hint[512];
 	unsigned euid = (unsigned)geteuid();
+	PyObject *what;
 
 	if (rc != -ZD_EOWNER)
-		return zdext_raise(st, rc, what);
+		return zdext_raise_named(st, rc, verb, name_obj);
 	if (opts->found_uid == euid)
 		snprintf(hint, sizeof(hint),
 			 "/dev/shm/%s is owned by this process's uid %u but is "
@@ -119,7 +134,12 @@ zdext_raise_policy(zdext_state *st, int rc, const char *what, const char *name,
 			 "(SIGBUS), or allow_owner='any'",
 			 name, opts->found_uid, (unsigned)opts->found_mode, euid,
 			 opts->found_uid);
-	return zdext_raise_hint(st, rc, what, hint);
+	what = PyUnicode_FromFormat("%s %R", verb, name_obj);
+	if (what != NULL) {
+		zdext_raise_hint(st, rc, PyUnicode_AsUTF8(what), hint);
+		Py_DECREF(what);
+	}
+	return NULL;
 }
 
 PyObject *
@@ -127,10 +147,11 @@ zdext_views_alive(zdext_state *st, Py_ssize_t n, const char *what,
 		  const char *action)
 {
 	PyErr_Format(st->ViewsAliveError,
-		     "cannot %s: %zd view%s of this %s %s still alive "
-		     "(memoryview, numpy array, slice); del or release() %s first",
+		     "cannot %s: %zd view%s of %s %s still alive "
+		     "(memoryview, numpy array, slice); del the array%s or call "
+		     ".release() on the memoryview%s first",
 		     action, n, n == 1 ? "" : "s", what, n == 1 ? "is" : "are",
-		     n == 1 ? "it" : "them");
+		     n == 1 ? "" : "s", n == 1 ? "" : "s");
 	return NULL;
 }
 
@@ -138,6 +159,74 @@ PyObject *
 zdext_closed(zdext_state *st, const char *what)
 {
 	PyErr_Format(st->ClosedError, "%s is closed", what);
+	return NULL;
+}
+
+/* --------------------------------------------------------------------------
+ * Fork and pickling
+ * ------------------------------------------------------------------------ */
+
+pid_t zdext_pid;
+
+/* Runs in the child of every fork() (pthread_atfork): async-signal-safe. */
+static void
+fork_child(void)
+{
+	zdext_pid = getpid();
+	zdext_segments_disown();
+}
+
+static void
+fork_hook_install(void)
+{
+	zdext_pid = getpid();
+	(void)pthread_atfork(NULL, NULL, fork_child);
+}
+
+PyObject *
+zdext_forked(zdext_state *st, const char *what, pid_t owner, int posix)
+{
+	PyErr_Format(st->ForkedHandleError,
+		     "%s belongs to process %d and cannot be used in process %d "
+		     "(inherited across fork): %s", what, (int)owner,
+		     (int)zdext_pid, posix
+		     ? "attach again (PosixSegment.attach(name)) in this process"
+		     : "a MemorySegment lives in one process only; create a "
+		       "PosixSegment and attach again (PosixSegment.attach(name)) "
+		       "in this process");
+	return NULL;
+}
+
+PyObject *
+zdext_reduce_ex(PyObject *self, PyObject *Py_UNUSED(protocol))
+{
+	zdext_state *st = zdext_state_of(self);
+	PyTypeObject *tp = Py_TYPE(self);
+	const char *advice;
+
+	if (tp == st->posix_segment_type)
+		advice = "pass the segment name and call PosixSegment.attach(name) "
+			 "in the other process";
+	else if (tp == st->memory_segment_type)
+		advice = "a MemorySegment lives in one process only: share it with "
+			 "threads, or create a PosixSegment, pass its name and call "
+			 "PosixSegment.attach(name) in the other process";
+	else if (tp == st->reader_type)
+		advice = "pass the segment name and call "
+			 "PosixSegment.attach(name).reader() in the other process";
+	else if (tp == st->writer_type)
+		advice = "pass the segment name and call "
+			 "PosixSegment.attach(name).writer() in the other process";
+	else if (tp == st->loan_type)
+		advice = "fill and commit it here, and take the sample through a "
+			 "reader of PosixSegment.attach(name) in the other process, "
+			 "or pickle a copy (bytes(loan))";
+	else
+		advice = "take it through a reader of PosixSegment.attach(name) in "
+			 "the other process, or pickle a copy (sample.tobytes() or "
+			 "numpy.array(sample))";
+	PyErr_Format(PyExc_TypeError, "cannot pickle a %s object (a handle on "
+		     "shared memory of this process): %s", tp->tp_name, advice);
 	return NULL;
 }
 
@@ -654,15 +743,9 @@ zdext_describe(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
 	Py_BEGIN_ALLOW_THREADS
 	rc = zd_segment_describe_posix_opts(name, &opts, &info);
 	Py_END_ALLOW_THREADS
-	if (rc < 0) {
-		PyObject *what = PyUnicode_FromFormat("describe %R", arg);
-		if (what != NULL) {
-			zdext_raise_policy(st, rc, PyUnicode_AsUTF8(what), name,
-					   &opts);
-			Py_DECREF(what);
-		}
-		return NULL;
-	}
+	if (rc < 0)
+		return zdext_raise_policy(st, rc, "describe", arg, name,
+					  &opts);
 	d = zdext_info_dict(&info);
 	if (d != NULL && PyDict_SetItemString(d, "name", arg) < 0)
 		Py_CLEAR(d);
@@ -681,14 +764,8 @@ zdext_unlink(PyObject *module, PyObject *arg)
 	Py_BEGIN_ALLOW_THREADS
 	rc = zd_segment_unlink_posix(name);
 	Py_END_ALLOW_THREADS
-	if (rc < 0) {
-		PyObject *what = PyUnicode_FromFormat("unlink %R", arg);
-		if (what != NULL) {
-			zdext_raise(st, rc, PyUnicode_AsUTF8(what));
-			Py_DECREF(what);
-		}
-		return NULL;
-	}
+	if (rc < 0)
+		return zdext_raise_named(st, rc, "unlink", arg);
 	Py_RETURN_NONE;
 }
 
@@ -708,15 +785,7 @@ zdext_unlink_stale(PyObject *module, PyObject *arg)
 		Py_RETURN_TRUE;
 	if (rc == -EBUSY)
 		Py_RETURN_FALSE;
-	{
-		PyObject *what = PyUnicode_FromFormat("unlink_stale %R", arg);
-
-		if (what != NULL) {
-			zdext_raise(st, rc, PyUnicode_AsUTF8(what));
-			Py_DECREF(what);
-		}
-	}
-	return NULL;
+	return zdext_raise_named(st, rc, "unlink_stale", arg);
 }
 
 static PyObject *
@@ -818,6 +887,10 @@ add_exceptions(PyObject *m, zdext_state *st)
 		    "close, commit, discard or release refused while views are alive."),
 		EXC(ClosedError, PyExc_ValueError,
 		    "Operation on a closed segment, reader, writer, loan or sample."),
+		EXC(ForkedHandleError, PyExc_RuntimeError,
+		    "A segment, reader, writer, loan or sample used in another "
+		    "process than the one that made it (a fork child): attach "
+		    "again in this process."),
 		EXC(InvalidArgumentError, PyExc_ValueError,
 		    "The core refused an argument (EINVAL, ERANGE, ENAMETOOLONG)."),
 		EXC(SizeOverflowError, PyExc_OverflowError,
@@ -888,8 +961,10 @@ add_type(PyObject *m, PyTypeObject **slot, PyType_Spec *spec, PyObject *base)
 static int
 zdext_exec(PyObject *m)
 {
+	static pthread_once_t fork_hook_once = PTHREAD_ONCE_INIT;
 	zdext_state *st = PyModule_GetState(m);
 
+	(void)pthread_once(&fork_hook_once, fork_hook_install);
 	if (add_exceptions(m, st) < 0)
 		return -1;
 	if (add_type(m, &st->segment_type, &zdext_segment_spec, NULL) < 0 ||

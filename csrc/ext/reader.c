@@ -61,7 +61,9 @@ zdext_reader_close_now(ReaderObject *r)
 {
 	if (!r->closed) {
 		r->closed = 1;
-		zdext_segment_close_reader(r->segment, &r->r);
+		/* In a fork child the registration stays the owner's. */
+		if (!zdext_foreign(r->segment))
+			zdext_segment_close_reader(r->segment, &r->r);
 	}
 	if (r->linked) {
 		zdext_child_unlink(r->segment, &r->link);
@@ -95,6 +97,8 @@ reader_take_impl(ReaderObject *r, uint64_t timeout, int iterating)
 	struct take_ctx ctx;
 	int rc;
 
+	if (zdext_check_owner(seg, "the reader") < 0)
+		return NULL;
 	if (r->closed || r->closing) {
 		if (iterating)
 			return NULL;
@@ -153,6 +157,8 @@ reader_try_take(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 	zd_view_t view;
 	int rc;
 
+	if (zdext_check_owner(seg, "the reader") < 0)
+		return NULL;
 	if (r->closed || r->closing)
 		return zdext_closed(st, "the reader");
 	if (zdext_segment_check(seg) < 0)
@@ -184,6 +190,8 @@ reader_stats(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 	PyObject *last;
 	int rc;
 
+	if (zdext_check_owner(r->segment, "the reader") < 0)
+		return NULL;
 	if (r->closed)
 		return zdext_closed(st, "the reader");
 	if (zdext_segment_check(r->segment) < 0)
@@ -208,11 +216,15 @@ reader_close(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 {
 	SegmentObject *seg = r->segment;
 
+	if (zdext_check_owner(seg, "the reader") < 0)
+		return NULL;
 	if (r->closed)
 		Py_RETURN_NONE;
-	/* A waiter in another thread leaves at its next slice. */
+	/* A waiter in another thread leaves at its next slice; this thread's
+	 * own wait (we run in a signal handler between two of its slices)
+	 * leaves once the handler returns. */
 	r->closing = 1;
-	zdext_wait_idle(&r->busy);
+	zdext_wait_idle(&r->busy, zdext_own_waits(seg, &r->closing));
 	zdext_reader_close_now(r);
 	zdext_segment_settle(seg);
 	Py_RETURN_NONE;
@@ -221,6 +233,8 @@ reader_close(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 static PyObject *
 reader_enter(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 {
+	if (zdext_check_owner(r->segment, "the reader") < 0)
+		return NULL;
 	if (r->closed)
 		return zdext_closed(zdext_state_of((PyObject *)r), "the reader");
 	return Py_NewRef(r);
@@ -230,8 +244,13 @@ static PyObject *
 reader_exit(ReaderObject *r, PyObject *const *Py_UNUSED(args),
 	    Py_ssize_t Py_UNUSED(nargs))
 {
-	PyObject *res = reader_close(r, NULL);
+	PyObject *res;
 
+	if (zdext_foreign(r->segment)) {
+		r->closed = 1;      /* a fork child: the registration stays */
+		Py_RETURN_FALSE;
+	}
+	res = reader_close(r, NULL);
 	if (res == NULL)
 		return NULL;
 	Py_DECREF(res);
@@ -301,6 +320,8 @@ static PyMethodDef reader_methods[] = {
 	 "close() -> None\n--\n\nUnregisters; taken samples stay valid."},
 	{"__enter__", (PyCFunction)reader_enter, METH_NOARGS, NULL},
 	{"__exit__", (PyCFunction)(void (*)(void))reader_exit, METH_FASTCALL, NULL},
+	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
+	 "Refused (TypeError): pass the segment name and open a reader in the other process."},
 	{NULL, NULL, 0, NULL},
 };
 

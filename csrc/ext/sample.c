@@ -41,7 +41,8 @@ zdext_sample_release_now(SampleObject *s)
 {
 	if (!s->released) {
 		s->released = 1;
-		if (s->segment->seg != NULL) {
+		/* In a fork child the pin stays the owner's: no unpin. */
+		if (s->segment->seg != NULL && !zdext_foreign(s->segment)) {
 			zd_slot_release(s->segment->seg, &s->view);
 			if (s->segment->n_pending_close)
 				zdext_segment_retry_closes(s->segment);
@@ -82,6 +83,8 @@ sample_parse(SampleObject *s)
 static int
 sample_check(SampleObject *s)
 {
+	if (zdext_check_owner(s->segment, "the sample") < 0)
+		return -1;
 	if (s->released || s->segment->seg == NULL) {
 		zdext_closed(zdext_state_of((PyObject *)s), "the sample (released)");
 		return -1;
@@ -173,11 +176,19 @@ sample_dealloc(SampleObject *s)
 static PyObject *
 sample_release(SampleObject *s, PyObject *Py_UNUSED(ignored))
 {
+	if (zdext_check_owner(s->segment, "the sample") < 0)
+		return NULL;
 	if (s->released || s->segment->seg == NULL)
 		Py_RETURN_NONE;
-	if (s->exports > 0)
+	if (s->exports > 0) {
+		char what[64];
+
+		PyOS_snprintf(what, sizeof(what), "the sample of slot %u, sn %llu",
+			      (unsigned)s->view.slot,
+			      (unsigned long long)s->view.sn);
 		return zdext_views_alive(zdext_state_of((PyObject *)s), s->exports,
-					 "sample", "release");
+					 what, "release");
+	}
 	zdext_sample_release_now(s);
 	zdext_segment_settle(s->segment);
 	Py_RETURN_NONE;
@@ -203,8 +214,11 @@ static PyObject *
 sample_exit(SampleObject *s, PyObject *const *Py_UNUSED(args),
 	    Py_ssize_t Py_UNUSED(nargs))
 {
-	PyObject *r = sample_release(s, NULL);
+	PyObject *r;
 
+	if (zdext_foreign(s->segment))
+		Py_RETURN_FALSE;    /* a fork child: the pin stays the owner's */
+	r = sample_release(s, NULL);
 	if (r == NULL)
 		return NULL;
 	Py_DECREF(r);
@@ -221,7 +235,8 @@ sample_len(SampleObject *s)
 static PyObject *
 sample_repr(SampleObject *s)
 {
-	int pinned = !s->released && s->segment->seg != NULL;
+	int pinned = !s->released && s->segment->seg != NULL &&
+		     !zdext_foreign(s->segment);
 
 	/* The meta may be read only while the slot is pinned. */
 	if (pinned)
@@ -336,6 +351,8 @@ static PyMethodDef sample_methods[] = {
 	{"__enter__", (PyCFunction)sample_enter, METH_NOARGS, NULL},
 	{"__exit__", (PyCFunction)(void (*)(void))sample_exit, METH_FASTCALL,
 	 "Releases the sample."},
+	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
+	 "Refused (TypeError): pickle a copy, or take the sample in the other process."},
 #if PY_VERSION_HEX < 0x030C0000
 	{"__buffer__", (PyCFunction)zdext_dunder_buffer, METH_O, NULL},
 #endif

@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* --------------------------------------------------------------------------
  * Child list, closing, waiting
@@ -48,10 +49,49 @@ zdext_child_unlink(SegmentObject *seg, zdext_child *c)
 		seg->n_readers--;
 }
 
+/* The mapped handles of this process (SegmentObject.open_prev/next). */
+static SegmentObject *open_segments;
+
+static void
+open_list_add(SegmentObject *self)
+{
+	self->open_prev = NULL;
+	self->open_next = open_segments;
+	if (open_segments != NULL)
+		open_segments->open_prev = self;
+	open_segments = self;
+}
+
+static void
+open_list_remove(SegmentObject *self)
+{
+	if (self->open_prev != NULL)
+		self->open_prev->open_next = self->open_next;
+	else if (open_segments == self)
+		open_segments = self->open_next;
+	if (self->open_next != NULL)
+		self->open_next->open_prev = self->open_prev;
+	self->open_prev = self->open_next = NULL;
+}
+
+void
+zdext_segments_disown(void)
+{
+	SegmentObject *s;
+
+	/* Every shared segment (the memory backend has nothing to let go of).
+	 * An anonymous segment keeps the descriptor it hands over, which holds
+	 * no lock, so the child can still attach again through it. */
+	for (s = open_segments; s != NULL; s = s->open_next)
+		if (s->seg != NULL)
+			zd_segment_disown(s->seg);
+}
+
 static void
 segment_close_now(SegmentObject *self)
 {
 	zd_segment_t *h = self->seg;
+	int foreign = zdext_foreign(self);
 
 	/* Nothing points into the mapping any more: every child is gone or
 	 * has no exports and no pin. */
@@ -61,8 +101,12 @@ segment_close_now(SegmentObject *self)
 	self->n_pending_close = 0;   /* zd_segment_close ends them */
 	if (h == NULL)
 		return;
+	open_list_remove(self);
 	Py_BEGIN_ALLOW_THREADS
-	zd_segment_close(h);
+	if (foreign)
+		zd_segment_abandon(h);   /* a fork child: local unmap only */
+	else
+		zd_segment_close(h);
 	Py_END_ALLOW_THREADS
 }
 
@@ -101,8 +145,20 @@ zdext_segment_retry_closes(SegmentObject *seg)
 }
 
 int
+zdext_check_owner(SegmentObject *seg, const char *what)
+{
+	if (!zdext_foreign(seg))
+		return 0;
+	zdext_forked(zdext_state_of((PyObject *)seg), what, seg->pid,
+		     seg->backend == ZD_BACKEND_POSIX);
+	return -1;
+}
+
+int
 zdext_segment_check(SegmentObject *seg)
 {
+	if (zdext_check_owner(seg, "the segment") < 0)
+		return -1;
 	if (seg->closed || seg->seg == NULL) {
 		zdext_closed(zdext_state_of((PyObject *)seg), "the segment");
 		return -1;
@@ -110,12 +166,34 @@ zdext_segment_check(SegmentObject *seg)
 	return 0;
 }
 
+/* The waits of this thread, innermost first: a signal handler may start
+ * another wait between two slices of an outer one. */
+struct wait_frame {
+	SegmentObject *seg;
+	const int *abort;
+	struct wait_frame *prev;
+};
+
+static _Thread_local struct wait_frame *thread_waits;
+
+Py_ssize_t
+zdext_own_waits(SegmentObject *seg, const int *abort)
+{
+	struct wait_frame *f;
+	Py_ssize_t n = 0;
+
+	for (f = thread_waits; f != NULL; f = f->prev)
+		if (abort != NULL ? f->abort == abort : f->seg == seg)
+			n++;
+	return n;
+}
+
 void
-zdext_wait_idle(Py_ssize_t *counter)
+zdext_wait_idle(Py_ssize_t *counter, Py_ssize_t own)
 {
 	/* *counter changes only under the GIL; each poll drops the GIL so the
 	 * waiting thread can leave its slice (at most ZDEXT_SLICE_NS). */
-	while (*counter > 0) {
+	while (*counter > own) {
 		Py_BEGIN_ALLOW_THREADS
 		struct timespec ts = {0, 1000 * 1000};
 		nanosleep(&ts, NULL);
@@ -128,6 +206,7 @@ zdext_wait(SegmentObject *seg, zdext_slice_fn fn, void *ctx,
 	   uint64_t timeout_ns, uint64_t spin_ns, const int *abort)
 {
 	uint64_t now = zd_now_ns(), deadline, slice;
+	struct wait_frame frame = {seg, abort, thread_waits};
 	int rc;
 
 	if (timeout_ns == UINT64_MAX || timeout_ns > UINT64_MAX - now)
@@ -135,6 +214,7 @@ zdext_wait(SegmentObject *seg, zdext_slice_fn fn, void *ctx,
 	else
 		deadline = now + timeout_ns;
 	seg->inflight++;
+	thread_waits = &frame;
 	for (;;) {
 		slice = now + ZDEXT_SLICE_NS;
 		if (slice > deadline)
@@ -152,11 +232,14 @@ zdext_wait(SegmentObject *seg, zdext_slice_fn fn, void *ctx,
 			rc = ZDEXT_PYERR;
 			break;
 		}
-		if (seg->closing || (abort != NULL && *abort)) {
+		/* A handler (or another thread) may have closed the segment,
+		 * the reader or the writer: ctx may point to a freed handle. */
+		if (seg->closed || seg->seg == NULL || (abort != NULL && *abort)) {
 			rc = ZDEXT_CLOSED;
 			break;
 		}
 	}
+	thread_waits = frame.prev;
 	seg->inflight--;
 	return rc;
 }
@@ -171,26 +254,100 @@ child_exports(zdext_child *c)
 	return 0;
 }
 
-/* close(): defer == 0 refuses while views are alive; __exit__ and
- * dealloc-time paths defer the unmap until the last view is gone. */
+/* Views that keep close() from ending their object now: those of a live
+ * loan (it would be discarded under a writable view) and of an unreleased
+ * sample (its slot would be recycled under the view).  A committed or
+ * discarded loan's views only keep the mapping. */
+static Py_ssize_t
+child_blocking_views(zdext_child *c)
+{
+	if (c->kind == ZDEXT_CHILD_LOAN) {
+		LoanObject *l = (LoanObject *)c->owner;
+
+		return l->state == ZDEXT_LOAN_LIVE ? l->exports : 0;
+	}
+	if (c->kind == ZDEXT_CHILD_SAMPLE) {
+		SampleObject *s = (SampleObject *)c->owner;
+
+		return s->released ? 0 : s->exports;
+	}
+	return 0;
+}
+
+/* ViewsAliveError naming each loan and sample whose views block close(). */
+static void
+segment_views_alive(SegmentObject *self)
+{
+	char msg[640];
+	size_t len;
+	zdext_child *c;
+	Py_ssize_t objects = 0, shown = 0, n;
+
+	len = (size_t)PyOS_snprintf(msg, sizeof(msg),
+				    "cannot close the segment: views are alive of");
+	for (c = self->children.next; c != &self->children; c = c->next) {
+		n = child_blocking_views(c);
+		if (n == 0)
+			continue;
+		objects++;
+		if (shown == 4 || len >= sizeof(msg) - 96)
+			continue;
+		shown++;
+		if (c->kind == ZDEXT_CHILD_LOAN)
+			len += (size_t)PyOS_snprintf(
+				msg + len, sizeof(msg) - len,
+				"%s the live loan of slot %u (%zd view%s)",
+				shown > 1 ? "," : "",
+				(unsigned)((LoanObject *)c->owner)->slot, n,
+				n == 1 ? "" : "s");
+		else
+			len += (size_t)PyOS_snprintf(
+				msg + len, sizeof(msg) - len,
+				"%s the sample of slot %u, sn %llu (%zd view%s)",
+				shown > 1 ? "," : "",
+				(unsigned)((SampleObject *)c->owner)->view.slot,
+				(unsigned long long)((SampleObject *)c->owner)->view.sn,
+				n, n == 1 ? "" : "s");
+	}
+	if (objects > shown)
+		len += (size_t)PyOS_snprintf(msg + len, sizeof(msg) - len,
+					     " and %zd more", objects - shown);
+	PyOS_snprintf(msg + len, sizeof(msg) - len,
+		      "; del those arrays or call .release() on the memoryviews "
+		      "(and samples) first, or close with `with seg:`, which "
+		      "says goodbye at once and unmaps when they are gone");
+	PyErr_SetString(zdext_state_of((PyObject *)self)->ViewsAliveError, msg);
+}
+
+/* close(): defer == 0 refuses while a live loan or a sample has views;
+ * __exit__ defers the end of those until their last view is gone.  Either
+ * way the goodbye, the readers' close and the end of every other loan and
+ * sample happen now; only the unmap waits for views that remain. */
 static int
 segment_close_impl(SegmentObject *self, int defer)
 {
 	zdext_child *c, *next;
 	Py_ssize_t views = 0;
 
+	if (zdext_foreign(self)) {
+		if (!defer)
+			return zdext_check_owner(self, "the segment");
+		self->closed = 1;   /* unmapped locally when collected */
+		return 0;
+	}
 	if (self->seg == NULL || self->closing || self->close_pending)
 		return 0;
 	for (c = self->children.next; c != &self->children; c = c->next)
-		views += child_exports(c);
+		views += child_blocking_views(c);
 	if (views > 0 && !defer) {
-		zdext_views_alive(zdext_state_of((PyObject *)self), views,
-				  "segment's loans and samples", "close the segment");
+		segment_views_alive(self);
 		return -1;
 	}
 	self->closed = 1;
 	self->closing = 1;
-	zdext_wait_idle(&self->inflight);
+	/* Not for this thread's own waits: this is a signal handler running
+	 * between two of their slices, and they leave once it returns. */
+	zdext_wait_idle(&self->inflight, zdext_own_waits(self, NULL));
 	for (c = self->children.next; c != &self->children; c = next) {
 		next = c->next;
 		if (child_exports(c) > 0)
@@ -203,10 +360,25 @@ segment_close_impl(SegmentObject *self, int defer)
 			zdext_reader_close_now((ReaderObject *)c->owner);
 	}
 	self->closing = 0;
-	if (self->children.next == &self->children)
+	if (self->children.next == &self->children) {
 		segment_close_now(self);
-	else
+	} else {
+		zd_segment_t *h = self->seg;
+		Py_ssize_t blocking = 0;
+
+		for (c = self->children.next; c != &self->children; c = c->next)
+			blocking += child_blocking_views(c);
 		self->close_pending = 1;
+		/* Only views of committed loans left: nothing of the stream is
+		 * ours any more but the mapping.  Else the pins and loans of the
+		 * remaining views stay, and only the goodbye is said now. */
+		Py_BEGIN_ALLOW_THREADS
+		if (blocking == 0)
+			zd_segment_detach(h);
+		else
+			zd_segment_goodbye(h);
+		Py_END_ALLOW_THREADS
+	}
 	return 0;
 }
 
@@ -226,6 +398,8 @@ segment_wrap(PyTypeObject *tp, zd_segment_t *h, PyObject *name)
 		return NULL;
 	}
 	self->seg = h;
+	self->pid = zdext_pid;
+	open_list_add(self);
 	self->children.next = self->children.prev = &self->children;
 	self->children.owner = NULL;
 	self->children.kind = 0;
@@ -275,8 +449,13 @@ config_from_args(PyObject *count, PyObject *cap, PyObject *hash, PyObject *mode,
 	return 0;
 }
 
+typedef int (*unnamed_create_fn)(const zd_config_t *cfg, zd_segment_t **out);
+
+/* MemorySegment(...) and AnonymousSegment(...): the same arguments, no name. */
 static PyObject *
-memory_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+unnamed_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds,
+		    const char *parse_fmt, unnamed_create_fn create,
+		    const char *what)
 {
 	static char *kwlist[] = {"slot_count", "slot_capacity", "type_hash", NULL};
 	zdext_state *st = zdext_state_of_type(tp);
@@ -285,35 +464,30 @@ memory_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
 	zd_segment_t *h = NULL;
 	int rc;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$O:MemorySegment", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, parse_fmt, kwlist,
 					 &count, &cap, &hash))
 		return NULL;
 	if (config_from_args(count, cap, hash, NULL, &cfg) < 0)
 		return NULL;
 	Py_BEGIN_ALLOW_THREADS
-	rc = zd_segment_create_memory(&cfg, &h);
+	rc = create(&cfg, &h);
 	Py_END_ALLOW_THREADS
 	if (rc < 0)
-		return zdext_raise(st, rc, "create memory segment");
+		return zdext_raise(st, rc, what);
 	return segment_wrap(tp, h, NULL);
+}
+
+static PyObject *
+memory_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+{
+	return unnamed_segment_new(tp, args, kwds, "OO|$O:MemorySegment",
+				   zd_segment_create_memory, "create memory segment");
 }
 
 static PyObject *
 what_name(const char *verb, PyObject *name)
 {
 	return PyUnicode_FromFormat("%s %R", verb, name);
-}
-
-static PyObject *
-raise_named(zdext_state *st, int rc, const char *verb, PyObject *name)
-{
-	PyObject *what = what_name(verb, name);
-
-	if (what != NULL) {
-		zdext_raise(st, rc, PyUnicode_AsUTF8(what));
-		Py_DECREF(what);
-	}
-	return NULL;
 }
 
 /* SegmentExistsError saying what lives under the name: whether its creator
@@ -402,7 +576,7 @@ posix_segment_create(PyObject *cls, PyObject *const *args, Py_ssize_t nargs,
 	if (rc == -EEXIST)
 		return raise_exists(st, a[0], name);
 	if (rc < 0)
-		return raise_named(st, rc, "create", a[0]);
+		return zdext_raise_named(st, rc, "create", a[0]);
 	return segment_wrap(tp, h, a[0]);
 }
 
@@ -416,7 +590,7 @@ posix_segment_attach(PyObject *cls, PyObject *const *args, Py_ssize_t nargs,
 	const char *name;
 	zd_attach_opts_t opts;
 	zd_segment_t *h = NULL;
-	PyObject *a[2], *what;
+	PyObject *a[2];
 	int rc;
 
 	if (zdext_bind("attach", args, nargs, kwnames, names, 2, 1, a) < 0)
@@ -431,39 +605,18 @@ posix_segment_attach(PyObject *cls, PyObject *const *args, Py_ssize_t nargs,
 	Py_BEGIN_ALLOW_THREADS
 	rc = zd_segment_attach_posix_opts(name, &opts, &h);
 	Py_END_ALLOW_THREADS
-	if (rc < 0) {
-		what = what_name("attach", a[0]);
-		if (what != NULL) {
-			zdext_raise_policy(st, rc, PyUnicode_AsUTF8(what), name,
-					   &opts);
-			Py_DECREF(what);
-		}
-		return NULL;
-	}
+	if (rc < 0)
+		return zdext_raise_policy(st, rc, "attach", a[0], name,
+					  &opts);
 	return segment_wrap(tp, h, a[0]);
 }
 
 static PyObject *
 anonymous_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
 {
-	static char *kwlist[] = {"slot_count", "slot_capacity", "type_hash", NULL};
-	zdext_state *st = zdext_state_of_type(tp);
-	PyObject *count, *cap, *hash = Py_None;
-	zd_config_t cfg;
-	zd_segment_t *h = NULL;
-	int rc;
-
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$O:AnonymousSegment",
-					 kwlist, &count, &cap, &hash))
-		return NULL;
-	if (config_from_args(count, cap, hash, NULL, &cfg) < 0)
-		return NULL;
-	Py_BEGIN_ALLOW_THREADS
-	rc = zd_segment_create_anonymous(&cfg, &h);
-	Py_END_ALLOW_THREADS
-	if (rc < 0)
-		return zdext_raise(st, rc, "create anonymous segment");
-	return segment_wrap(tp, h, NULL);
+	return unnamed_segment_new(tp, args, kwds, "OO|$O:AnonymousSegment",
+				   zd_segment_create_anonymous,
+				   "create anonymous segment");
 }
 
 static PyObject *
@@ -1007,6 +1160,8 @@ seg_close(SegmentObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 seg_enter(SegmentObject *self, PyObject *Py_UNUSED(ignored))
 {
+	if (zdext_check_owner(self, "the segment") < 0)
+		return NULL;
 	if (zdext_segment_check(self) < 0)
 		return NULL;
 	return Py_NewRef(self);
@@ -1027,13 +1182,15 @@ posix_segment_unlink(SegmentObject *self, PyObject *Py_UNUSED(ignored))
 	const char *name;
 	int rc;
 
+	if (zdext_check_owner(self, "the segment") < 0)
+		return NULL;
 	if (self->name == NULL || zdext_name_arg(self->name, "name", &name) < 0)
 		return NULL;
 	Py_BEGIN_ALLOW_THREADS
 	rc = zd_segment_unlink_posix(name);
 	Py_END_ALLOW_THREADS
 	if (rc < 0)
-		return raise_named(zdext_state_of((PyObject *)self), rc, "unlink",
+		return zdext_raise_named(zdext_state_of((PyObject *)self), rc, "unlink",
 				   self->name);
 	Py_RETURN_NONE;
 }
@@ -1111,11 +1268,14 @@ static PyMethodDef segment_methods[] = {
 	 "Registers a reader in the segment."},
 	{"close", (PyCFunction)seg_close, METH_NOARGS,
 	 "close() -> None\n--\n\n"
-	 "Discards live loans, releases samples, closes readers and unmaps; "
-	 "ViewsAliveError while a loan or sample has live views."},
+	 "Says goodbye, discards live loans, releases samples, closes readers "
+	 "and unmaps (once views of committed loans are gone); "
+	 "ViewsAliveError while a live loan or a sample has views."},
 	{"__enter__", (PyCFunction)seg_enter, METH_NOARGS, NULL},
 	{"__exit__", (PyCFunction)(void (*)(void))seg_exit, METH_FASTCALL,
 	 "Closes like close(), but defers the unmap while views are alive."},
+	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
+	 "Refused (TypeError): pass the segment name instead."},
 	{NULL, NULL, 0, NULL},
 };
 

@@ -114,6 +114,8 @@ writer_loan_slot(WriterObject *w, uint64_t timeout_ns, uint32_t *slot)
 static int
 writer_check(WriterObject *w)
 {
+	if (zdext_check_owner(w->segment, "the writer") < 0)
+		return -1;
 	if (w->closed) {
 		zdext_closed(zdext_state_of((PyObject *)w), "the writer");
 		return -1;
@@ -270,6 +272,8 @@ writer_loan_array(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 static PyObject *
 writer_close(WriterObject *w, PyObject *Py_UNUSED(ignored))
 {
+	if (zdext_check_owner(w->segment, "the writer") < 0)
+		return NULL;
 	w->closed = 1;
 	Py_RETURN_NONE;
 }
@@ -370,6 +374,8 @@ static PyMethodDef writer_methods[] = {
 	 "close() -> None\n--\n\nFurther loans raise ClosedError."},
 	{"__enter__", (PyCFunction)writer_enter, METH_NOARGS, NULL},
 	{"__exit__", (PyCFunction)(void (*)(void))writer_exit, METH_FASTCALL, NULL},
+	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
+	 "Refused (TypeError): pass the segment name and open a writer in the other process."},
 	{NULL, NULL, 0, NULL},
 };
 

@@ -1,7 +1,10 @@
 """Type stubs for the C extension ``zdshm._zdshm`` (the contract of the Python surface).
 
 Times are in seconds (float). ``timeout=None`` waits without limit; every wait
-is sliced so Ctrl-C raises ``KeyboardInterrupt`` within 100 ms.
+is sliced so Ctrl-C raises ``KeyboardInterrupt`` within 100 ms.  A close() from
+a signal handler of the waiting thread ends the wait with ClosedError.  Every
+object belongs to the process that opened its segment: in a fork child each
+operation raises ForkedHandleError.  No object pickles (TypeError).
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ class CorruptSegmentError(Error, ValueError): ...         # -EBADMSG, -EPROTO, -
 class NoSpaceError(Error, OSError): ...                   # -ENOSPC
 class ViewsAliveError(Error, BufferError): ...            # close/commit while views are alive
 class ClosedError(Error, ValueError): ...                 # operation on a closed object
+class ForkedHandleError(Error, RuntimeError): ...         # a handle used in another process (fork child)
 # additions: the remaining core codes (normally prevented by argument checks)
 class InvalidArgumentError(Error, ValueError): ...        # -EINVAL, -ERANGE, -ENAMETOOLONG
 class SizeOverflowError(Error, OverflowError): ...        # -EOVERFLOW
@@ -87,9 +91,11 @@ class Segment:
     def writer(self, overflow: Literal["block", "fail", "reclaim"] = "block",
                timeout: float | None = None, spin: float = 0.0) -> Writer: ...
     def reader(self, join_last: int = 0, spin: float = 0.0) -> Reader: ...
-    def close(self) -> None: ...                         # ViewsAliveError while loans/samples have live views
+    def close(self) -> None: ...                         # ViewsAliveError while live loans/samples have views
+    # Every zdshm object refuses pickling (TypeError, any protocol): pass the name.
+    def __reduce_ex__(self, protocol: int, /) -> Any: ...
     def __enter__(self) -> Segment: ...
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(self, *exc: object) -> None: ...       # close(), deferring what still has views
 
 @final
 class MemorySegment(Segment):

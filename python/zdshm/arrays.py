@@ -11,18 +11,25 @@ numpy is imported lazily (on first use), so ``import zdshm`` works without it.
   that can travel in a slot's meta area.
 
 Lifetime rule of :func:`loan_array`: on a normal exit the array it yielded
-becomes read-only and the slot is published; no other view of it may be
-alive at that moment (no slice, ``.view()``, ``memoryview`` or second name
-bound to the frame: only the ``as`` name).  If one is, the frame is *not*
-published: :class:`~zdshm.ViewsAliveError` is raised and the slot stays
-loaned until the last view is gone, then it is discarded.  On an exception
-the loan is discarded.
+becomes read-only and the slot is published; no other numpy view of it may
+be alive at that moment (no slice, ``.view()``, reshape or transpose kept
+past the block).  If one is, the frame is *not* published:
+:class:`~zdshm.ViewsAliveError` is raised and the slot stays loaned until
+the last view is gone, then it is discarded.  On an exception the loan is
+discarded.  A second name for the frame is fine: it is the same array, and
+read-only after the commit.
+
+How views are seen: by export counts.  The frame is an ndarray subclass
+whose every derived view takes its own buffer export of the loan while the
+loan is live, so ``loan.exports`` is 1 (the frame) plus the number of views
+alive.  A buffer-protocol view (``memoryview(frame)``) or a plain-ndarray
+conversion (``np.asarray(frame)``) is not an ndarray view of the frame and
+is not counted: do not keep one past the block.
 """
 from __future__ import annotations
 
 import functools
 import math
-import sys
 from typing import TYPE_CHECKING, Any
 
 from zdshm._zdshm import Sample, ViewsAliveError, Writer
@@ -116,23 +123,33 @@ def _shape_tuple(shape: Any) -> tuple[int, ...]:
 
 _DEFAULT: Any = object()
 
-# Reference counts of a clean frame at exit, measured once (see _calibrate).
-_CLEAN_REFS: tuple[int, int] | None = None
+_FRAME: Any = None
 
 
-def _ref_counts(base: Any, arr: Any) -> tuple[int, int]:
-    # base: referenced by arr.base and by the caller's local; arr: by the
-    # caller's local and the user's `as` name.  Derived views (slices,
-    # .view(), reshape) reference base; memoryview(arr) references arr.
-    return sys.getrefcount(base), sys.getrefcount(arr)
+def _frame_type() -> Any:
+    """The ndarray subclass of loan_array frames (made once numpy is in)."""
+    global _FRAME
+    if _FRAME is None:
+        np = _numpy()
 
+        class LoanFrame(np.ndarray):
+            """A loan_array frame: every view derived from it while its loan
+            is live holds a buffer export of the loan, so the loan's export
+            count tells whether views other than the frame are alive."""
 
-def _calibrate() -> tuple[int, int]:
-    np = _numpy()
-    base = np.frombuffer(memoryview(bytearray(8)), dtype=np.uint8, count=8)
-    arr = base.reshape((2, 4))
-    as_name = arr  # stands for the `with ... as frame` name  # noqa: F841
-    return _ref_counts(base, arr)
+            def __array_finalize__(self, obj: Any) -> None:
+                self._zd_loan = None
+                self._zd_export = None
+                # Views share memory with their base; ufunc results and
+                # copies have a fresh base array (or own their data).
+                loan = getattr(self.base, "_zd_loan", None)
+                if loan is not None and loan.live:
+                    self._zd_export = memoryview(loan)
+
+        LoanFrame.__module__ = __name__
+        LoanFrame.__qualname__ = "LoanFrame"
+        _FRAME = LoanFrame
+    return _FRAME
 
 
 @functools.lru_cache(maxsize=256)
@@ -169,20 +186,20 @@ class _LoanArray:
         self._arr: Any = None
 
     def __enter__(self) -> np.ndarray:
-        global _CLEAN_REFS
         np = _numpy()
+        frame_type = _frame_type()
         if self._loan is not None:
             raise RuntimeError("loan_array context manager is not reentrant")
-        if _CLEAN_REFS is None:
-            _CLEAN_REFS = _calibrate()
         if self._timeout is _DEFAULT:
             loan = self._writer.loan()
         else:
             loan = self._writer.loan(timeout=self._timeout)
         try:
             loan.set_format(self._fmt, self._shape)
+            # The loan's one export: base; arr is a view of base.
             base = np.frombuffer(loan, dtype=self._dtype, count=self._count)
-            arr = base.reshape(self._shape)
+            arr = base.reshape(self._shape).view(frame_type)
+            arr._zd_loan = loan
         except BaseException:
             base = arr = None
             if loan.exports == 0:
@@ -196,29 +213,34 @@ class _LoanArray:
         self._loan = self._base = self._arr = None
         if loan is None:
             return False
-        assert _CLEAN_REFS is not None
-        base_refs, arr_refs = _ref_counts(base, arr)
-        clean = (loan.exports == 1 and base_refs <= _CLEAN_REFS[0]
-                 and arr_refs <= _CLEAN_REFS[1])
+        arr._zd_loan = None             # views made from now on take no export
         arr.flags.writeable = False
         base.flags.writeable = False
+        others = loan.exports - 1       # the frame's own export is base's
         if exc_type is not None:
-            if clean and loan.live:
+            if others == 0 and loan.live:
                 loan._discard_sealed()
             return False
         if not loan.live:
             return False
-        if not clean:
-            extra = max(0, base_refs - _CLEAN_REFS[0]) + max(0, arr_refs - _CLEAN_REFS[1])
-            extra += max(0, loan.exports - 1)
-            del arr, base
+        if others > 0:
+            slot = loan.slot
+            del arr, base, loan
             raise ViewsAliveError(
-                f"loan_array: {extra} other view(s) of or name(s) for the frame "
-                f"are still alive (slice, .view(), memoryview, second name); "
-                f"the frame was NOT published. Keep only the `as` name; the "
-                f"slot is discarded once those views are gone")
+                f"loan_array: {others} other view{'s' if others > 1 else ''} of "
+                f"the frame (slice, .view(), reshape) "
+                f"{'are' if others > 1 else 'is'} still alive, so the frame in "
+                f"slot {slot} was NOT published: del them before the block "
+                f"ends; the slot is discarded once they are gone")
         loan._commit_sealed()
         return False
+
+
+def __getattr__(name: str) -> Any:
+    # LoanFrame is made on first use, like the numpy import it needs.
+    if name == "LoanFrame":
+        return _frame_type()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def loan_array(writer: Writer, shape: Any, dtype: DTypeLike,
@@ -227,7 +249,8 @@ def loan_array(writer: Writer, shape: Any, dtype: DTypeLike,
 
     ``with loan_array(w, (480, 640, 3), np.uint8) as frame: fill(frame)``
     commits on normal exit (the array becomes read-only) and discards on an
-    exception.  ``timeout`` defaults to the writer's.
+    exception.  ``timeout`` defaults to the writer's.  The frame is a
+    :class:`LoanFrame` (an ndarray subclass, see the module docstring).
     """
     return _LoanArray(writer, shape, dtype, timeout)
 

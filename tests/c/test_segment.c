@@ -855,6 +855,154 @@ static void describe_races_truncation(void)
 	free(image);
 }
 
+/* zd_segment_goodbye: readers of other handles drain and end while the
+ * creator's handle stays mapped and usable for its close. */
+static void goodbye_before_close(zdt_ctx_t *c)
+{
+	zd_segment_t *att = zdt_attach(c);
+	zd_segment_info_t i;
+	zd_reader_t r;
+	zd_view_t v;
+	uint32_t s;
+
+	REQUIRE_OK(zd_reader_open(att, 0, &r));
+	REQUIRE_OK(zd_slot_reserve(c->seg, zd_segment_active_mask(c->seg), &s));
+	CHECK_OK(zd_slot_commit(c->seg, s, "end", 3, NULL));
+	CHECK_OK(zd_segment_goodbye(att));          /* not the creator: nothing */
+	CHECK_OK(zd_segment_info(att, &i));
+	CHECK_EQ(i.goodbye, 0);
+	CHECK_OK(zd_segment_goodbye(c->seg));
+	CHECK_OK(zd_segment_info(att, &i));
+	CHECK_EQ(i.goodbye, 1);
+	CHECK_OK(zd_reader_take(att, &r, &v));
+	CHECK_EQ(v.size, 3);
+	CHECK_OK(zd_slot_release(att, &v));
+	CHECK_RC(zd_reader_take(att, &r, &v), -EPIPE);
+	/* the creator's handle is still mapped: its info works */
+	CHECK_OK(zd_segment_info(c->seg, &i));
+	CHECK_EQ(i.readers_active, 1);
+}
+
+/* zd_segment_detach: everything of close but the unmap. */
+static void detach_keeps_mapping(zdt_ctx_t *c)
+{
+	zd_segment_t *att = zdt_attach(c);
+	zd_segment_info_t i;
+	zd_reader_t mine, theirs;
+	uint32_t loan, committed;
+	void *data = NULL;
+	uint64_t cap = 0;
+
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &mine));
+	REQUIRE_OK(zd_reader_open(att, 0, &theirs));
+	REQUIRE_OK(zd_slot_reserve(c->seg, 0, &committed));
+	REQUIRE_OK(zd_slot_data_ptr(c->seg, committed, &data, &cap, NULL));
+	memcpy(data, "kept", 4);
+	CHECK_OK(zd_slot_commit_in_place(c->seg, committed, 4, NULL));
+	REQUIRE_OK(zd_slot_reserve(c->seg, 0, &loan));
+	CHECK_OK(zd_segment_detach(c->seg));
+	CHECK_OK(zd_segment_info(att, &i));
+	CHECK_EQ(i.goodbye, 1);
+	CHECK_EQ(i.active_mask, (uint64_t)1 << theirs.index);   /* mine is gone */
+	CHECK_EQ(zd_slot_state(att, loan), 0);                   /* discarded */
+	CHECK_EQ(zd_slot_state(att, committed), 2);
+	/* still mapped: the producer's pointer into its committed slot reads */
+	CHECK(memcmp(data, "kept", 4) == 0);
+	CHECK_OK(zd_segment_detach(c->seg));                     /* idempotent */
+	CHECK_OK(zd_reader_close(att, &theirs));
+}
+
+static zd_segment_t *inherited;
+
+/* In a fork child: end the inherited creator handle the way a finaliser
+ * of an inherited object must. */
+static int abandon_in_child(void *arg)
+{
+	(void)arg;
+	return zd_segment_abandon(inherited) == 0 ? 0 : 1;
+}
+
+/* zd_segment_abandon in a fork child changes nothing the parent owns: no
+ * goodbye, its reader and attachment stay registered and locked (a reap by
+ * another handle finds nothing), its loan stays loaned. */
+static void abandon_in_fork_child(zdt_ctx_t *c)
+{
+	/* memory: the child's copy is private; the parent's handle reaps */
+	zd_segment_t *att = c->backend == ZD_BACKEND_POSIX ? zdt_attach(c) : c->seg;
+	zd_segment_info_t before, after;
+	zd_reader_t r;
+	uint32_t loan, reaped_r = 9, reaped_l = 9;
+
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &r));
+	REQUIRE_OK(zd_slot_reserve(c->seg, 0, &loan));
+	CHECK_OK(zd_segment_info(c->seg, &before));
+	inherited = c->seg;
+	CHECK_EQ(zdt_wait(zdt_fork(abandon_in_child, NULL)), 0);
+	CHECK_OK(zd_segment_reap(att, &reaped_r, &reaped_l));
+	CHECK_EQ(reaped_r, 0);
+	CHECK_EQ(reaped_l, 0);
+	CHECK_OK(zd_segment_info(att, &after));
+	CHECK_EQ(after.goodbye, 0);
+	CHECK_EQ(after.active_mask, before.active_mask);
+	CHECK_EQ(zd_slot_state(c->seg, loan), 1);   /* still loaned */
+	CHECK_OK(zd_slot_discard(c->seg, loan));
+	CHECK_OK(zd_reader_close(c->seg, &r));
+}
+
+static char disown_name[64];
+static int disown_pipe[2];
+
+/* The grandchild: disowns the inherited handle, then outlives its parent. */
+static int disown_and_linger(void *arg)
+{
+	zd_segment_t *seg = arg;
+	pid_t me = getpid();
+
+	zd_segment_disown(seg);
+	if (write(disown_pipe[1], &me, sizeof(me)) != (ssize_t)sizeof(me))
+		return 1;
+	sleep(30);
+	return 0;
+}
+
+/* The child: registers a reader, forks the grandchild, and dies. */
+static int register_fork_and_die(void *arg)
+{
+	zd_segment_t *seg = NULL;
+	zd_reader_t r;
+
+	(void)arg;
+	if (zd_segment_attach_posix(disown_name, &seg) != 0 ||
+	    zd_reader_open(seg, 0, &r) != 0)
+		return 1;
+	zdt_fork(disown_and_linger, seg);
+	return 0;                  /* _exit with the reader registered */
+}
+
+/* A fork child that disowned its inherited handle does not keep the dead
+ * owner's reader alive: the next reap finds it.  The inherited mapping
+ * still reads the segment. */
+static void disown_lets_owner_die(zdt_ctx_t *c)
+{
+	uint32_t reaped = 0;
+	pid_t grandchild = 0;
+
+	snprintf(disown_name, sizeof(disown_name), "%s", c->name);
+	REQUIRE(pipe(disown_pipe) == 0);
+	CHECK_EQ(zdt_wait(zdt_fork(register_fork_and_die, NULL)), 0);
+	CHECK_EQ(read(disown_pipe[0], &grandchild, sizeof(grandchild)),
+		 (ssize_t)sizeof(grandchild));          /* disowned, still alive */
+	CHECK_EQ(kill(grandchild, 0), 0);
+	CHECK_NE(zd_segment_active_mask(c->seg), 0);
+	CHECK_OK(zd_segment_reap(c->seg, &reaped, NULL));
+	CHECK_EQ(reaped, 1);
+	CHECK_EQ(zd_segment_active_mask(c->seg), 0);
+	if (grandchild > 0)
+		kill(grandchild, SIGKILL);   /* not our child: init reaps it */
+	close(disown_pipe[0]);
+	close(disown_pipe[1]);
+}
+
 int main(void)
 {
 	zd_config_t c3 = zdt_cfg(3, 1000);
@@ -875,6 +1023,10 @@ int main(void)
 		      close_discards_loans_and_views);
 	zdt_run_posix("goodbye_wakes_waiting_reader", &c2,
 		      goodbye_wakes_waiting_reader);
+	zdt_run_posix("goodbye_before_close", &c2, goodbye_before_close);
+	zdt_run_both("abandon_in_fork_child", &c2, abandon_in_fork_child);
+	zdt_run_posix("detach_keeps_mapping", &c2, detach_keeps_mapping);
+	zdt_run_posix("disown_lets_owner_die", &c2, disown_lets_owner_die);
 	zdt_case("type_hash_round_trip", type_hash_round_trip);
 	zdt_case("strerror_covers_codes", strerror_covers_codes);
 	zdt_case("attach_without_permission", attach_without_permission);

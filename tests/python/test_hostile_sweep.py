@@ -20,10 +20,12 @@ recorded with its trial, and is restarted the same way.
 from __future__ import annotations
 
 import collections
+import fcntl
 import os
 import random
 import selectors
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -166,6 +168,21 @@ def exercise(name: str) -> str:
     return outcome
 
 
+F_OFD_SETLK = 37          # <fcntl.h> on Linux
+
+
+def hold_creator_lock(fd: int) -> None:
+    """Takes the creator's liveness lock byte (after the reader and
+    attachment locks) with an open-file-description lock, as a creator does."""
+    import zdshm
+
+    byte = zdshm.READER_MAX + zdshm.ATTACH_MAX
+    # struct flock on Linux x86_64/aarch64: short type, short whence,
+    # off_t start, off_t len, pid_t pid (0 for OFD locks).
+    fl = struct.pack("hh4xqqi4x", fcntl.F_WRLCK, os.SEEK_SET, byte, 1, 0)
+    fcntl.fcntl(fd, F_OFD_SETLK, fl)
+
+
 def worker(base_path: str, tag: str, start: int, step: int, stop: int) -> None:
     with open(base_path, "rb") as f:
         base = f.read()
@@ -177,17 +194,20 @@ def worker(base_path: str, tag: str, start: int, step: int, stop: int) -> None:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         try:
             os.write(fd, trial_bytes(base, single, i))
+            # Stand in for a live creator: hold its liveness lock, so the
+            # takes are not ended early by CreatorDeadError.
+            hold_creator_lock(fd)
+            out.write(f"S {i}\n")
+            out.flush()
+            try:
+                outcome = exercise(name)
+            finally:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:   # removed by a cleaner of stale segments
+                    outcome = "vanished"
         finally:
             os.close(fd)
-        out.write(f"S {i}\n")
-        out.flush()
-        try:
-            outcome = exercise(name)
-        finally:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:   # removed by a cleaner of stale segments
-                outcome = "vanished"
         out.write(f"F {i} {outcome}\n")
         out.flush()
 

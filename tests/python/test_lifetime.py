@@ -4,6 +4,7 @@ documented exception or a kept-alive mapping, never in a crash."""
 from __future__ import annotations
 
 import gc
+import time
 import weakref
 
 import numpy as np
@@ -259,3 +260,76 @@ def test_close_posix_creator_with_reader_elsewhere(posix_factory):
     del arr
     s.release()
     other.close()
+
+
+# --- ending a producer -----------------------------------------------------------
+
+def test_committed_frame_does_not_block_close(make_segment):
+    seg = make_segment()
+    w, r = seg.writer(), seg.reader()
+    with w.loan_array((16,), np.uint8) as frame:
+        frame[:] = 3
+    tail = frame[8:]                     # a (read-only) view made after the commit
+    seg.close()                          # the frames are committed: no ViewsAliveError
+    assert seg.closed and r.closed
+    assert "closing" in repr(seg)        # the unmap waits for the frame
+    assert frame.sum() == 48 and tail.sum() == 24      # still mapped
+    with pytest.raises(zdshm.ClosedError):
+        w.publish(b"x")
+    del frame, tail
+    gc.collect()
+    assert "closed" in repr(seg)
+
+
+def test_close_and_exit_say_goodbye_at_once(posix_factory):
+    for how in ("close", "exit"):
+        creator = posix_factory()
+        other = posix_factory.attach(creator)
+        r = other.reader()
+        w = creator.writer()
+        mine = creator.reader()
+        with w.loan_array((4,), np.uint8) as frame:
+            frame[:] = 1
+        w.publish(b"last")
+        held = np.asarray(mine.take(timeout=1))         # a sample view: defers
+        if how == "close":
+            del held
+            creator.close()
+        else:
+            creator.__exit__(None, None, None)
+        assert "closing" in repr(creator)               # not unmapped yet
+        assert other.info()["goodbye"]
+        t0 = time.monotonic()
+        assert [s.tobytes() for s in r] == [bytes([1] * 4), b"last"]   # drained, ended
+        assert time.monotonic() - t0 < 1.0
+        assert other.info()["active_mask"] == 1 << r.index  # the creator's reader is gone
+        del frame
+        if how == "exit":
+            assert held.tobytes() == bytes([1] * 4)    # still pinned and mapped
+            del held
+        gc.collect()
+        assert "closed" in repr(creator)
+
+
+def test_views_alive_error_names_what_is_alive(make_segment):
+    seg = make_segment()
+    w, r = seg.writer(), seg.reader()
+    w.publish(b"abc")
+    s = r.take(timeout=1)
+    views = [memoryview(s), np.asarray(s)]
+    loan = seg.reserve()
+    lv = memoryview(loan)
+    with pytest.raises(zdshm.ViewsAliveError) as ei:
+        seg.close()
+    msg = str(ei.value)
+    assert f"the sample of slot {s.slot}, sn {s.sn} (2 views)" in msg, msg
+    assert f"the live loan of slot {loan.slot} (1 view)" in msg, msg
+    assert "del those arrays or call .release()" in msg and "with seg:" in msg
+    with pytest.raises(zdshm.ViewsAliveError, match=f"2 views of the sample of slot "
+                       f"{s.slot}, sn {s.sn} are still alive.*del the arrays"):
+        s.release()
+    with pytest.raises(zdshm.ViewsAliveError,
+                       match=f"1 view of the loan of slot {loan.slot} is still alive"):
+        loan.commit()
+    del views, lv
+    seg.close()

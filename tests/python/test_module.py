@@ -34,6 +34,7 @@ HIERARCHY = [
     (zdshm.NoSpaceError, OSError),
     (zdshm.ViewsAliveError, BufferError),
     (zdshm.ClosedError, ValueError),
+    (zdshm.ForkedHandleError, RuntimeError),
     (zdshm.InvalidArgumentError, ValueError),
     (zdshm.SizeOverflowError, OverflowError),
     (zdshm.SystemCallError, OSError),

@@ -119,3 +119,101 @@ def test_close_segment_while_other_thread_waits(seg):
     assert not t.is_alive()
     assert time.monotonic() - t0 < 1.0
     assert len(errors) == 1
+
+
+# --- a signal handler that closes what the same thread waits on ------------------
+#
+# Each case runs in its own interpreter under a watchdog: a deadlock fails
+# the test (timeout) instead of hanging the suite.  SIGALRM fires while the
+# main thread blocks; the handler closes the reader, writer or segment; the
+# wait must end at once with ClosedError (iteration: the reader's end).
+
+_CLOSE_IN_HANDLER = """
+import signal, sys, time
+import zdshm
+
+backend, wait, target, name = sys.argv[1:5]
+if backend == "memory":
+    seg = zdshm.MemorySegment(1, 64)
+else:
+    seg = zdshm.PosixSegment.create(name, 1, 64)
+try:
+    r = seg.reader()
+    w = seg.writer(timeout=None)
+    if wait in ("loan", "publish"):
+        w.publish(b"full")          # r has not read it: the next loan blocks
+    closers = {"reader": r.close, "writer": w.close, "segment": seg.close}
+    waits = {
+        "take": r.take,
+        "iterate": lambda: list(r),
+        "loan": w.loan,
+        "publish": lambda: w.publish(b"x"),
+        "wait_for_change": lambda: seg.wait_for_change(seg.notify_generation),
+    }
+    if wait == "take+thread":           # another thread waits on the segment too
+        import threading
+        other, seen = seg.reader(), []
+
+        def wait_other():
+            try:
+                other.take()
+            except zdshm.ClosedError:
+                seen.append("ClosedError")
+
+        t = threading.Thread(target=wait_other)
+        t.start()
+        waits[wait] = lambda: (r.take(), t.join())
+    signal.signal(signal.SIGALRM, lambda *_: closers[target]())
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    t0 = time.monotonic()
+    try:
+        outcome = repr(waits[wait]())
+    except zdshm.ClosedError:
+        outcome = "ClosedError"
+    if wait == "take+thread":
+        t.join(5)
+        outcome += "+" + "".join(seen)
+    print(outcome, time.monotonic() - t0)
+    seg.close()
+finally:
+    if backend == "posix":
+        seg.unlink()
+"""
+
+_SIGNAL_CASES = [
+    ("take", "reader", "ClosedError"),
+    ("take", "segment", "ClosedError"),
+    ("take+thread", "segment", "ClosedError+ClosedError"),
+    ("iterate", "reader", "[]"),
+    ("iterate", "segment", "[]"),
+    ("loan", "writer", "ClosedError"),
+    ("loan", "segment", "ClosedError"),
+    ("publish", "segment", "ClosedError"),
+    ("wait_for_change", "segment", "ClosedError"),
+]
+
+
+@pytest.mark.parametrize("backend", ["memory", "posix"])
+@pytest.mark.parametrize("wait,target,expected", _SIGNAL_CASES,
+                         ids=[f"{w}-close-{t}" for w, t, _ in _SIGNAL_CASES])
+def test_close_from_signal_handler_while_waiting(backend, wait, target, expected):
+    import subprocess
+    import sys
+
+    from zdpy_support import shm_listing, unique_name
+
+    name = unique_name("sig")
+    try:
+        proc = subprocess.run([sys.executable, "-c", _CLOSE_IN_HANDLER, backend,
+                               wait, target, name],
+                              capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"close() from a signal handler deadlocked {wait}()")
+    finally:
+        if name in shm_listing():
+            zdshm.unlink(name)
+    assert proc.returncode == 0, proc.stderr
+    outcome, elapsed = proc.stdout.split()
+    assert outcome == expected, proc.stdout
+    # 0.2 s to the alarm, then at once (slack for a loaded machine)
+    assert float(elapsed) < 2.0, proc.stdout

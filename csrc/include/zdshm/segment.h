@@ -232,6 +232,45 @@ int zd_segment_unlink_stale_posix(const char *name);
  * sure no pointer into the segment is used afterwards. Returns 0. */
 int zd_segment_close(zd_segment_t *seg);
 
+/* Ends this handle's part in the segment but keeps it mapped: closes its
+ * readers, frees its attachment entry (discarding its live loans and
+ * dropping its handle pins) and, for the creator's handle, says goodbye —
+ * everything zd_segment_close does but the unmap.  For a handle whose only
+ * pointers still in use are into committed slots (a producer's published
+ * frame); no view pinned through the handle may be in use.  Afterwards only
+ * zd_segment_close (which then only unmaps) or zd_segment_abandon may be
+ * called on it.  Returns 0. */
+int zd_segment_detach(zd_segment_t *seg);
+
+/* The creator's goodbye before its handle is closed: sets the goodbye flag
+ * and wakes every waiter, so readers drain what is committed and then end,
+ * while the handle stays mapped and usable for zd_segment_close (which says
+ * it again, harmlessly).  A handle that did not create the segment changes
+ * nothing.  Returns 0. */
+int zd_segment_goodbye(zd_segment_t *seg);
+
+/* In a process that inherited the handle across fork(): lets go of the
+ * owner's open file description at once, changing nothing shared.  An
+ * inherited descriptor or mapping keeps that description, and with it the
+ * owner's liveness locks, alive after the owner dies; so the descriptor is
+ * closed and both mappings are replaced in place by mappings of a new open
+ * file description of the same object (opened again through /proc/self/fd;
+ * if that fails, by anonymous zero pages).  Views into the mappings stay
+ * valid.  An anonymous segment keeps the descriptor it hands over (it holds
+ * no lock).  The handle may then only be passed to zd_segment_abandon.
+ * Async-signal-safe, for a fork child handler.  The memory backend has
+ * nothing to do.  Returns 0. */
+int zd_segment_disown(zd_segment_t *seg);
+
+/* Ends a handle in a process that inherited it across fork(): unmaps it in
+ * this process, closes this process's descriptor and frees the handle,
+ * touching no shared word.  No goodbye, no reader, attachment, loan or pin
+ * of the process that opened the handle changes, and no lock is released:
+ * closing an inherited descriptor drops no OFD lock while the other process
+ * still has the open file description.  The memory backend frees this
+ * process's private copy.  Returns 0. */
+int zd_segment_abandon(zd_segment_t *seg);
+
 /* Geometry from the private copy (never from shared memory). */
 zd_backend_kind_t zd_segment_backend(const zd_segment_t *seg);
 uint32_t zd_segment_slot_count(const zd_segment_t *seg);
