@@ -46,6 +46,19 @@
 ZDI_DEFINE_ATOMICS(uint32_t, u32)
 ZDI_DEFINE_ATOMICS(uint64_t, u64)
 
+/* Orders every load before it (a pread's copy included) before every
+ * load and store after it. */
+static inline void zdi_fence_acquire(void)
+{
+#if defined(__SANITIZE_THREAD__)
+	/* gcc refuses fences under TSan, which models none; the loads this
+	 * orders are the kernel's copies, which TSan does not see anyway. */
+	__asm__ __volatile__("" ::: "memory");
+#else
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+#endif
+}
+
 static inline void zdi_cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

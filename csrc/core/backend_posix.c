@@ -3,9 +3,13 @@
  * Create: shm_open(O_CREAT|O_EXCL|O_CLOEXEC), fchmod to the requested mode
  * (so the umask does not matter), posix_fallocate (a full /dev/shm fails
  * here with ENOSPC instead of SIGBUS on first touch), map, write the header,
- * store the init flag last.  Attach: map the object at its real size
- * (fstat), check the init flag, copy the immutable header to private memory
- * and validate it; nothing in it is trusted again.
+ * store the init flag last.  Attach: fstat the descriptor, check its owner
+ * and mode against the caller's policy (zd_attach_opts_t), read the init
+ * flag and the immutable header with pread into private memory and
+ * validate them against the real size; only then map it at that size.
+ * Nothing in the header is trusted again.  Describe and the stale check
+ * never map: they read the header and the tables with pread, so an object
+ * truncated under them yields -EBADMSG, not SIGBUS.
  *
  * Liveness: lock byte idx of the object with an open-file-description lock
  * (F_OFD_SETLK).  It belongs to this handle's own open file description, so
@@ -191,7 +195,217 @@ static zd_segment_t *posix_handle_new(const char *name)
 	return seg;
 }
 
-static int posix_open(const char *name, int writable, zd_segment_t **out);
+/* The owner policy of zd_attach_opts_t, on the fstat of the descriptor
+ * about to be used.  opts NULL: the default policy.  Returns 0, -ZD_EOWNER
+ * (found_uid and found_mode filled when opts is given). */
+static int owner_check(const struct stat *st, zd_attach_opts_t *opts)
+{
+	uint32_t flags = opts != NULL ? opts->flags : 0;
+
+	if (flags & ZD_ATTACH_ANY_OWNER)
+		return 0;
+	if ((flags & ZD_ATTACH_ALLOW_UID) && st->st_uid == (uid_t)opts->allow_uid)
+		return 0;
+	if (st->st_uid == geteuid() && (st->st_mode & 022) == 0)
+		return 0;
+	if (opts != NULL) {
+		opts->found_uid = (uint32_t)st->st_uid;
+		opts->found_mode = (uint32_t)(st->st_mode & 07777);
+	}
+	return -ZD_EOWNER;
+}
+
+/* pread of exactly len bytes at off; a short read (the object shrank, or
+ * never was that long) is -EBADMSG. */
+static int pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done,
+				  off + (off_t)done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EBADMSG;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Everything attach and describe check before they use an object, with
+ * system calls on its descriptor alone (nothing is mapped, so an object
+ * that changes meanwhile yields an error, never a signal): fstat (a regular
+ * file; the owner policy unless opts is ZDI_NO_POLICY), then the header
+ * read with pread into buf and validated against the size fstat gave, then
+ * the rest of the first len bytes (len >= the header size).  The init flag is
+ * read by a first pread and the header by a second one issued after it:
+ * one pread copies in no particular order, so only a later copy is sure to
+ * hold every header field the creator wrote before its release store of
+ * init_done.  *size gets the real size.  Used by attach, attach_fd,
+ * describe and the stale check, so all of them are exactly as strict. */
+static zd_attach_opts_t no_policy;
+#define ZDI_NO_POLICY (&no_policy)
+
+static int posix_read_validated(int fd, zd_attach_opts_t *opts, void *buf,
+				size_t len, uint64_t *size)
+{
+	struct zdi_segment_header *h = buf;
+	struct stat st;
+	uint32_t init;
+	int rc;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EBADMSG;        /* a FIFO, device or directory planted there */
+	if (opts != ZDI_NO_POLICY) {
+		rc = owner_check(&st, opts);
+		if (rc < 0)
+			return rc;
+	}
+	if (st.st_size == 0)
+		return -EINPROGRESS;    /* between the creator's shm_open and fallocate */
+	if (st.st_size < (off_t)sizeof(*h))
+		return -EBADMSG;
+	if ((uint64_t)st.st_size > SIZE_MAX)
+		return -EBADMSG;
+	rc = pread_full(fd, &init, sizeof(init),
+			(off_t)offsetof(struct zdi_segment_header, init_done));
+	if (rc < 0)
+		return rc;
+	/* With the first copy, the acquire load of init_done that pairs with
+	 * the creator's release store: the second copy comes after it. */
+	zdi_fence_acquire();
+	rc = pread_full(fd, h, sizeof(*h), 0);
+	if (rc < 0)
+		return rc;
+	/* init_done from the first copy; the header fields from the second. */
+	if (init != ZDI_INIT_DONE || h->init_done != ZDI_INIT_DONE)
+		return h->magic == ZDI_MAGIC || h->magic == 0 ? -EINPROGRESS
+							      : -EBADMSG;
+	rc = zdi_header_validate(h, (uint64_t)st.st_size);
+	if (rc < 0)
+		return rc;
+	/* A valid size is beyond the tables: len bytes fit in it. */
+	if (len > sizeof(*h)) {
+		rc = pread_full(fd, (uint8_t *)buf + sizeof(*h), len - sizeof(*h),
+				(off_t)sizeof(*h));
+		if (rc < 0)
+			return rc;
+	}
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* The handle's private geometry from a validated copy of the header. */
+static void posix_take_geometry(zd_segment_t *seg,
+				const struct zdi_segment_header *copy,
+				uint64_t size)
+{
+	seg->total_size = size;
+	seg->slot_count = copy->slot_count;
+	seg->slot_capacity = copy->slot_capacity;
+	seg->slot_stride = copy->slot_stride;
+	seg->flags = copy->flags;
+	memcpy(seg->type_hash, copy->type_hash, sizeof(seg->type_hash));
+	seg->owner_pid = copy->owner_pid;
+	seg->owner_uid = copy->owner_uid;
+	seg->created_realtime_ns = copy->created_realtime_ns;
+}
+
+/* Validates the object (posix_read_validated), then maps it at the size
+ * validated; on success the handle's private geometry is set.  Used by
+ * attach and attach_fd.  A mapping is made only of an object whose owner
+ * passed the policy: after this, a truncation by whoever may write the
+ * object kills the process with SIGBUS. */
+static int posix_map_validated(zd_segment_t *seg, zd_attach_opts_t *opts)
+{
+	struct zdi_segment_header copy;
+	uint64_t size;
+	void *base;
+	int rc;
+
+	rc = posix_read_validated(seg->fd, opts, &copy, sizeof(copy), &size);
+	if (rc < 0)
+		return rc;
+	base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		    seg->fd, 0);
+	if (base == MAP_FAILED)
+		return -errno;
+	seg->base = base;
+	posix_take_geometry(seg, &copy, size);
+	seg->hdr = (struct zdi_segment_header *)base;
+	seg->readers = (struct zdi_reader_entry *)(seg->base + ZDI_READERS_OFFSET);
+	seg->attach = (struct zdi_attach_entry *)(seg->base + ZDI_ATTACH_OFFSET);
+	seg->slots = seg->base + ZDI_SLOTS_OFFSET;
+	return posix_map_readonly(seg);
+}
+
+/* The header and the two tables: what describe and the stale check read. */
+#define ZDI_CONTROL_SIZE \
+	((size_t)(ZDI_ATTACH_OFFSET + (uint64_t)ZD_ATTACH_MAX * ZDI_ENTRY_SIZE))
+
+/* Opens the object under name (O_RDWR if writable, else O_RDONLY) as a
+ * handle that maps nothing: its header and tables are a private copy read
+ * with pread (posix_read_validated), its locks are those of its descriptor.
+ * Fit for zd_segment_info and the liveness locks, never for the slots.
+ * Free with control_close. */
+static int control_open(const char *name, int writable, zd_attach_opts_t *opts,
+			zd_segment_t **out)
+{
+	char path[ZD_NAME_MAX + 2];
+	zd_segment_t *seg;
+	uint8_t *ctl;
+	uint64_t size;
+	int rc;
+
+	*out = NULL;
+	rc = zd_name_validate(name);
+	if (rc < 0)
+		return rc;
+	seg = posix_handle_new(name);
+	ctl = malloc(ZDI_CONTROL_SIZE);
+	if (seg == NULL || ctl == NULL) {
+		free(seg);
+		free(ctl);
+		return -ENOMEM;
+	}
+	shm_path(path, name);
+	/* O_NONBLOCK: opening a FIFO planted under the name must not block. */
+	seg->fd = shm_open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK, 0);
+	if (seg->fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	rc = posix_read_validated(seg->fd, opts, ctl, ZDI_CONTROL_SIZE, &size);
+	if (rc < 0)
+		goto fail;
+	posix_take_geometry(seg, (const struct zdi_segment_header *)ctl, size);
+	seg->hdr = (struct zdi_segment_header *)ctl;
+	seg->readers = (struct zdi_reader_entry *)(ctl + ZDI_READERS_OFFSET);
+	seg->attach = (struct zdi_attach_entry *)(ctl + ZDI_ATTACH_OFFSET);
+	*out = seg;
+	return 0;
+fail:
+	if (seg->fd >= 0)
+		close(seg->fd);
+	free(seg);
+	free(ctl);
+	return rc;
+}
+
+static void control_close(zd_segment_t *seg)
+{
+	if (seg == NULL)
+		return;
+	free(seg->hdr);                 /* the private copy; base is NULL */
+	seg->hdr = NULL;
+	zdi_segment_free(seg);          /* closes the fd: drops its locks */
+}
 
 /* Removes the name of a stale segment (see the top of this file).
  * Returns 0, -EBUSY (its creator or another handle is alive, another
@@ -204,7 +418,9 @@ static int stale_remove(const char *name)
 	zd_segment_t *seg = NULL;
 	int rc, fd;
 
-	rc = posix_open(name, 1, &seg);
+	/* Whoever owns it: removing reads the header and asks locks, and
+	 * maps nothing (a hostile object can refuse, not kill). */
+	rc = control_open(name, 1, ZDI_NO_POLICY, &seg);
 	if (rc < 0)
 		return rc;
 	rc = seg->ops->lock_try(seg, ZDI_LOCK_CREATOR);
@@ -233,7 +449,7 @@ static int stale_remove(const char *name)
 	}
 	if (rc == 0 && shm_unlink(path) < 0)
 		rc = -errno;
-	zdi_segment_free(seg);          /* closes the fd: drops the creator lock */
+	control_close(seg);             /* closes the fd: drops the creator lock */
 	return rc;
 }
 
@@ -320,65 +536,27 @@ fail:
 	return rc;
 }
 
-/* Maps the object at its real size and validates the header; on success
- * the handle's private geometry is set.  Used by attach and describe. */
-static int posix_map_validated(zd_segment_t *seg, int writable)
+static int check_opts(const zd_attach_opts_t *opts)
 {
-	struct zdi_segment_header copy;
-	struct stat st;
-	void *base;
-	int rc;
-
-	if (fstat(seg->fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EBADMSG;        /* a FIFO, device or directory planted there */
-	if (st.st_size == 0)
-		return -EINPROGRESS;    /* between the creator's shm_open and fallocate */
-	if (st.st_size < (off_t)sizeof(struct zdi_segment_header))
-		return -EBADMSG;
-	if ((uint64_t)st.st_size > SIZE_MAX)
-		return -EBADMSG;
-	base = mmap(NULL, (size_t)st.st_size,
-		    writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
-		    seg->fd, 0);
-	if (base == MAP_FAILED)
-		return -errno;
-	seg->base = base;
-	seg->total_size = (uint64_t)st.st_size;
-	seg->hdr = (struct zdi_segment_header *)base;
-	/* Pairs with the creator's release store of init_done. */
-	if (zdi_load_acquire_u32(&seg->hdr->init_done) != ZDI_INIT_DONE)
-		return zdi_load_relaxed_u64(&seg->hdr->magic) == ZDI_MAGIC ||
-		       zdi_load_relaxed_u64(&seg->hdr->magic) == 0
-			       ? -EINPROGRESS
-			       : -EBADMSG;
-	memcpy(&copy, seg->hdr, sizeof(copy));
-	rc = zdi_header_validate(&copy, (uint64_t)st.st_size);
-	if (rc < 0)
-		return rc;
-	seg->slot_count = copy.slot_count;
-	seg->slot_capacity = copy.slot_capacity;
-	seg->slot_stride = copy.slot_stride;
-	seg->flags = copy.flags;
-	memcpy(seg->type_hash, copy.type_hash, sizeof(seg->type_hash));
-	seg->owner_pid = copy.owner_pid;
-	seg->owner_uid = copy.owner_uid;
-	seg->created_realtime_ns = copy.created_realtime_ns;
-	seg->readers = (struct zdi_reader_entry *)(seg->base + ZDI_READERS_OFFSET);
-	seg->attach = (struct zdi_attach_entry *)(seg->base + ZDI_ATTACH_OFFSET);
-	seg->slots = seg->base + ZDI_SLOTS_OFFSET;
-	return writable ? posix_map_readonly(seg) : 0;
+	if (opts != NULL &&
+	    (opts->flags & ~(ZD_ATTACH_ALLOW_UID | ZD_ATTACH_ANY_OWNER)) != 0)
+		return -EINVAL;
+	return 0;
 }
 
-static int posix_open(const char *name, int writable, zd_segment_t **out)
+int zd_segment_attach_posix_opts(const char *name, zd_attach_opts_t *opts,
+				 zd_segment_t **out)
 {
 	char path[ZD_NAME_MAX + 2];
-	zd_segment_t *seg;
+	zd_segment_t *seg = NULL;
 	int rc;
 
+	if (out == NULL)
+		return -EINVAL;
 	*out = NULL;
-	rc = zd_name_validate(name);
+	rc = check_opts(opts);
+	if (rc == 0)
+		rc = zd_name_validate(name);
 	if (rc < 0)
 		return rc;
 	seg = posix_handle_new(name);
@@ -386,13 +564,15 @@ static int posix_open(const char *name, int writable, zd_segment_t **out)
 		return -ENOMEM;
 	shm_path(path, name);
 	/* O_NONBLOCK: opening a FIFO planted under the name must not block. */
-	seg->fd = shm_open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK, 0);
+	seg->fd = shm_open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
 	if (seg->fd < 0) {
 		rc = -errno;
 		free(seg);
 		return rc;
 	}
-	rc = posix_map_validated(seg, writable);
+	rc = posix_map_validated(seg, opts);
+	if (rc == 0)
+		rc = zdi_segment_init_handle(seg);
 	if (rc < 0) {
 		zdi_segment_free(seg);
 		return rc;
@@ -403,36 +583,31 @@ static int posix_open(const char *name, int writable, zd_segment_t **out)
 
 int zd_segment_attach_posix(const char *name, zd_segment_t **out)
 {
-	zd_segment_t *seg = NULL;
-	int rc;
-
-	if (out == NULL)
-		return -EINVAL;
-	rc = posix_open(name, 1, &seg);
-	if (rc < 0)
-		return rc;
-	rc = zdi_segment_init_handle(seg);
-	if (rc < 0) {
-		zdi_segment_free(seg);
-		return rc;
-	}
-	*out = seg;
-	return 0;
+	return zd_segment_attach_posix_opts(name, NULL, out);
 }
 
-int zd_segment_describe_posix(const char *name, zd_segment_info_t *out)
+int zd_segment_describe_posix_opts(const char *name, zd_attach_opts_t *opts,
+				   zd_segment_info_t *out)
 {
 	zd_segment_t *seg = NULL;
 	int rc;
 
 	if (out == NULL)
 		return -EINVAL;
-	rc = posix_open(name, 0, &seg);
+	rc = check_opts(opts);
+	if (rc < 0)
+		return rc;
+	rc = control_open(name, 0, opts, &seg);
 	if (rc < 0)
 		return rc;
 	rc = zd_segment_info(seg, out);
-	zdi_segment_free(seg);
+	control_close(seg);
 	return rc;
+}
+
+int zd_segment_describe_posix(const char *name, zd_segment_info_t *out)
+{
+	return zd_segment_describe_posix_opts(name, NULL, out);
 }
 
 int zd_segment_unlink_posix(const char *name)
@@ -579,7 +754,7 @@ int zd_segment_attach_fd(int fd, zd_segment_t **out)
 	rc = reopen_own(seg->share_fd, &st, &seg->fd);
 	if (rc < 0)
 		goto fail;
-	rc = posix_map_validated(seg, 1);
+	rc = posix_map_validated(seg, ZDI_NO_POLICY);
 	if (rc < 0)
 		goto fail;
 	rc = zdi_segment_init_handle(seg);

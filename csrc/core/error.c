@@ -35,6 +35,7 @@ const char *zd_strerror(int code)
 	case ENOSPC: return "no space left for the segment";
 	case ENOMEM: return "out of memory";
 	case EMFILE: return "too many open files";
+	case ZD_EOWNER: return "segment owner or mode not trusted";
 	default: return "unknown error";
 	}
 }

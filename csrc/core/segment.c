@@ -100,7 +100,8 @@ void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg,
 	h->owner_pid = seg->owner_pid;
 	h->owner_uid = seg->owner_uid;
 	h->created_realtime_ns = seg->created_realtime_ns;
-	/* Pairs with the acquire load of init_done in attach. */
+	/* Pairs with the load of init_done in attach and describe (a pread
+	 * and an acquire fence, posix_read_validated in backend_posix.c). */
 	zdi_store_release_u32(&h->init_done, ZDI_INIT_DONE);
 }
 

@@ -165,6 +165,7 @@ typedef struct zdext_state {
 	PyObject *SegmentExistsError;
 	PyObject *SegmentNotFoundError;
 	PyObject *SegmentPermissionError;
+	PyObject *SegmentOwnerError;
 	PyObject *SampleTooLargeError;
 	PyObject *StaleLoanError;
 	PyObject *NoSampleError;
@@ -270,6 +271,20 @@ int zdext_name_arg(PyObject *o, const char *what, const char **out);
 /* A type hash: None (all zero out) or a bytes-like of exactly 16 bytes,
  * not all zero. */
 int zdext_type_hash_arg(PyObject *o, uint8_t out[ZD_TYPE_HASH_SIZE]);
+
+/* The owner policy of attach and describe by name: None (or NULL, not
+ * passed: the default policy), a uid in 0..2**32-2 (ZD_ATTACH_ALLOW_UID) or
+ * the string "any" (ZD_ATTACH_ANY_OWNER).  bool, float and other types:
+ * TypeError; a negative or too large uid, another string: ValueError. */
+int zdext_owner_arg(PyObject *o, zd_attach_opts_t *opts);
+
+/* Raises for a failed attach or describe by name ("<verb> 'name'"):
+ * SegmentOwnerError with the owner, the mode and the option to pass for
+ * -ZD_EOWNER (from the found_* fields of opts), else as zdext_raise_named.
+ * Returns NULL. */
+PyObject *zdext_raise_policy(zdext_state *st, int rc, const char *verb,
+			     PyObject *name_obj, const char *name,
+			     const zd_attach_opts_t *opts);
 
 /* Binds the arguments of a METH_FASTCALL|METH_KEYWORDS call: out[i] gets
  * the object passed for names[i] or NULL.  At most maxpos positionals. */

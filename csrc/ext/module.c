@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 /* --------------------------------------------------------------------------
  * Errors
@@ -44,7 +45,8 @@ zdext_raise_hint(zdext_state *st, int rc, const char *what, const char *hint)
 {
 	PyObject *cls;
 	PyObject *msg = NULL, *exc = NULL, *code = NULL;
-	int err = rc < 0 ? -rc : rc;
+	/* .errno: the errno value, EPERM for the library's own -ZD_EOWNER. */
+	int err = rc == -ZD_EOWNER ? EPERM : rc < 0 ? -rc : rc;
 
 	switch (rc) {
 	case -EAGAIN:       cls = st->NoFreeSlotError; break;
@@ -53,6 +55,7 @@ zdext_raise_hint(zdext_state *st, int rc, const char *what, const char *hint)
 	case -ENOENT:       cls = st->SegmentNotFoundError; break;
 	case -EACCES:
 	case -EPERM:        cls = st->SegmentPermissionError; break;
+	case -ZD_EOWNER:    cls = st->SegmentOwnerError; break;
 	case -EMSGSIZE:     cls = st->SampleTooLargeError; break;
 	case -ESTALE:       cls = st->StaleLoanError; break;
 	case -ENODATA:      cls = st->NoSampleError; break;
@@ -103,6 +106,39 @@ out:
 	Py_XDECREF(exc);
 	Py_XDECREF(code);
 	Py_XDECREF(msg);
+	return NULL;
+}
+
+PyObject *
+zdext_raise_policy(zdext_state *st, int rc, const char *verb, PyObject *name_obj,
+		   const char *name, const zd_attach_opts_t *opts)
+{
+	char hint[512];
+	unsigned euid = (unsigned)geteuid();
+	PyObject *what;
+
+	if (rc != -ZD_EOWNER)
+		return zdext_raise_named(st, rc, verb, name_obj);
+	if (opts->found_uid == euid)
+		snprintf(hint, sizeof(hint),
+			 "/dev/shm/%s is owned by this process's uid %u but is "
+			 "writable by group or other (mode 0o%03o): whoever may "
+			 "write it can truncate it under a reader (SIGBUS); pass "
+			 "allow_owner=%u to accept it anyway, or allow_owner='any'",
+			 name, opts->found_uid, (unsigned)opts->found_mode, euid);
+	else
+		snprintf(hint, sizeof(hint),
+			 "/dev/shm/%s is owned by uid %u (mode 0o%03o), not by "
+			 "this process's effective uid %u; pass allow_owner=%u if "
+			 "you trust that user not to truncate it under a reader "
+			 "(SIGBUS), or allow_owner='any'",
+			 name, opts->found_uid, (unsigned)opts->found_mode, euid,
+			 opts->found_uid);
+	what = PyUnicode_FromFormat("%s %R", verb, name_obj);
+	if (what != NULL) {
+		zdext_raise_hint(st, rc, PyUnicode_AsUTF8(what), hint);
+		Py_DECREF(what);
+	}
 	return NULL;
 }
 
@@ -359,6 +395,51 @@ zdext_name_arg(PyObject *o, const char *what, const char **out)
 }
 
 int
+zdext_owner_arg(PyObject *o, zd_attach_opts_t *opts)
+{
+	long long v;
+	int ovf;
+	PyObject *n;
+
+	memset(opts, 0, sizeof(*opts));
+	if (o == NULL || o == Py_None)
+		return 0;
+	if (PyUnicode_Check(o)) {
+		if (PyUnicode_CompareWithASCIIString(o, "any") == 0) {
+			opts->flags = ZD_ATTACH_ANY_OWNER;
+			return 0;
+		}
+		PyErr_Format(PyExc_ValueError,
+			     "allow_owner must be a uid (int), 'any' or None, got %.200R",
+			     o);
+		return -1;
+	}
+	if (PyBool_Check(o) || !PyIndex_Check(o)) {
+		PyErr_Format(PyExc_TypeError,
+			     "allow_owner must be a uid (int), 'any' or None, got "
+			     "%.200R (%s)", o, Py_TYPE(o)->tp_name);
+		return -1;
+	}
+	n = PyNumber_Index(o);
+	if (n == NULL)
+		return -1;
+	v = PyLong_AsLongLongAndOverflow(n, &ovf);
+	Py_DECREF(n);
+	if (v == -1 && ovf == 0 && PyErr_Occurred())
+		return -1;
+	/* (uid_t)-1 is no uid: chown and setuid take it for "unchanged". */
+	if (ovf != 0 || v < 0 || v >= (long long)UINT32_MAX) {
+		PyErr_Format(PyExc_ValueError,
+			     "allow_owner must be a uid in 0..%u, 'any' or None, "
+			     "got %.200R", (unsigned)(UINT32_MAX - 1), o);
+		return -1;
+	}
+	opts->flags = ZD_ATTACH_ALLOW_UID;
+	opts->allow_uid = (uint32_t)v;
+	return 0;
+}
+
+int
 zdext_type_hash_arg(PyObject *o, uint8_t out[ZD_TYPE_HASH_SIZE])
 {
 	Py_buffer v;
@@ -545,7 +626,8 @@ cmp_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Collects the names of /dev/shm entries that describe as zdshm segments.
+/* Collects the names of /dev/shm entries that describe as zdshm segments,
+ * whoever owns them (entries that fail validation are skipped).
  * Runs without the GIL.  Returns 0 or -errno; *names is malloc'd. */
 static int
 scan_segments(char ***names, size_t *count)
@@ -555,6 +637,7 @@ scan_segments(char ***names, size_t *count)
 	char **v = NULL;
 	size_t n = 0, cap = 0;
 	zd_segment_info_t info;
+	zd_attach_opts_t any = {.flags = ZD_ATTACH_ANY_OWNER};
 
 	*names = NULL;
 	*count = 0;
@@ -575,7 +658,9 @@ scan_segments(char ***names, size_t *count)
 			    !S_ISREG(st.st_mode))
 				continue;
 		}
-		if (zd_segment_describe_posix(de->d_name, &info) != 0)
+		/* Every owner: describe maps nothing, so a hostile object
+		 * is refused (skipped), never a signal. */
+		if (zd_segment_describe_posix_opts(de->d_name, &any, &info) != 0)
 			continue;
 		if (n == cap) {
 			size_t ncap = cap ? cap * 2 : 16;
@@ -634,21 +719,33 @@ zdext_list_segments(PyObject *module, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-zdext_describe(PyObject *module, PyObject *arg)
+zdext_describe(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+	       PyObject *kwnames)
 {
+	static const char *const names[] = {"name", "allow_owner"};
 	zdext_state *st = PyModule_GetState(module);
 	const char *name;
 	zd_segment_info_t info;
+	zd_attach_opts_t opts;
+	PyObject *a[2], *arg, *d;
 	int rc;
-	PyObject *d;
 
-	if (zdext_name_arg(arg, "name", &name) < 0)
+	if (zdext_bind("describe", args, nargs, kwnames, names, 2, 1, a) < 0)
+		return NULL;
+	arg = a[0];
+	if (arg == NULL) {
+		PyErr_SetString(PyExc_TypeError, "describe() needs name");
+		return NULL;
+	}
+	if (zdext_name_arg(arg, "name", &name) < 0 ||
+	    zdext_owner_arg(a[1], &opts) < 0)
 		return NULL;
 	Py_BEGIN_ALLOW_THREADS
-	rc = zd_segment_describe_posix(name, &info);
+	rc = zd_segment_describe_posix_opts(name, &opts, &info);
 	Py_END_ALLOW_THREADS
 	if (rc < 0)
-		return zdext_raise_named(st, rc, "describe", arg);
+		return zdext_raise_policy(st, rc, "describe", arg, name,
+					  &opts);
 	d = zdext_info_dict(&info);
 	if (d != NULL && PyDict_SetItemString(d, "name", arg) < 0)
 		Py_CLEAR(d);
@@ -704,10 +801,17 @@ zdext_validate_name(PyObject *Py_UNUSED(module), PyObject *arg)
 static PyMethodDef zdext_methods[] = {
 	{"list_segments", zdext_list_segments, METH_NOARGS,
 	 "list_segments() -> list[str]\n--\n\n"
-	 "Names of the zdshm segments in /dev/shm (sorted)."},
-	{"describe", zdext_describe, METH_O,
-	 "describe(name) -> dict\n--\n\n"
-	 "Describes a posix segment read-only, without attaching to it."},
+	 "Names of the zdshm segments in /dev/shm (sorted), whoever owns them.  "
+	 "Each entry is validated with pread (nothing is mapped); one that "
+	 "does not validate is skipped."},
+	{"describe", (PyCFunction)(void (*)(void))zdext_describe,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "describe(name, *, allow_owner=None) -> dict\n--\n\n"
+	 "Describes a posix segment without attaching to it or mapping it (the "
+	 "header and tables are read with pread).  The owner policy is "
+	 "attach's: by default only an object owned by this process's "
+	 "effective uid without group/other write bits (SegmentOwnerError "
+	 "otherwise); allow_owner=UID also accepts that owner, 'any' every one."},
 	{"unlink", zdext_unlink, METH_O,
 	 "unlink(name) -> None\n--\n\n"
 	 "Removes a posix segment's name; open handles stay valid."},
@@ -750,6 +854,10 @@ add_exceptions(PyObject *m, zdext_state *st)
 		    "No segment of that name (ENOENT)."),
 		EXC(SegmentPermissionError, PyExc_PermissionError,
 		    "Access to the segment was denied (EACCES)."),
+		EXC(SegmentOwnerError, PyExc_PermissionError,
+		    "attach or describe refused the segment: its owner is not "
+		    "this process's effective uid, or it is writable by group or "
+		    "other (.errno EPERM); allow_owner= accepts it."),
 		EXC(SampleTooLargeError, PyExc_ValueError,
 		    "A sample is larger than the slot capacity (EMSGSIZE)."),
 		EXC(StaleLoanError, PyExc_RuntimeError,

@@ -496,13 +496,14 @@ static PyObject *
 raise_exists(zdext_state *st, PyObject *name_obj, const char *name)
 {
 	zd_segment_info_t info;
+	zd_attach_opts_t any = {.flags = ZD_ATTACH_ANY_OWNER};
 	PyObject *what = what_name("create", name_obj), *hint = NULL;
 	int rc;
 
 	if (what == NULL)
 		return NULL;
 	Py_BEGIN_ALLOW_THREADS
-	rc = zd_segment_describe_posix(name, &info);
+	rc = zd_segment_describe_posix_opts(name, &any, &info);
 	Py_END_ALLOW_THREADS
 	if (rc < 0)
 		hint = PyUnicode_FromFormat(
@@ -580,22 +581,34 @@ posix_segment_create(PyObject *cls, PyObject *const *args, Py_ssize_t nargs,
 }
 
 static PyObject *
-posix_segment_attach(PyObject *cls, PyObject *arg)
+posix_segment_attach(PyObject *cls, PyObject *const *args, Py_ssize_t nargs,
+		     PyObject *kwnames)
 {
+	static const char *const names[] = {"name", "allow_owner"};
 	PyTypeObject *tp = (PyTypeObject *)cls;
 	zdext_state *st = zdext_state_of_type(tp);
 	const char *name;
+	zd_attach_opts_t opts;
 	zd_segment_t *h = NULL;
+	PyObject *a[2];
 	int rc;
 
-	if (zdext_name_arg(arg, "name", &name) < 0)
+	if (zdext_bind("attach", args, nargs, kwnames, names, 2, 1, a) < 0)
+		return NULL;
+	if (a[0] == NULL) {
+		PyErr_SetString(PyExc_TypeError, "attach() needs name");
+		return NULL;
+	}
+	if (zdext_name_arg(a[0], "name", &name) < 0 ||
+	    zdext_owner_arg(a[1], &opts) < 0)
 		return NULL;
 	Py_BEGIN_ALLOW_THREADS
-	rc = zd_segment_attach_posix(name, &h);
+	rc = zd_segment_attach_posix_opts(name, &opts, &h);
 	Py_END_ALLOW_THREADS
 	if (rc < 0)
-		return zdext_raise_named(st, rc, "attach", arg);
-	return segment_wrap(tp, h, arg);
+		return zdext_raise_policy(st, rc, "attach", a[0], name,
+					  &opts);
+	return segment_wrap(tp, h, a[0]);
 }
 
 static PyObject *
@@ -1319,8 +1332,15 @@ static PyMethodDef posix_segment_methods[] = {
 	 "Creates /dev/shm/<name> exclusively (SegmentExistsError if it exists).  "
 	 "replace_stale=True first removes a stale segment under the name (its "
 	 "creator dead, no live process attached); a live one is never touched."},
-	{"attach", (PyCFunction)posix_segment_attach, METH_O | METH_CLASS,
-	 "attach(name) -> PosixSegment\n--\n\nAttaches to an existing segment."},
+	{"attach", (PyCFunction)(void (*)(void))posix_segment_attach,
+	 METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
+	 "attach(name, *, allow_owner=None) -> PosixSegment\n--\n\n"
+	 "Attaches to an existing segment.  By default only an object owned by "
+	 "this process's effective uid without group/other write bits is "
+	 "accepted (SegmentOwnerError otherwise): anyone who may write the "
+	 "object can truncate it under a reader, which then dies of SIGBUS.  "
+	 "allow_owner=UID also accepts objects of that owner, whatever their "
+	 "mode; allow_owner='any' accepts every owner and mode."},
 	{"unlink", (PyCFunction)posix_segment_unlink, METH_NOARGS,
 	 "unlink() -> None\n--\n\nRemoves the segment's name; mappings stay valid."},
 	{NULL, NULL, 0, NULL},

@@ -33,6 +33,7 @@ class WaitTimeoutError(Error, TimeoutError): ...          # -ETIMEDOUT
 class SegmentExistsError(Error, FileExistsError): ...     # -EEXIST
 class SegmentNotFoundError(Error, FileNotFoundError): ... # -ENOENT
 class SegmentPermissionError(Error, PermissionError): ... # -EACCES
+class SegmentOwnerError(Error, PermissionError): ...      # owner/mode outside the policy (.errno EPERM)
 class SampleTooLargeError(Error, ValueError): ...         # -EMSGSIZE
 class StaleLoanError(Error, RuntimeError): ...            # -ESTALE
 class NoSampleError(Error, LookupError): ...              # -ENODATA
@@ -107,7 +108,8 @@ class PosixSegment(Segment):
                type_hash: bytes | None = None, mode: int = 0o600,
                replace_stale: bool = False) -> PosixSegment: ...  # SegmentExistsError says whether its creator is alive
     @classmethod
-    def attach(cls, name: str) -> PosixSegment: ...
+    def attach(cls, name: str, *,
+               allow_owner: int | Literal["any"] | None = None) -> PosixSegment: ...
     @property
     def name(self) -> str: ...
     @property
@@ -127,8 +129,9 @@ class AnonymousSegment(Segment):
     @property
     def sealed(self) -> bool: ...                        # False for a named or unsealed object attached by fd
 
-def list_segments() -> list[str]: ...                   # names of zdshm segments in /dev/shm
-def describe(name: str) -> dict[str, Any]: ...          # read-only, no attachment; creator_alive, live_readers, live_attachments
+def list_segments() -> list[str]: ...                   # names of zdshm segments in /dev/shm, any owner (validated by pread)
+def describe(name: str, *,
+             allow_owner: int | Literal["any"] | None = None) -> dict[str, Any]: ...  # pread, no mapping, no attachment; owner policy as attach
 def unlink(name: str) -> None: ...
 def unlink_stale(name: str) -> bool: ...                # True: removed (stale); False: alive, kept
 def validate_name(name: str) -> None: ...

@@ -573,7 +573,7 @@ static void strerror_covers_codes(void)
 		EINVAL, ENAMETOOLONG, EOVERFLOW, EAGAIN, ETIMEDOUT, EMSGSIZE,
 		ERANGE, ESTALE, ENODATA, EBUSY, EUSERS, ENOTCONN, EBADMSG,
 		EPROTO, EINPROGRESS, EPIPE, EEXIST, ENOENT, EACCES, ENOSPC,
-		ENOMEM, EMFILE, EINTR,
+		ENOMEM, EMFILE, EINTR, ZD_EOWNER,
 	};
 	const char *unknown = zd_strerror(-123456);
 
@@ -652,6 +652,207 @@ static void attach_without_permission(void)
 	}
 	zd_segment_close(seg);
 	CHECK_OK(zd_segment_unlink_posix(name));
+}
+
+/* ------------------------------------------------------------------ */
+/* Owner policy and describe without a mapping                        */
+
+static int attach_rc(const char *name, zd_attach_opts_t *opts)
+{
+	zd_segment_t *h = NULL;
+	int rc = zd_segment_attach_posix_opts(name, opts, &h);
+
+	if (h != NULL)
+		zd_segment_close(h);
+	return rc;
+}
+
+/* The default policy takes our own objects without group/other write
+ * bits; ZD_ATTACH_ALLOW_UID and ZD_ATTACH_ANY_OWNER widen it; the refusal
+ * reports the owner and the mode; attach_fd applies no policy. */
+static void owner_policy(void)
+{
+	char name[64], path[512];
+	zd_config_t cfg = zdt_cfg(2, 64);
+	zd_segment_t *seg = NULL, *h = NULL;
+	zd_segment_info_t info;
+	zd_attach_opts_t o;
+	uint32_t me = (uint32_t)geteuid();
+	int fd;
+
+	cfg.mode = 0666;
+	REQUIRE_OK(zd_segment_create_posix(zdt_unique_name(name), &cfg, &seg));
+	REQUIRE(zdt_shm_path(path, sizeof(path), name));
+	memset(&o, 0, sizeof(o));
+	CHECK_RC(attach_rc(name, NULL), -ZD_EOWNER);
+	CHECK_RC(attach_rc(name, &o), -ZD_EOWNER);
+	CHECK_EQ(o.found_uid, me);
+	CHECK_EQ(o.found_mode, 0666u);
+	CHECK_RC(zd_segment_describe_posix(name, &info), -ZD_EOWNER);
+	o = (zd_attach_opts_t){.flags = ZD_ATTACH_ALLOW_UID, .allow_uid = me};
+	CHECK_OK(attach_rc(name, &o));
+	CHECK_OK(zd_segment_describe_posix_opts(name, &o, &info));
+	o = (zd_attach_opts_t){.flags = ZD_ATTACH_ANY_OWNER};
+	CHECK_OK(attach_rc(name, &o));
+	o = (zd_attach_opts_t){.flags = 4};
+	CHECK_RC(attach_rc(name, &o), -EINVAL);
+	CHECK_RC(zd_segment_describe_posix_opts(name, &o, &info), -EINVAL);
+	REQUIRE(chmod(path, 0644) == 0);
+	CHECK_OK(attach_rc(name, NULL));
+	CHECK_OK(zd_segment_describe_posix(name, &info));
+	REQUIRE(chmod(path, 0620) == 0);        /* group write alone */
+	CHECK_RC(attach_rc(name, NULL), -ZD_EOWNER);
+	if (me == 0) {
+		/* Root can give it away: another owner, a mode without
+		 * write bits, is refused by default all the same. */
+		REQUIRE(chown(path, 65534, 65534) == 0);
+		REQUIRE(chmod(path, 0600) == 0);
+		memset(&o, 0, sizeof(o));
+		CHECK_RC(attach_rc(name, &o), -ZD_EOWNER);
+		CHECK_EQ(o.found_uid, 65534u);
+		CHECK_EQ(o.found_mode, 0600u);
+		o = (zd_attach_opts_t){.flags = ZD_ATTACH_ALLOW_UID, .allow_uid = 12345};
+		CHECK_RC(attach_rc(name, &o), -ZD_EOWNER);
+		o = (zd_attach_opts_t){.flags = ZD_ATTACH_ALLOW_UID, .allow_uid = 65534};
+		CHECK_OK(attach_rc(name, &o));
+		CHECK_OK(zd_segment_describe_posix_opts(name, &o, &info));
+		CHECK_EQ(info.slot_count, 2u);
+	}
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	REQUIRE(fd >= 0);
+	CHECK_OK(zd_segment_attach_fd(fd, &h));
+	if (h != NULL)
+		zd_segment_close(h);
+	close(fd);
+	zd_segment_close(seg);
+	CHECK_OK(zd_segment_unlink_posix(name));
+}
+
+/* Describe reads with pread and maps nothing: an object cut short, emptied
+ * or grown under a live segment's name is an error code, never SIGBUS. */
+static void describe_truncated_is_an_error(void)
+{
+	char name[64], path[512];
+	zd_config_t cfg = zdt_cfg(2, 64);
+	zd_segment_t *seg = NULL;
+	zd_segment_info_t info;
+	uint64_t total;
+	uint8_t *saved;
+	int fd;
+
+	REQUIRE_OK(zd_segment_create_posix(zdt_unique_name(name), &cfg, &seg));
+	REQUIRE(zdt_shm_path(path, sizeof(path), name));
+	total = zd_segment_total_size(seg);
+	saved = malloc(total);
+	REQUIRE(saved != NULL);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	REQUIRE(fd >= 0);
+	REQUIRE(pread(fd, saved, total, 0) == (ssize_t)total);
+
+	REQUIRE(ftruncate(fd, 1000) == 0);      /* the header, part of a table */
+	CHECK_RC(zd_segment_describe_posix(name, &info), -EBADMSG);
+	CHECK_RC(attach_rc(name, NULL), -EBADMSG);
+	CHECK_RC(zd_segment_unlink_stale_posix(name), -EBADMSG);
+	REQUIRE(ftruncate(fd, 100) == 0);       /* less than a header */
+	CHECK_RC(zd_segment_describe_posix(name, &info), -EBADMSG);
+	REQUIRE(ftruncate(fd, 0) == 0);
+	CHECK_RC(zd_segment_describe_posix(name, &info), -EINPROGRESS);
+	REQUIRE(ftruncate(fd, (off_t)1 << 40) == 0);    /* sparse, huge */
+	CHECK_RC(zd_segment_describe_posix(name, &info), -EINPROGRESS);
+	REQUIRE(pwrite(fd, saved, total, 0) == (ssize_t)total);
+	CHECK_RC(zd_segment_describe_posix(name, &info), -EBADMSG);
+	CHECK_RC(attach_rc(name, NULL), -EBADMSG);
+	REQUIRE(ftruncate(fd, (off_t)total) == 0);      /* as it was */
+	CHECK_OK(zd_segment_describe_posix(name, &info));
+	CHECK_EQ(info.creator_alive, 1u);
+	CHECK_EQ(info.slot_count, 2u);
+	close(fd);
+	free(saved);
+	zd_segment_close(seg);                  /* its mapping is whole again */
+	CHECK_OK(zd_segment_unlink_posix(name));
+}
+
+struct flipper {
+	const char *path;
+	const uint8_t *image;
+	size_t size;
+};
+
+/* Cycles the planted object through empty, valid, huge, cut short. */
+static int flip_sizes(void *arg)
+{
+	const struct flipper *f = arg;
+	int fd = open(f->path, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return 20;
+	for (;;) {
+		if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)f->size) != 0 ||
+		    pwrite(fd, f->image, f->size, 0) != (ssize_t)f->size ||
+		    ftruncate(fd, (off_t)1 << 40) != 0 ||
+		    ftruncate(fd, (off_t)f->size) != 0 ||
+		    pwrite(fd, f->image, f->size, 0) != (ssize_t)f->size ||
+		    ftruncate(fd, 4096) != 0)
+			return 21;
+	}
+}
+
+/* A child keeps changing a planted object's size while describe and the
+ * stale check read it: each call returns a code, the process survives. */
+static void describe_races_truncation(void)
+{
+	char ref[64], name[64], path[512];
+	zd_config_t cfg = zdt_cfg(2, 64);
+	zd_segment_t *seg = NULL;
+	zd_segment_info_t info;
+	struct flipper f;
+	unsigned ok = 0, bad = 0, other = 0;
+	uint8_t *image;
+	pid_t pid;
+	int fd;
+
+	/* The image of a valid segment whose creator is gone. */
+	REQUIRE_OK(zd_segment_create_posix(zdt_unique_name(ref), &cfg, &seg));
+	f.size = (size_t)zd_segment_total_size(seg);
+	image = malloc(f.size);
+	REQUIRE(image != NULL);
+	REQUIRE(zdt_shm_path(path, sizeof(path), ref));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	REQUIRE(fd >= 0);
+	REQUIRE(pread(fd, image, f.size, 0) == (ssize_t)f.size);
+	close(fd);
+	zd_segment_close(seg);
+	CHECK_OK(zd_segment_unlink_posix(ref));
+
+	REQUIRE(zdt_shm_path(path, sizeof(path), zdt_unique_name(name)));
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	REQUIRE(fd >= 0);
+	close(fd);
+	f.path = path;
+	f.image = image;
+	pid = zdt_fork(flip_sizes, &f);
+	for (int i = 0; i < 2000; i++) {
+		int rc = zd_segment_describe_posix(name, &info);
+
+		if (rc == 0)
+			ok++;
+		else if (rc == -EBADMSG || rc == -EINPROGRESS)
+			bad++;
+		else
+			other++;
+		rc = zd_segment_unlink_stale_posix(name);
+		if (rc != -EBADMSG && rc != -EINPROGRESS && rc != -EBUSY &&
+		    rc != 0)
+			other++;
+		if (rc == 0)
+			break;          /* a valid stale image: removed */
+	}
+	kill(pid, SIGKILL);
+	CHECK_EQ(zdt_wait(pid), 128 + SIGKILL);
+	CHECK_EQ(other, 0u);
+	CHECK_GT(ok + bad, 0u);
+	zdt_unlink_raw(name);
+	free(image);
 }
 
 /* zd_segment_goodbye: readers of other handles drain and end while the
@@ -829,5 +1030,8 @@ int main(void)
 	zdt_case("type_hash_round_trip", type_hash_round_trip);
 	zdt_case("strerror_covers_codes", strerror_covers_codes);
 	zdt_case("attach_without_permission", attach_without_permission);
+	zdt_case("owner_policy", owner_policy);
+	zdt_case("describe_truncated_is_an_error", describe_truncated_is_an_error);
+	zdt_case("describe_races_truncation", describe_races_truncation);
 	return zdt_finish();
 }

@@ -22,6 +22,7 @@ HIERARCHY = [
     (zdshm.SegmentExistsError, FileExistsError),
     (zdshm.SegmentNotFoundError, FileNotFoundError),
     (zdshm.SegmentPermissionError, PermissionError),
+    (zdshm.SegmentOwnerError, PermissionError),
     (zdshm.SampleTooLargeError, ValueError),
     (zdshm.StaleLoanError, RuntimeError),
     (zdshm.NoSampleError, LookupError),

@@ -26,6 +26,14 @@
  *   -EOWNERDEAD    the segment's creator died without closing it (its
  *                  liveness lock is free, no goodbye)
  *   -EEXIST, -ENOENT, -EACCES, -ELOOP, -ENOSPC, -ENOMEM, -EMFILE: from the system
+ *
+ * One code is the library's own, above every errno value:
+ *
+ *   -ZD_EOWNER     attach or describe by name refused the object: its owner
+ *                  or its mode is outside the caller's policy (see
+ *                  zd_attach_opts_t).  Distinct from -EACCES (the system
+ *                  refused to open it) and -EPERM (attach_fd: sealed
+ *                  against writes).
  */
 #ifndef ZDSHM_ERROR_H
 #define ZDSHM_ERROR_H
@@ -33,6 +41,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#define ZD_EOWNER 4096
 
 /* A static, human-readable message for a code returned by this library
  * (either sign is accepted).  Never NULL. */

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "zdshm/error.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -106,14 +108,51 @@ int zd_segment_create_memory(const zd_config_t *cfg, zd_segment_t **out);
 int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 			    zd_segment_t **out);
 
-/* Attaches to an existing posix segment for reading and writing.  Copies the
- * immutable header to private memory and validates it against fstat with
- * overflow-checked arithmetic; nothing in it is trusted afterwards.  Not a
- * regular file (a FIFO planted under the name): -EBADMSG, without blocking;
- * a symlink: -ELOOP; an empty object (creation under way): -EINPROGRESS.
- * Returns 0, -EINVAL, -ENAMETOOLONG, -ENOENT, -EACCES, -ELOOP, -EBADMSG,
- * -EPROTO, -EINPROGRESS, -ENOMEM, -EMFILE, -EUSERS. */
+/* Whose named objects attach and describe accept.  A process that maps a
+ * shared object dies of SIGBUS when the object is truncated under it, and
+ * anyone allowed to write the object may truncate it; so, by default
+ * (flags 0, or a NULL opts), only an object that no other user but root
+ * can truncate is accepted: owned by the caller's effective uid and
+ * without a group or other write bit (mode & 022 == 0).
+ *   ZD_ATTACH_ALLOW_UID   also accept an object owned by allow_uid, whatever
+ *                         its mode: the caller trusts that user (and whoever
+ *                         its mode lets write) not to truncate it.  With
+ *                         allow_uid the caller's own euid, this accepts the
+ *                         caller's own group/other-writable objects.
+ *   ZD_ATTACH_ANY_OWNER   accept every owner and mode.
+ * The check is one fstat of the descriptor attach or describe then uses,
+ * before anything of the object is read.  On -ZD_EOWNER the function fills
+ * found_uid and found_mode (st_mode & 07777) for the caller's message.
+ * zd_segment_attach_fd applies no policy: whoever handed over the
+ * descriptor chose to share the object (an anonymous segment is sealed
+ * against truncation anyway). */
+#define ZD_ATTACH_ALLOW_UID 1u
+#define ZD_ATTACH_ANY_OWNER 2u
+
+typedef struct zd_attach_opts {
+	uint32_t flags;            /* ZD_ATTACH_*, 0 for the default policy   */
+	uint32_t allow_uid;        /* with ZD_ATTACH_ALLOW_UID                */
+	uint32_t found_uid;        /* out, on -ZD_EOWNER: the object's owner  */
+	uint32_t found_mode;       /* out, on -ZD_EOWNER: its permission bits */
+} zd_attach_opts_t;
+
+/* Attaches to an existing posix segment for reading and writing, with the
+ * default owner policy (zd_segment_attach_posix_opts with opts NULL). */
 int zd_segment_attach_posix(const char *name, zd_segment_t **out);
+
+/* Attaches to an existing posix segment for reading and writing.  Checks
+ * the owner and mode against opts (see zd_attach_opts_t; NULL: the default
+ * policy), then reads the immutable header with pread into private memory
+ * and validates it against fstat with overflow-checked arithmetic before
+ * mapping anything; nothing in it is trusted afterwards.  Not a regular
+ * file (a FIFO planted under the name): -EBADMSG, without blocking; a
+ * symlink: -ELOOP; an empty object (creation under way): -EINPROGRESS; a
+ * header cut short by a concurrent truncation: -EBADMSG.
+ * Returns 0, -EINVAL (also an unknown opts flag), -ENAMETOOLONG, -ENOENT,
+ * -EACCES, -ZD_EOWNER, -ELOOP, -EBADMSG, -EPROTO, -EINPROGRESS, -ENOMEM,
+ * -EMFILE, -EUSERS. */
+int zd_segment_attach_posix_opts(const char *name, zd_attach_opts_t *opts,
+				 zd_segment_t **out);
 
 /* Creates a nameless segment: memfd_create(MFD_CLOEXEC|MFD_ALLOW_SEALING),
  * posix_fallocate (a size beyond RAM + swap is refused before it), then
@@ -132,7 +171,9 @@ int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out);
  * its liveness locks, because OFD locks belong to an open file description
  * that a dup or SCM_RIGHTS would share with the sender.  fd must be open
  * O_RDWR.  Validates exactly like zd_segment_attach_posix (fstat, a regular
- * file, the real size, the init flag, a private copy of the header).
+ * file, the real size, the init flag, a private copy of the header read
+ * with pread before mapping), but applies no owner policy: the descriptor
+ * was handed over on purpose.
  * Seals: an object sealed against writes is refused (-EPERM); an object
  * without F_SEAL_SHRINK|F_SEAL_GROW (a named object, an unsealed memfd) is
  * accepted, and zd_segment_sealed tells the caller it could be truncated
@@ -153,9 +194,20 @@ int zd_segment_fd(const zd_segment_t *seg);
  * F_SEAL_GROW were set when the handle was made), else 0. */
 int zd_segment_sealed(const zd_segment_t *seg);
 
-/* Describes a posix segment read-only (O_RDONLY, PROT_READ), without taking
- * an attachment entry.  Same validation and codes as attach. */
+/* Describes a posix segment with the default owner policy
+ * (zd_segment_describe_posix_opts with opts NULL). */
 int zd_segment_describe_posix(const char *name, zd_segment_info_t *out);
+
+/* Describes a posix segment without mapping it and without taking an
+ * attachment entry: opens it O_RDONLY, checks the owner like attach
+ * (opts), reads the header and the reader and attachment tables with pread
+ * into private memory and validates them exactly like attach; the liveness
+ * counts ask the locks of that descriptor (F_OFD_GETLK).  An object that
+ * shrinks meanwhile yields -EBADMSG, never a signal: nothing is mapped.
+ * The counters are a snapshot of words other processes write.
+ * Same codes as zd_segment_attach_posix_opts, without -EUSERS. */
+int zd_segment_describe_posix_opts(const char *name, zd_attach_opts_t *opts,
+				   zd_segment_info_t *out);
 
 /* Removes the name of a posix segment; mappings stay valid until closed.
  * Returns 0, -EINVAL, -ENAMETOOLONG, -ENOENT, -EACCES. */
@@ -163,6 +215,8 @@ int zd_segment_unlink_posix(const char *name);
 
 /* Removes the name only if it holds a stale segment: its creator is dead
  * (or closed it) and no live handle has it attached (no liveness lock held).
+ * Whoever owns it (no owner policy: nothing of it is mapped; the header is
+ * read with pread and validated like attach's).
  * Takes the segment's creator lock while it checks, so a second remover, a
  * replacing create and the creator itself are shut out, and unlinks only if
  * the name still refers to the object it checked.
