@@ -57,8 +57,8 @@
  * discard, no unpin, no unlock.  A pthread_atfork child handler updates
  * zdext_pid, so the check is one comparison, and covers every fork made
  * through the C library (os.fork, multiprocessing, C code alike); it also
- * makes the child let go of each named handle's open file description
- * (zd_segment_disown: descriptor closed, mapping replaced in place), so a
+ * makes the child let go of each shared handle's open file description
+ * (zd_segment_disown: descriptor closed, both mappings replaced in place), so a
  * long-lived fork child never keeps its parent's liveness locks alive after
  * the parent dies.  (It walks a list changed only under the GIL, which the
  * thread calling os.fork holds; a fork from C code in a thread without the
