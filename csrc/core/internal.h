@@ -45,6 +45,8 @@ struct zd_segment {
 	uint64_t last_reap_ns;         /* rate limit of the writer's reap */
 	uint64_t last_creator_check_ns; /* rate limit of the creator check */
 	uint32_t creator_dead;         /* 1 once the creator was found dead */
+	uint64_t futex_waits;          /* futex(2) waits this handle made    */
+	uint64_t futex_wakes;          /* futex(2) wakes this handle made    */
 
 	/* Handle pins: how many views this handle holds per slot (under
 	 * pin_mu); the shared handle_pins bit is set while the count is > 0. */

@@ -33,8 +33,10 @@ uint64_t zd_notify_generation(const zd_segment_t *seg)
 void zd_notify_bump(zd_segment_t *seg)
 {
 	zdi_fetch_add_seqcst_u32(&seg->hdr->notify_gen, 1);
-	if (zdi_load_seqcst_u32(&seg->hdr->notify_waiters) != 0)
+	if (zdi_load_seqcst_u32(&seg->hdr->notify_waiters) != 0) {
+		zdi_fetch_add_relaxed_u64(&seg->futex_wakes, 1);
 		seg->ops->futex_wake(&seg->hdr->notify_gen);
+	}
 }
 
 int zd_notify_wait(zd_segment_t *seg, uint64_t last, uint64_t deadline_ns,
@@ -68,6 +70,7 @@ int zd_notify_wait(zd_segment_t *seg, uint64_t last, uint64_t deadline_ns,
 			rc = -ETIMEDOUT;
 			break;
 		}
+		zdi_fetch_add_relaxed_u64(&seg->futex_waits, 1);
 		rc = seg->ops->futex_wait(gen, want, deadline_ns);
 		if (rc == -EINTR)
 			break;

@@ -296,5 +296,7 @@ int zd_segment_info(const zd_segment_t *seg, zd_segment_info_t *out)
 	out->counters.loans_reclaimed = zdi_load_relaxed_u64(&c->loans_reclaimed);
 	out->counters.readers_reaped = zdi_load_relaxed_u64(&c->readers_reaped);
 	out->counters.corrupt_dropped = zdi_load_relaxed_u64(&c->corrupt_dropped);
+	out->futex_waits = zdi_load_relaxed_u64(&seg->futex_waits);
+	out->futex_wakes = zdi_load_relaxed_u64(&seg->futex_wakes);
 	return 0;
 }

@@ -85,7 +85,7 @@ class Segment:
     def evict_stale(self, max_age: float, active_mask: int, *, now_ns: int | None = None) -> int: ...
     def wait_for_change(self, last: int, timeout: float | None = None) -> bool: ...  # True: changed
     def slot_state(self, slot: int) -> Literal["free", "loaned", "committed"]: ...
-    def info(self) -> dict[str, Any]: ...               # describe()'s keys + name, is_creator, notify_generation, open_objects
+    def info(self) -> dict[str, Any]: ...               # describe()'s keys + name, is_creator, notify_generation, open_objects; futex_waits/futex_wakes: this handle's futex(2) calls
     def reap(self) -> tuple[int, int]: ...               # (readers_reaped, loans_reclaimed)
     # high level
     def writer(self, overflow: Literal["block", "fail", "reclaim"] = "block",

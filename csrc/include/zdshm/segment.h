@@ -76,6 +76,8 @@ typedef struct zd_segment_info {
 	uint64_t active_mask;
 	uint64_t next_sn;          /* sequence number the next commit gets    */
 	zd_segment_counters_t counters;
+	uint64_t futex_waits;      /* futex(2) waits made through this handle  */
+	uint64_t futex_wakes;      /* futex(2) wakes made through this handle  */
 } zd_segment_info_t;
 
 /* Checks a posix segment name: 1..ZD_NAME_MAX characters of [A-Za-z0-9._-],
