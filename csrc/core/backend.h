@@ -27,6 +27,8 @@
  *                       until woken or CLOCK_MONOTONIC reaches deadline_ns
  *                       (UINT64_MAX: none).  Returns 0 (woken or the value
  *                       differs), -ETIMEDOUT, -EINTR.  May wake spuriously.
+ *   futex_wait2(a, ea, b, eb, deadline_ns)  Sleeps while both words hold
+ *                       their expected values; otherwise as futex_wait.
  *   futex_wake(word)    Wakes every sleeper on word.  No errors.
  *   unmap(seg)          Releases the region and every lock of this handle.
  *
@@ -46,6 +48,8 @@ struct zdi_backend_ops {
 	void (*lock_release)(zd_segment_t *seg, uint32_t idx);
 	int (*lock_held)(const zd_segment_t *seg, uint32_t idx);
 	int (*futex_wait)(uint32_t *word, uint32_t expected, uint64_t deadline_ns);
+	int (*futex_wait2)(uint32_t *a, uint32_t ea, uint32_t *b, uint32_t eb,
+			   uint64_t deadline_ns);
 	void (*futex_wake)(uint32_t *word);
 	void (*unmap)(zd_segment_t *seg);
 };

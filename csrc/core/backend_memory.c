@@ -44,6 +44,12 @@ static int memory_futex_wait(uint32_t *word, uint32_t expected, uint64_t deadlin
 	return zdi_futex_wait(word, expected, deadline_ns, 1);
 }
 
+static int memory_futex_wait2(uint32_t *a, uint32_t ea, uint32_t *b, uint32_t eb,
+			      uint64_t deadline_ns)
+{
+	return zdi_futex_wait2(a, ea, b, eb, deadline_ns, 1);
+}
+
 static void memory_futex_wake(uint32_t *word)
 {
 	zdi_futex_wake(word, 1);
@@ -52,9 +58,9 @@ static void memory_futex_wake(uint32_t *word)
 static void memory_unmap(zd_segment_t *seg)
 {
 	if (seg->base != NULL)
-		munmap(seg->base, (size_t)seg->total_size);
+		munmap(seg->base, (size_t)seg->geo.total_size);
 	if (seg->ro_base != NULL)
-		munmap(seg->ro_base, (size_t)seg->total_size);
+		munmap(seg->ro_base, (size_t)seg->geo.total_size);
 	free(seg->mem_locks);
 	seg->base = NULL;
 	seg->ro_base = NULL;
@@ -68,6 +74,7 @@ const struct zdi_backend_ops zdi_backend_memory = {
 	.lock_release = memory_lock_release,
 	.lock_held = memory_lock_held,
 	.futex_wait = memory_futex_wait,
+	.futex_wait2 = memory_futex_wait2,
 	.futex_wake = memory_futex_wake,
 	.unmap = memory_unmap,
 };
@@ -105,7 +112,7 @@ static int memory_map(zd_segment_t *seg, uint64_t total)
 	rc = zdi_memfd_sized(0, total, &fd);
 	if (rc < 0)
 		return rc == -ENOSPC ? -ENOMEM : rc;
-	seg->total_size = total;
+	seg->geo.total_size = total;
 	rw = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE,
 		  MAP_SHARED | MAP_POPULATE, fd, 0);
 	if (rw == MAP_FAILED) {
@@ -126,13 +133,15 @@ out:
 
 int zd_segment_create_memory(const zd_config_t *cfg, zd_segment_t **out)
 {
-	uint64_t stride, total;
+	zd_geometry_t geo;
+	uint64_t total;
 	zd_segment_t *seg;
 	int rc;
 
 	if (out == NULL)
 		return -EINVAL;
-	rc = zdi_config_geometry(cfg, &stride, &total);
+	rc = zdi_config_geometry(cfg, &geo);
+	total = geo.total_size;
 	if (rc < 0)
 		return rc;
 	seg = calloc(1, sizeof(*seg));
@@ -156,7 +165,7 @@ int zd_segment_create_memory(const zd_config_t *cfg, zd_segment_t **out)
 		goto fail;
 	seg->mem_locks[ZDI_LOCK_CREATOR] = 1;  /* the creator lives as long as the heap */
 	seg->hdr = (struct zdi_segment_header *)seg->base;
-	zdi_segment_write_header(seg, cfg, stride, total);
+	zdi_segment_write_header(seg, cfg, &geo);
 	rc = zdi_segment_init_handle(seg);
 	if (rc < 0)
 		goto fail;

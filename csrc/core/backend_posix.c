@@ -103,6 +103,12 @@ static int posix_futex_wait(uint32_t *word, uint32_t expected, uint64_t deadline
 	return zdi_futex_wait(word, expected, deadline_ns, 0);
 }
 
+static int posix_futex_wait2(uint32_t *a, uint32_t ea, uint32_t *b, uint32_t eb,
+			      uint64_t deadline_ns)
+{
+	return zdi_futex_wait2(a, ea, b, eb, deadline_ns, 0);
+}
+
 static void posix_futex_wake(uint32_t *word)
 {
 	zdi_futex_wake(word, 0);
@@ -111,9 +117,9 @@ static void posix_futex_wake(uint32_t *word)
 static void posix_unmap(zd_segment_t *seg)
 {
 	if (seg->base != NULL)
-		munmap(seg->base, (size_t)seg->total_size);
+		munmap(seg->base, (size_t)seg->geo.total_size);
 	if (seg->ro_base != NULL)
-		munmap(seg->ro_base, (size_t)seg->total_size);
+		munmap(seg->ro_base, (size_t)seg->geo.total_size);
 	if (seg->fd >= 0)
 		close(seg->fd);         /* drops every OFD lock of this handle */
 	if (seg->share_fd >= 0)
@@ -131,6 +137,7 @@ const struct zdi_backend_ops zdi_backend_posix = {
 	.lock_release = posix_lock_release,
 	.lock_held = posix_lock_held,
 	.futex_wait = posix_futex_wait,
+	.futex_wait2 = posix_futex_wait2,
 	.futex_wake = posix_futex_wake,
 	.unmap = posix_unmap,
 };
@@ -142,6 +149,7 @@ const struct zdi_backend_ops zdi_backend_anonymous = {
 	.lock_release = posix_lock_release,
 	.lock_held = posix_lock_held,
 	.futex_wait = posix_futex_wait,
+	.futex_wait2 = posix_futex_wait2,
 	.futex_wake = posix_futex_wake,
 	.unmap = posix_unmap,
 };
@@ -149,7 +157,7 @@ const struct zdi_backend_ops zdi_backend_anonymous = {
 /* The read-only alias of the whole object (see the top of the file). */
 static int posix_map_readonly(zd_segment_t *seg)
 {
-	void *ro = mmap(NULL, (size_t)seg->total_size, PROT_READ,
+	void *ro = mmap(NULL, (size_t)seg->geo.total_size, PROT_READ,
 			MAP_SHARED | MAP_POPULATE, seg->fd, 0);
 
 	if (ro == MAP_FAILED)
@@ -288,6 +296,8 @@ static int posix_read_validated(int fd, zd_attach_opts_t *opts, void *buf,
 		return h->magic == ZDI_MAGIC || h->magic == 0 ? -EINPROGRESS
 							      : -EBADMSG;
 	rc = zdi_header_validate(h, (uint64_t)st.st_size);
+	if (rc == -EPROTO && opts != NULL && opts != ZDI_NO_POLICY)
+		opts->found_version = h->version;
 	if (rc < 0)
 		return rc;
 	/* A valid size is beyond the tables: len bytes fit in it. */
@@ -306,10 +316,8 @@ static void posix_take_geometry(zd_segment_t *seg,
 				const struct zdi_segment_header *copy,
 				uint64_t size)
 {
-	seg->total_size = size;
-	seg->slot_count = copy->slot_count;
-	seg->slot_capacity = copy->slot_capacity;
-	seg->slot_stride = copy->slot_stride;
+	seg->geo = copy->geo;
+	seg->geo.total_size = size;
 	seg->flags = copy->flags;
 	memcpy(seg->type_hash, copy->type_hash, sizeof(seg->type_hash));
 	seg->owner_pid = copy->owner_pid;
@@ -338,16 +346,13 @@ static int posix_map_validated(zd_segment_t *seg, zd_attach_opts_t *opts)
 		return -errno;
 	seg->base = base;
 	posix_take_geometry(seg, &copy, size);
-	seg->hdr = (struct zdi_segment_header *)base;
-	seg->readers = (struct zdi_reader_entry *)(seg->base + ZDI_READERS_OFFSET);
-	seg->attach = (struct zdi_attach_entry *)(seg->base + ZDI_ATTACH_OFFSET);
-	seg->slots = seg->base + ZDI_SLOTS_OFFSET;
-	return posix_map_readonly(seg);
+	rc = posix_map_readonly(seg);
+	zdi_derive_pointers(seg);
+	return rc;
 }
 
 /* The header and the two tables: what describe and the stale check read. */
-#define ZDI_CONTROL_SIZE \
-	((size_t)(ZDI_ATTACH_OFFSET + (uint64_t)ZD_ATTACH_MAX * ZDI_ENTRY_SIZE))
+#define ZDI_CONTROL_SIZE ((size_t)ZDI_RING_OFFSET)
 
 /* Opens the object under name (O_RDWR if writable, else O_RDONLY) as a
  * handle that maps nothing: its header and tables are a private copy read
@@ -456,8 +461,9 @@ static int stale_remove(const char *name)
 /* The creator's last steps, once seg->fd is sized and locked: both
  * mappings, the header (init flag last), the attachment entry. */
 static int creator_map_init(zd_segment_t *seg, const zd_config_t *cfg,
-			    uint64_t stride, uint64_t total)
+			    const zd_geometry_t *geo)
 {
+	uint64_t total = geo->total_size;
 	void *base = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE,
 			  MAP_SHARED | MAP_POPULATE, seg->fd, 0);
 	int rc;
@@ -465,12 +471,12 @@ static int creator_map_init(zd_segment_t *seg, const zd_config_t *cfg,
 	if (base == MAP_FAILED)
 		return -errno;
 	seg->base = base;
-	seg->total_size = total;
+	seg->geo.total_size = total;
 	rc = posix_map_readonly(seg);
 	if (rc < 0)
 		return rc;
 	seg->hdr = (struct zdi_segment_header *)seg->base;
-	zdi_segment_write_header(seg, cfg, stride, total);
+	zdi_segment_write_header(seg, cfg, geo);
 	return zdi_segment_init_handle(seg);
 }
 
@@ -478,7 +484,8 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 			    zd_segment_t **out)
 {
 	char path[ZD_NAME_MAX + 2];
-	uint64_t stride, total;
+	zd_geometry_t geo;
+	uint64_t total;
 	zd_segment_t *seg;
 	int rc;
 
@@ -487,7 +494,8 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 	rc = zd_name_validate(name);
 	if (rc < 0)
 		return rc;
-	rc = zdi_config_geometry(cfg, &stride, &total);
+	rc = zdi_config_geometry(cfg, &geo);
+	total = geo.total_size;
 	if (rc < 0)
 		return rc;
 	seg = posix_handle_new(name);
@@ -525,7 +533,7 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 		rc = -rc;
 		goto fail;
 	}
-	rc = creator_map_init(seg, cfg, stride, total);
+	rc = creator_map_init(seg, cfg, &geo);
 	if (rc < 0)
 		goto fail;
 	*out = seg;
@@ -666,14 +674,16 @@ static zd_segment_t *anonymous_handle_new(void)
 
 int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out)
 {
-	uint64_t stride, total;
+	zd_geometry_t geo;
+	uint64_t total;
 	zd_segment_t *seg;
 	struct stat st;
 	int rc;
 
 	if (out == NULL)
 		return -EINVAL;
-	rc = zdi_config_geometry(cfg, &stride, &total);
+	rc = zdi_config_geometry(cfg, &geo);
+	total = geo.total_size;
 	if (rc < 0)
 		return rc;
 	seg = anonymous_handle_new();
@@ -701,7 +711,7 @@ int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out)
 	rc = seg->ops->lock_try(seg, ZDI_LOCK_CREATOR);
 	if (rc < 0)
 		goto fail;
-	rc = creator_map_init(seg, cfg, stride, total);
+	rc = creator_map_init(seg, cfg, &geo);
 	if (rc < 0)
 		goto fail;
 	*out = seg;
@@ -817,11 +827,11 @@ int zd_segment_disown(zd_segment_t *seg)
 		same = fd >= 0 && fstat(fd, &new_st) == 0 &&
 		       new_st.st_ino == old_st.st_ino &&
 		       new_st.st_dev == old_st.st_dev &&
-		       (uint64_t)new_st.st_size >= seg->total_size;
+		       (uint64_t)new_st.st_size >= seg->geo.total_size;
 	}
 	close(seg->fd);
 	seg->fd = -1;
-	len = (size_t)seg->total_size;
+	len = (size_t)seg->geo.total_size;
 	if (seg->base != NULL &&
 	    (!same || mmap(seg->base, len, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED))
 		(void)mmap(seg->base, len, PROT_READ | PROT_WRITE,

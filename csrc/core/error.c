@@ -12,7 +12,7 @@ const char *zd_strerror(int code)
 	case 0: return "success";
 	case EINVAL: return "invalid argument";
 	case ENAMETOOLONG: return "segment name too long";
-	case EOVERFLOW: return "segment geometry too large";
+	case EOVERFLOW: return "value too large (segment geometry, or sequence numbers used up)";
 	case EAGAIN: return "nothing available right now (no free slot or no unread sample)";
 	case ETIMEDOUT: return "deadline passed";
 	case EMSGSIZE: return "sample larger than the slot capacity";

@@ -11,6 +11,16 @@
 #include "layout.h"
 #include "zdshm/zdshm.h"
 
+/* A bitmap of slots in the segment: bit i of words[i / 64] for slot i, and
+ * bit w of summary[w / 64] set whenever words[w] may be non-zero.  Both are
+ * hints that the slot state words overrule (pool.c). */
+struct zdi_map {
+	uint64_t *words;
+	uint64_t *summary;
+	uint32_t nwords;
+	uint32_t nsummary;
+};
+
 /* A handle.  Geometry is the private, validated copy; pointers are derived
  * from it, never from shared memory. */
 struct zd_segment {
@@ -19,14 +29,15 @@ struct zd_segment {
 	struct zdi_segment_header *hdr;
 	struct zdi_reader_entry *readers;
 	struct zdi_attach_entry *attach;
+	uint64_t *ring;                /* geo.ring_size entries (delivery.c) */
+	struct zdi_map free_map;       /* FREE slots (pool.c)                */
+	struct zdi_map old_map;        /* samples out of the ring's reach    */
 	uint8_t *slots;
 	uint8_t *ro_base;              /* read-only alias of the same object */
 	const uint8_t *ro_slots;       /* slots in the alias: sample data    */
 
-	uint64_t total_size;
-	uint64_t slot_capacity;
-	uint64_t slot_stride;
-	uint32_t slot_count;
+	zd_geometry_t geo;
+	uint64_t ring_mask;            /* geo.ring_size - 1                  */
 	uint32_t flags;
 	uint8_t type_hash[ZD_TYPE_HASH_SIZE];
 	int32_t owner_pid;
@@ -43,6 +54,7 @@ struct zd_segment {
 	uint32_t attach_epoch;
 	uint64_t own_readers;          /* readers opened here (atomic) */
 	uint64_t last_reap_ns;         /* rate limit of the writer's reap */
+	uint64_t last_settle_ns;       /* rate limit of the walk's settle */
 	uint64_t last_creator_check_ns; /* rate limit of the creator check */
 	uint32_t creator_dead;         /* 1 once the creator was found dead */
 	uint64_t futex_waits;          /* futex(2) waits this handle made    */
@@ -62,16 +74,19 @@ struct zd_segment {
 	struct { uint32_t n; uint8_t pad[60]; } takers[ZD_READER_MAX];
 };
 
-/* Creation and geometry (segment.c). */
+/* Creation and geometry (segment.c).  Returns 0, -EINVAL, -EOVERFLOW. */
 int zdi_geometry(uint32_t slot_count, uint64_t slot_capacity,
-		 uint64_t *stride, uint64_t *total);
+		 zd_geometry_t *geo);
 /* zd_config_validate, then the geometry, which must fit in size_t too.
  * Returns 0, -EINVAL, -EOVERFLOW. */
-int zdi_config_geometry(const zd_config_t *cfg, uint64_t *stride,
-			uint64_t *total);
+int zdi_config_geometry(const zd_config_t *cfg, zd_geometry_t *geo);
 int zdi_segment_init_handle(zd_segment_t *seg);      /* after mapping */
+/* The creator fills the header of a zeroed region (and the initial ring
+ * and free map) and stores the init flag last. */
 void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg,
-			      uint64_t stride, uint64_t total);
+			      const zd_geometry_t *geo);
+/* Derives every table pointer from seg->base and seg->geo. */
+void zdi_derive_pointers(zd_segment_t *seg);
 int zdi_header_validate(const struct zdi_segment_header *h, uint64_t real_size);
 void zdi_segment_free(zd_segment_t *seg);
 
@@ -84,7 +99,7 @@ int zdi_memfd_sized(unsigned int flags, uint64_t total, int *fd);
 static inline struct zdi_slot_header *zdi_slot(const zd_segment_t *seg,
 					       uint32_t i)
 {
-	return (struct zdi_slot_header *)(seg->slots + (uint64_t)i * seg->slot_stride);
+	return (struct zdi_slot_header *)(seg->slots + (uint64_t)i * seg->geo.slot_stride);
 }
 
 static inline uint8_t *zdi_slot_data(const zd_segment_t *seg, uint32_t i)
@@ -96,7 +111,7 @@ static inline uint8_t *zdi_slot_data(const zd_segment_t *seg, uint32_t i)
 static inline const uint8_t *zdi_slot_data_ro(const zd_segment_t *seg,
 					      uint32_t i)
 {
-	return seg->ro_slots + (uint64_t)i * seg->slot_stride + ZD_SLOT_HEADER_SIZE;
+	return seg->ro_slots + (uint64_t)i * seg->geo.slot_stride + ZD_SLOT_HEADER_SIZE;
 }
 
 static inline uint64_t zdi_bit(uint32_t i)
@@ -104,34 +119,104 @@ static inline uint64_t zdi_bit(uint32_t i)
 	return (uint64_t)1 << i;
 }
 
-/* Slot transitions (slot.c). */
+/* The state word of a loan of this handle. */
+static inline uint64_t zdi_my_loan(const zd_segment_t *seg, uint32_t version)
+{
+	return ZDI_ST_MAKE(ZDI_SLOT_LOANED, seg->attach_index, seg->attach_epoch,
+			   version);
+}
+
+static inline uint64_t zdi_pins_of(struct zdi_slot_header *h)
+{
+	return zdi_load_seqcst_u64(&h->reader_pins) |
+	       zdi_load_seqcst_u64(&h->handle_pins);
+}
+
+/* The state word of a live loan of this handle, or 0. */
+static inline uint64_t zdi_live_loan(const zd_segment_t *seg, uint32_t slot)
+{
+	uint64_t s = zdi_load_acquire_u64(&zdi_slot(seg, slot)->state);
+
+	return s == zdi_my_loan(seg, ZDI_ST_VERSION(s)) ? s : 0;
+}
+
+/* Slots (slot.c): the state machine, pins, the sweep. */
 int zdi_pin(zd_segment_t *seg, uint32_t slot, uint64_t expected_state,
 	    uint64_t *pins, uint64_t bit);
+/* Drops a pin; when that leaves the slot reusable, wakes writers. */
 void zdi_unpin(zd_segment_t *seg, uint32_t slot, uint64_t *pins, uint64_t bit);
+/* COMMITTED (as expected_state) -> loaned by this handle, if no view pins
+ * it (the Dekker pair at the top of slot.c).  Returns 0, -EAGAIN. */
 int zdi_recycle(zd_segment_t *seg, uint32_t slot, uint64_t expected_state);
+/* A loan of this handle (state as given) back to FREE, into the free map.
+ * Returns 0, -ESTALE (not that loan any more). */
+int zdi_free_loan(zd_segment_t *seg, uint32_t slot, uint64_t loaned);
+/* The active readers (of read_by) that still need the sample sn in slot h:
+ * their read bit is clear and they joined at or before sn. */
+uint64_t zdi_needed_by(const zd_segment_t *seg, struct zdi_slot_header *h,
+		       uint64_t sn, uint64_t read_by);
 /* Sets (set != 0) or clears reader r's read bit on the sample now in the
  * slot, holding a reader pin so the bit cannot land on a later sample.
- * Returns 0, -ENODATA (not committed). */
+ * Returns 0, -ENODATA (not committed), -EBUSY. */
 int zdi_mark_bit(zd_segment_t *seg, uint32_t slot, uint32_t r, int set);
-void zdi_loan_taken(zd_segment_t *seg, uint32_t slot);
-/* Loans a FREE slot, or the oldest unpinned committed slot that every
- * reader in read_by has read; *unread_by gets the readers that had not read
- * the displaced sample (0 for a FREE slot).  Returns 0, -EAGAIN. */
-int zdi_take_loanable(zd_segment_t *seg, uint64_t read_by, uint32_t *slot,
-		      uint64_t *unread_by);
-int zdi_scan_oldest(zd_segment_t *seg, uint32_t r, uint64_t start,
-		    uint32_t *slot, uint64_t *sn_out, uint64_t *state_out);
 void zdi_count_drops(zd_segment_t *seg, uint64_t unread_mask);
 int zdi_view_fill(zd_segment_t *seg, uint32_t slot, uint64_t state,
 		  int32_t reader, zd_view_t *view);
+/* The one cleanup sweep: drops reader r's pins (r < ZD_READER_MAX), or
+ * attachment a's pins and frees its loans (a < ZD_ATTACH_MAX; pass
+ * UINT32_MAX for "none").  Returns the number of loans freed. */
+uint32_t zdi_forget(zd_segment_t *seg, uint32_t r, uint32_t a);
 
-/* Reaps at most once per ZDI_REAP_INTERVAL_NS per handle (writer.c). */
-void zdi_maybe_reap(zd_segment_t *seg, int force);
+/* The free map and the search for a loanable slot (pool.c). */
+void zdi_map_set(const struct zdi_map *m, uint32_t slot);
+/* Loans a FREE slot (lowest index), else the held sample that is oldest
+ * among those every reader in read_by no longer needs and no view pins
+ * (reclaim: among those no view pins); *unread_by gets the active readers
+ * that still needed the displaced sample.  Returns 0, -EAGAIN. */
+int zdi_take_loanable(zd_segment_t *seg, uint64_t read_by, int reclaim,
+		      uint32_t *slot, uint64_t *unread_by);
 
-/* Registry (reader.c). */
+/* Delivery (delivery.c). */
+enum zdi_find {
+	ZDI_FOUND,      /* *slot holds sn, committed, as *state */
+	ZDI_INFLIGHT,   /* claimed, not published yet (or its writer died) */
+	ZDI_GONE,       /* published and freed, or never published */
+	ZDI_LOST,       /* the ring entry was reused: see the old map */
+};
+enum zdi_find zdi_ring_find(const zd_segment_t *seg, uint64_t sn,
+			    uint32_t *slot, uint64_t *state);
+/* Decides an sn the ring shows as INFLIGHT: marks it a HOLE when no slot
+ * holds it (its loan was freed).  Returns ZDI_INFLIGHT, ZDI_GONE, or
+ * ZDI_FOUND (committed; slot and state filled). */
+enum zdi_find zdi_ring_settle(zd_segment_t *seg, uint64_t sn, uint32_t *slot,
+			      uint64_t *state);
+/* The sequence number bounds of the ring window: [*lo, *hi). */
+void zdi_window(const zd_segment_t *seg, uint64_t *lo, uint64_t *hi);
+/* The sample of the old map with the smallest sn >= from that reader r
+ * (r < ZD_READER_MAX) has not read, or any (r == UINT32_MAX). */
+int zdi_old_oldest(const zd_segment_t *seg, uint32_t r, uint64_t from,
+		   uint32_t *slot, uint64_t *sn, uint64_t *state);
+int zdi_reader_deliver(zd_segment_t *seg, uint32_t r, zd_view_t *view);
+/* Join: the first sn a reader that wants the join_last newest held samples
+ * receives, with every older held sample marked read for it and the newer
+ * ones marked unread. */
+uint64_t zdi_join(zd_segment_t *seg, uint32_t r, uint64_t next, uint64_t join_last);
+
+/* Wake-ups (notify.c). */
+void zdi_wake_data(zd_segment_t *seg);
+void zdi_wake_space(zd_segment_t *seg);
+/* Waits on one channel until its event count moves past last.  Returns 0,
+ * -ETIMEDOUT, -EINTR. */
+int zdi_wait(zd_segment_t *seg, struct zdi_channel *ch, uint32_t last,
+	     uint64_t deadline_ns, uint64_t spin_ns);
+
+/* Registry (registry.c). */
 void zdi_reader_cleanup(zd_segment_t *seg, uint32_t r);
+void zdi_reader_disconnect(zd_segment_t *seg, uint32_t r);
 int zdi_attach_claim(zd_segment_t *seg);
 void zdi_attach_release(zd_segment_t *seg);
+/* Reaps at most once per ZDI_REAP_INTERVAL_NS per handle. */
+void zdi_maybe_reap(zd_segment_t *seg, int force);
 
 /* Bounds of the retry loops over words other processes can write.  Every
  * retry in a correct segment means another thread or process made progress
@@ -141,6 +226,9 @@ void zdi_attach_release(zd_segment_t *seg);
 #define ZDI_PIN_TRIES 64u               /* a pin refused as stale */
 #define ZDI_LOANABLE_TRIES 64u          /* a recycle lost to a pin or a CAS */
 #define ZDI_TAKE_TRIES 256u             /* a take that lost its slot */
+#define ZDI_SETTLES 8u                  /* holes decided per take */
+#define ZDI_INFLIGHT_SPINS 128u         /* looks at an unpublished sn */
+#define ZDI_REAP_INTERVAL_NS 50000000u  /* at most one reap per 50 ms */
 
 /* Brackets a call that may pin reader r (take, mark read).  seq_cst like
  * the pins themselves: a pin_refused (reader.c) that sees one of our pins

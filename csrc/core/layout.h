@@ -15,7 +15,7 @@
 #define ZDI_MAGIC UINT64_C(0x314745534d48445a) /* "ZDHMSEG1" little-endian */
 #define ZDI_INIT_DONE UINT32_C(0x444f4e45)      /* "ENOD" */
 #define ZDI_CACHE_LINE 64u
-#define ZDI_SEGMENT_HEADER_SIZE 512u
+#define ZDI_SEGMENT_HEADER_SIZE 1024u
 #define ZDI_ENTRY_SIZE 64u
 #define ZDI_FLAG_TYPE_HASH 1u
 #define ZDI_FLAGS_KNOWN ZDI_FLAG_TYPE_HASH
@@ -25,74 +25,93 @@ struct zdi_counters {
 	uint64_t reclaims, loans_reclaimed, readers_reaped, corrupt_dropped;
 };
 
+/* A wake-up channel: an event count (the futex word) and the number of
+ * sleepers on it, a Dekker pair (see notify.c).  Everyone, seq_cst. */
+struct zdi_channel {
+	uint32_t gen;
+	uint32_t waiters;
+	uint8_t pad[56];
+};
+
 struct zdi_segment_header {
-	/* Lines 0-1: immutable.  Written by the creator before init_done;
-	 * read once by attach into private memory. */
+	/* Lines 0-2: immutable.  Written by the creator before init_done;
+	 * read once by attach into private memory.  magic and version keep
+	 * the offsets of every earlier layout, so an old segment is told
+	 * apart from a corrupt one. */
 	uint64_t magic;                 /* ZDI_MAGIC */
 	uint32_t version;               /* ZD_LAYOUT_VERSION */
 	uint32_t header_size;           /* ZDI_SEGMENT_HEADER_SIZE */
-	uint64_t total_size;            /* bytes of the whole object */
-	uint64_t slot_capacity;
-	uint64_t slot_stride;           /* align64(ZD_SLOT_HEADER_SIZE + capacity) */
-	uint64_t readers_offset;
-	uint64_t attach_offset;
-	uint64_t slots_offset;
-	uint32_t slot_count;
+	zd_geometry_t geo;
 	uint32_t reader_max;            /* ZD_READER_MAX */
 	uint32_t attach_max;            /* ZD_ATTACH_MAX */
 	uint32_t flags;                 /* ZDI_FLAG_* */
-	uint8_t type_hash[ZD_TYPE_HASH_SIZE];
 	int32_t owner_pid;
 	uint32_t owner_uid;
+	uint32_t pad0;
 	uint64_t created_realtime_ns;
-	uint8_t reserved0[16];
-	/* Line 2: lifecycle.  init_done: creator, once, release (pairs with the
+	uint8_t type_hash[ZD_TYPE_HASH_SIZE];
+	uint8_t reserved0[48];
+	/* Line 3: lifecycle.  init_done: creator, once, release (pairs with the
 	 * acquire load in attach).  goodbye: creator's close, release. */
 	uint32_t init_done;
 	uint32_t goodbye;
-	uint8_t pad2[56];
-	/* Line 3: next sequence number.  Every committer, fetch_add. */
-	uint64_t next_sn;
 	uint8_t pad3[56];
-	/* Line 4: notify generation (futex word) and waiter count: everyone,
-	 * seq_cst (see notify.c). */
-	uint32_t notify_gen;
-	uint32_t notify_waiters;
+	/* Line 4: next sequence number.  Every committer, CAS (delivery.c). */
+	uint64_t next_sn;
 	uint8_t pad4[56];
-	/* Line 5: active reader mask.  Reader open/close/reap, seq_cst RMW. */
+	/* Line 5: "a sample arrived" (commits, goodbye): readers sleep here. */
+	struct zdi_channel data;
+	/* Line 6: "a slot came free" (releases, discards, evictions, reaps,
+	 * readers leaving): writers sleep here. */
+	struct zdi_channel space;
+	/* Line 7: active reader mask.  Reader open/close/reap, seq_cst RMW.
+	 * marks_unordered: set (relaxed, never cleared) once zd_slot_mark_read
+	 * marks a sample for a registered reader, which may then have read a
+	 * sample without its predecessors (see the window walk in pool.c). */
 	uint64_t active_mask;
-	uint8_t pad5[56];
-	/* Lines 6-7: counters, relaxed fetch_add by whoever does the thing. */
+	uint32_t marks_unordered;
+	uint8_t pad7[52];
+	/* Line 8: the oldest sequence number that may still be held in a
+	 * slot indexed by the ring.  Writers' window walks, CAS forward. */
+	uint64_t tail;
+	uint8_t pad8[56];
+	/* Line 9: counters, relaxed fetch_add by whoever does the thing. */
 	struct zdi_counters counters;
-	uint8_t pad6[64];
+	uint8_t reserved1[384];
 };
 
 _Static_assert(sizeof(struct zdi_segment_header) == ZDI_SEGMENT_HEADER_SIZE,
 	       "segment header size is part of the ABI");
-_Static_assert(offsetof(struct zdi_segment_header, init_done) == 128, "line 2");
-_Static_assert(offsetof(struct zdi_segment_header, next_sn) == 192, "line 3");
-_Static_assert(offsetof(struct zdi_segment_header, notify_gen) == 256, "line 4");
-_Static_assert(offsetof(struct zdi_segment_header, active_mask) == 320, "line 5");
-_Static_assert(offsetof(struct zdi_segment_header, counters) == 384, "line 6");
-_Static_assert(offsetof(struct zdi_segment_header, type_hash) == 80, "immutable");
-_Static_assert(offsetof(struct zdi_segment_header, created_realtime_ns) == 104,
-	       "immutable");
+_Static_assert(offsetof(struct zdi_segment_header, version) == 8, "version");
+_Static_assert(offsetof(struct zdi_segment_header, geo) == 16, "geometry");
+_Static_assert(sizeof(zd_geometry_t) == 80, "geometry ABI");
+_Static_assert(offsetof(struct zdi_segment_header, type_hash) == 128, "immutable");
+_Static_assert(offsetof(struct zdi_segment_header, init_done) == 192, "line 3");
+_Static_assert(offsetof(struct zdi_segment_header, next_sn) == 256, "line 4");
+_Static_assert(offsetof(struct zdi_segment_header, data) == 320, "line 5");
+_Static_assert(offsetof(struct zdi_segment_header, space) == 384, "line 6");
+_Static_assert(offsetof(struct zdi_segment_header, active_mask) == 448, "line 7");
+_Static_assert(offsetof(struct zdi_segment_header, tail) == 512, "line 8");
+_Static_assert(offsetof(struct zdi_segment_header, counters) == 576, "line 9");
 
 enum { ZDI_ENTRY_FREE = 0, ZDI_ENTRY_ACTIVE = 1 };
 
 /* One reader.  Written by its owner (or by whoever holds its liveness lock
  * to clean up after it); dropped is also added to by writers that reclaim
- * or evict a sample it had not read. */
+ * or evict a sample it had not read, and start_sn is read by everyone that
+ * decides whether a slot may be reused (a reader does not need samples
+ * older than its start). */
 struct zdi_reader_entry {
 	uint32_t state;         /* ZDI_ENTRY_*; release store by the owner */
 	uint32_t epoch;         /* +1 at every claim */
 	int32_t pid;
 	uint32_t pad0;
-	uint64_t start_sn;
+	uint64_t start_sn;      /* 0 while the join is under way */
+	uint64_t cursor;        /* next sequence number to deliver; CAS */
 	uint64_t last_sn;       /* UINT64_MAX: none taken yet */
 	uint64_t taken;
 	uint64_t dropped;
-	uint64_t pad1[2];
+	uint64_t pad1;
 };
 _Static_assert(sizeof(struct zdi_reader_entry) == ZDI_ENTRY_SIZE, "entry ABI");
 
@@ -115,7 +134,7 @@ struct zdi_slot_header {
 	uint64_t read_mask;     /* reader r has read (or no longer needs) it */
 	uint64_t reader_pins;   /* reader r holds a view (take) */
 	uint64_t handle_pins;   /* attachment a holds a view (acquire) */
-	uint64_t sn;
+	uint64_t sn;            /* stored before the sn is claimed (delivery.c) */
 	uint64_t size;
 	uint64_t commit_ns;
 	uint64_t reserved;
@@ -134,11 +153,18 @@ enum { ZDI_SLOT_FREE = 0, ZDI_SLOT_LOANED = 1, ZDI_SLOT_COMMITTED = 2 };
 	(((uint64_t)(version) << 32) | ((uint64_t)((epoch) & 0xffffu) << 16) | \
 	 ((uint64_t)((owner) & 0x3fffu) << 2) | (uint64_t)(kind))
 
-/* Fixed offsets of the tables; slots start on a page boundary. */
+/* Ring entry of sequence number sn, at index sn & (ring_size - 1): the sn
+ * with its low bits replaced by a slot index (ring_size > slot_count, so
+ * the slot fits), i.e. the "lap" of sn and where its sample is.  Two slot
+ * values no real slot has mark an entry that names no slot: UNWRITTEN (the
+ * initial value, all ones) and HOLE (the sn was claimed but its loan was
+ * lost: nothing will ever be published under it). */
+#define ZDI_RING_UNWRITTEN(mask) (mask)
+#define ZDI_RING_HOLE(mask) ((mask) - 1u)
+
+/* Fixed offsets of the tables. */
 #define ZDI_READERS_OFFSET ((uint64_t)ZDI_SEGMENT_HEADER_SIZE)
 #define ZDI_ATTACH_OFFSET (ZDI_READERS_OFFSET + (uint64_t)ZD_READER_MAX * ZDI_ENTRY_SIZE)
-#define ZDI_SLOTS_OFFSET                                                      \
-	((ZDI_ATTACH_OFFSET + (uint64_t)ZD_ATTACH_MAX * ZDI_ENTRY_SIZE + 4095u) & \
-	 ~(uint64_t)4095u)
+#define ZDI_RING_OFFSET (ZDI_ATTACH_OFFSET + (uint64_t)ZD_ATTACH_MAX * ZDI_ENTRY_SIZE)
 
 #endif

@@ -6,77 +6,120 @@
 
 #include "internal.h"
 
-int zdi_geometry(uint32_t slot_count, uint64_t slot_capacity, uint64_t *stride,
-		 uint64_t *total)
+static int align_up(uint64_t v, uint64_t a, uint64_t *out)
 {
-	uint64_t s, bytes;
+	if (__builtin_add_overflow(v, a - 1u, out))
+		return -EOVERFLOW;
+	*out &= ~(a - 1u);
+	return 0;
+}
+
+/* Bytes of a map over n slots: its words, then its summary words, padded
+ * to a cache line. */
+static uint64_t map_bytes(uint32_t n)
+{
+	uint64_t words = ((uint64_t)n + 63u) / 64u;
+	uint64_t summary = (words + 63u) / 64u;
+
+	return ((words + summary) * 8u + 63u) & ~(uint64_t)63u;
+}
+
+int zdi_geometry(uint32_t slot_count, uint64_t slot_capacity, zd_geometry_t *g)
+{
+	uint64_t stride, bytes, ring = 4;
 
 	if (slot_count == 0 || slot_count > ZD_SLOT_COUNT_MAX)
 		return -EINVAL;
 	if (slot_capacity == 0 || slot_capacity > ZD_SLOT_CAPACITY_MAX)
 		return -EINVAL;
-	if (__builtin_add_overflow(slot_capacity, (uint64_t)ZD_SLOT_HEADER_SIZE + 63u, &s))
+	if (align_up(slot_capacity + ZD_SLOT_HEADER_SIZE, 64u, &stride) < 0)
 		return -EOVERFLOW;
-	s &= ~(uint64_t)63u;
-	if (__builtin_mul_overflow(s, (uint64_t)slot_count, &bytes) ||
-	    __builtin_add_overflow(bytes, ZDI_SLOTS_OFFSET, &bytes) ||
+	while (ring < 2u * (uint64_t)slot_count)
+		ring *= 2u;
+	memset(g, 0, sizeof(*g));
+	g->slot_count = slot_count;
+	g->ring_size = (uint32_t)ring;
+	g->slot_capacity = slot_capacity;
+	g->slot_stride = stride;
+	g->readers_offset = ZDI_READERS_OFFSET;
+	g->attach_offset = ZDI_ATTACH_OFFSET;
+	g->ring_offset = ZDI_RING_OFFSET;
+	g->free_offset = g->ring_offset + ring * 8u;
+	g->old_offset = g->free_offset + map_bytes(slot_count);
+	(void)align_up(g->old_offset + map_bytes(slot_count), 4096u, &g->slots_offset);
+	if (__builtin_mul_overflow(stride, (uint64_t)slot_count, &bytes) ||
+	    __builtin_add_overflow(bytes, g->slots_offset, &bytes) ||
 	    bytes > (uint64_t)INT64_MAX)
 		return -EOVERFLOW;
-	*stride = s;
-	*total = bytes;
+	g->total_size = bytes;
 	return 0;
 }
 
 int zd_config_validate(const zd_config_t *cfg)
 {
-	uint64_t stride, total;
+	zd_geometry_t geo;
 
 	if (cfg == NULL || (cfg->mode & ~0777u) != 0 ||
 	    (cfg->flags & ~ZD_CREATE_REPLACE_STALE) != 0)
 		return -EINVAL;
-	return zdi_geometry(cfg->slot_count, cfg->slot_capacity, &stride, &total);
+	return zdi_geometry(cfg->slot_count, cfg->slot_capacity, &geo);
 }
 
-int zdi_config_geometry(const zd_config_t *cfg, uint64_t *stride,
-			uint64_t *total)
+int zdi_config_geometry(const zd_config_t *cfg, zd_geometry_t *geo)
 {
 	int rc = zd_config_validate(cfg);
 
 	if (rc < 0)
 		return rc;
-	rc = zdi_geometry(cfg->slot_count, cfg->slot_capacity, stride, total);
+	rc = zdi_geometry(cfg->slot_count, cfg->slot_capacity, geo);
 	if (rc < 0)
 		return rc;
-	return *total > SIZE_MAX ? -EOVERFLOW : 0;
+	return geo->total_size > SIZE_MAX ? -EOVERFLOW : 0;
 }
 
-static void derive_pointers(zd_segment_t *seg)
+static void map_init(struct zdi_map *m, uint8_t *base, uint64_t offset,
+		     uint32_t n)
 {
+	m->nwords = (uint32_t)(((uint64_t)n + 63u) / 64u);
+	m->nsummary = (m->nwords + 63u) / 64u;
+	m->words = (uint64_t *)(base + offset);
+	m->summary = m->words + m->nwords;
+}
+
+void zdi_derive_pointers(zd_segment_t *seg)
+{
+	const zd_geometry_t *g = &seg->geo;
+
 	seg->hdr = (struct zdi_segment_header *)seg->base;
-	seg->readers = (struct zdi_reader_entry *)(seg->base + ZDI_READERS_OFFSET);
-	seg->attach = (struct zdi_attach_entry *)(seg->base + ZDI_ATTACH_OFFSET);
-	seg->slots = seg->base + ZDI_SLOTS_OFFSET;
+	seg->readers = (struct zdi_reader_entry *)(seg->base + g->readers_offset);
+	seg->attach = (struct zdi_attach_entry *)(seg->base + g->attach_offset);
+	seg->ring = (uint64_t *)(seg->base + g->ring_offset);
+	seg->ring_mask = (uint64_t)g->ring_size - 1u;
+	map_init(&seg->free_map, seg->base, g->free_offset, g->slot_count);
+	map_init(&seg->old_map, seg->base, g->old_offset, g->slot_count);
+	seg->slots = seg->base + g->slots_offset;
 	/* A handle without the read-only alias (describe) exports nothing. */
 	seg->ro_slots = (seg->ro_base != NULL ? seg->ro_base : seg->base) +
-			ZDI_SLOTS_OFFSET;
+			g->slots_offset;
 }
 
 /* The creator fills the immutable header of a zeroed region (geometry from
  * zdi_geometry) and stores the init flag last. */
 void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg,
-			      uint64_t stride, uint64_t total)
+			      const zd_geometry_t *geo)
 {
 	struct zdi_segment_header *h;
 	static const uint8_t zero[ZD_TYPE_HASH_SIZE];
 	struct timespec ts;
 
-	derive_pointers(seg);
+	seg->geo = *geo;
+	zdi_derive_pointers(seg);
 	h = seg->hdr;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	seg->slot_count = cfg->slot_count;
-	seg->slot_capacity = cfg->slot_capacity;
-	seg->slot_stride = stride;
-	seg->total_size = total;
+	/* Every ring entry unwritten, every slot in the free map. */
+	memset(seg->ring, 0xff, (size_t)geo->ring_size * 8u);
+	for (uint32_t i = 0; i < geo->slot_count; i++)
+		zdi_map_set(&seg->free_map, i);
 	seg->flags = memcmp(cfg->type_hash, zero, sizeof(zero)) != 0 ? ZDI_FLAG_TYPE_HASH : 0;
 	memcpy(seg->type_hash, cfg->type_hash, sizeof(seg->type_hash));
 	seg->owner_pid = (int32_t)getpid();
@@ -86,13 +129,7 @@ void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg,
 	h->magic = ZDI_MAGIC;
 	h->version = ZD_LAYOUT_VERSION;
 	h->header_size = ZDI_SEGMENT_HEADER_SIZE;
-	h->total_size = total;
-	h->slot_capacity = cfg->slot_capacity;
-	h->slot_stride = stride;
-	h->readers_offset = ZDI_READERS_OFFSET;
-	h->attach_offset = ZDI_ATTACH_OFFSET;
-	h->slots_offset = ZDI_SLOTS_OFFSET;
-	h->slot_count = cfg->slot_count;
+	h->geo = *geo;
 	h->reader_max = ZD_READER_MAX;
 	h->attach_max = ZD_ATTACH_MAX;
 	h->flags = seg->flags;
@@ -109,7 +146,7 @@ void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg,
  * of the object.  Every geometry value is recomputed and compared. */
 int zdi_header_validate(const struct zdi_segment_header *h, uint64_t real_size)
 {
-	uint64_t stride, total;
+	zd_geometry_t g;
 
 	if (h->magic != ZDI_MAGIC)
 		return -EBADMSG;
@@ -119,12 +156,10 @@ int zdi_header_validate(const struct zdi_segment_header *h, uint64_t real_size)
 	    h->reader_max != ZD_READER_MAX || h->attach_max != ZD_ATTACH_MAX ||
 	    (h->flags & ~ZDI_FLAGS_KNOWN) != 0)
 		return -EBADMSG;
-	if (zdi_geometry(h->slot_count, h->slot_capacity, &stride, &total) < 0)
+	/* Every field is recomputed from the two that define the rest. */
+	if (zdi_geometry(h->geo.slot_count, h->geo.slot_capacity, &g) < 0)
 		return -EBADMSG;
-	if (h->slot_stride != stride || h->total_size != total ||
-	    h->readers_offset != ZDI_READERS_OFFSET ||
-	    h->attach_offset != ZDI_ATTACH_OFFSET ||
-	    h->slots_offset != ZDI_SLOTS_OFFSET || total != real_size)
+	if (memcmp(&g, &h->geo, sizeof(g)) != 0 || g.total_size != real_size)
 		return -EBADMSG;
 	return 0;
 }
@@ -133,10 +168,10 @@ int zdi_header_validate(const struct zdi_segment_header *h, uint64_t real_size)
  * tables and this handle's attachment entry. */
 int zdi_segment_init_handle(zd_segment_t *seg)
 {
-	derive_pointers(seg);
+	zdi_derive_pointers(seg);
 	seg->attach_index = UINT32_MAX;
-	seg->pin_count = calloc(seg->slot_count, sizeof(uint32_t));
-	seg->pin_version = calloc(seg->slot_count, sizeof(uint32_t));
+	seg->pin_count = calloc(seg->geo.slot_count, sizeof(uint32_t));
+	seg->pin_version = calloc(seg->geo.slot_count, sizeof(uint32_t));
 	if (seg->pin_count == NULL || seg->pin_version == NULL)
 		return -ENOMEM;
 	if (pthread_mutex_init(&seg->pin_mu, NULL) != 0)
@@ -192,7 +227,7 @@ int zd_segment_goodbye(zd_segment_t *seg)
 		return 0;
 	/* Pairs with the acquire load of goodbye in zd_reader_take. */
 	zdi_store_release_u32(&seg->hdr->goodbye, 1);
-	zd_notify_bump(seg);
+	zdi_wake_data(seg);
 	return 0;
 }
 
@@ -213,10 +248,10 @@ int zd_segment_abandon(zd_segment_t *seg)
 }
 
 zd_backend_kind_t zd_segment_backend(const zd_segment_t *seg) { return seg->ops->kind; }
-uint32_t zd_segment_slot_count(const zd_segment_t *seg) { return seg->slot_count; }
-uint64_t zd_segment_slot_capacity(const zd_segment_t *seg) { return seg->slot_capacity; }
-uint64_t zd_segment_slot_total_size(const zd_segment_t *seg) { return seg->slot_stride; }
-uint64_t zd_segment_total_size(const zd_segment_t *seg) { return seg->total_size; }
+uint32_t zd_segment_slot_count(const zd_segment_t *seg) { return seg->geo.slot_count; }
+uint64_t zd_segment_slot_capacity(const zd_segment_t *seg) { return seg->geo.slot_capacity; }
+uint64_t zd_segment_slot_total_size(const zd_segment_t *seg) { return seg->geo.slot_stride; }
+uint64_t zd_segment_total_size(const zd_segment_t *seg) { return seg->geo.total_size; }
 const char *zd_segment_name(const zd_segment_t *seg) { return seg->name; }
 int zd_segment_is_creator(const zd_segment_t *seg) { return seg->creator; }
 int zd_segment_sealed(const zd_segment_t *seg) { return seg->sealed; }
@@ -274,10 +309,7 @@ int zd_segment_info(const zd_segment_t *seg, zd_segment_info_t *out)
 	memset(out, 0, sizeof(*out));
 	out->backend = seg->ops->kind;
 	out->layout_version = ZD_LAYOUT_VERSION;
-	out->slot_count = seg->slot_count;
-	out->slot_capacity = seg->slot_capacity;
-	out->slot_stride = seg->slot_stride;
-	out->total_size = seg->total_size;
+	out->geo = seg->geo;
 	memcpy(out->type_hash, seg->type_hash, sizeof(out->type_hash));
 	out->owner_pid = seg->owner_pid;
 	out->owner_uid = seg->owner_uid;

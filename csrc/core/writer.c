@@ -1,32 +1,20 @@
 /* writer.c — loaning under an overflow policy. */
 #include "internal.h"
 
-#define ZDI_REAP_INTERVAL_NS 50000000u  /* at most one reap per 50 ms */
 #define ZDI_WAIT_SLICE_NS 100000000u    /* re-reap while blocked */
 
-/* The oldest committed slot that no view pins, read or not, taken for this
- * handle; each active reader that had not read it gets a drop. */
-static int reclaim_oldest(zd_segment_t *seg, uint64_t active, uint32_t *slot)
+/* The oldest held sample that no view pins, read or not, taken for this
+ * handle; each active reader that still needed it gets a drop. */
+static int reclaim_oldest(zd_segment_t *seg, uint32_t *slot)
 {
 	uint64_t unread;
-	int rc = zdi_take_loanable(seg, 0, slot, &unread);
+	int rc = zdi_take_loanable(seg, 0, 1, slot, &unread);
 
-	if (rc == 0 && (active & unread) != 0) {
-		zdi_count_drops(seg, active & unread);
+	if (rc == 0 && unread != 0) {
+		zdi_count_drops(seg, unread);
 		ZDI_COUNT(seg, reclaims);
 	}
 	return rc;
-}
-
-void zdi_maybe_reap(zd_segment_t *seg, int force)
-{
-	uint64_t now = zd_now_ns();
-	uint64_t last = zdi_load_relaxed_u64(&seg->last_reap_ns);
-
-	if (!force && now - last < ZDI_REAP_INTERVAL_NS)
-		return;
-	zdi_store_relaxed_u64(&seg->last_reap_ns, now);
-	(void)zd_segment_reap(seg, NULL, NULL);
 }
 
 int zd_writer_loan(zd_segment_t *seg, zd_overflow_t policy,
@@ -40,7 +28,8 @@ int zd_writer_loan(zd_segment_t *seg, zd_overflow_t policy,
 	if (slot == NULL)
 		return -EINVAL;
 	for (;;) {
-		uint64_t gen = zd_notify_generation(seg);
+		/* Writers sleep on the space channel only (notify.c). */
+		uint32_t gen = zdi_load_acquire_u32(&seg->hdr->space.gen);
 		uint64_t active = zd_segment_active_mask(seg);
 		uint64_t now, until;
 		int rc;
@@ -55,14 +44,14 @@ int zd_writer_loan(zd_segment_t *seg, zd_overflow_t policy,
 		}
 		if (policy == ZD_OVERFLOW_FAIL)
 			return -EAGAIN;
-		if (policy == ZD_OVERFLOW_RECLAIM && reclaim_oldest(seg, active, slot) == 0)
+		if (policy == ZD_OVERFLOW_RECLAIM && reclaim_oldest(seg, slot) == 0)
 			return 0;
 		now = zd_now_ns();
 		if (now >= deadline_ns)
 			return -ETIMEDOUT;
 		until = deadline_ns - now > ZDI_WAIT_SLICE_NS ? now + ZDI_WAIT_SLICE_NS
 							       : deadline_ns;
-		rc = zd_notify_wait(seg, gen, until, spin_ns);
+		rc = zdi_wait(seg, &seg->hdr->space, gen, until, spin_ns);
 		if (rc == -EINTR)
 			return rc;
 		if (rc == -ETIMEDOUT && until != deadline_ns)

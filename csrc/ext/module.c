@@ -117,9 +117,15 @@ zdext_raise_policy(zdext_state *st, int rc, const char *verb, PyObject *name_obj
 	unsigned euid = (unsigned)geteuid();
 	PyObject *what;
 
-	if (rc != -ZD_EOWNER)
+	if (rc == -EPROTO && opts->found_version != 0)
+		snprintf(hint, sizeof(hint),
+			 "/dev/shm/%s has layout version %u; this zdshm reads "
+			 "version %u only: recreate the segment with this version",
+			 name, (unsigned)opts->found_version,
+			 (unsigned)ZD_LAYOUT_VERSION);
+	else if (rc != -ZD_EOWNER)
 		return zdext_raise_named(st, rc, verb, name_obj);
-	if (opts->found_uid == euid)
+	else if (opts->found_uid == euid)
 		snprintf(hint, sizeof(hint),
 			 "/dev/shm/%s is owned by this process's uid %u but is "
 			 "writable by group or other (mode 0o%03o): whoever may "
@@ -577,10 +583,12 @@ zdext_info_dict(const zd_segment_info_t *in)
 	if (dict_set_obj(d, "backend",
 			 PyUnicode_FromString(zdext_backend_name(in->backend))) < 0 ||
 	    dict_set_u64(d, "layout_version", in->layout_version) < 0 ||
-	    dict_set_u64(d, "slot_count", in->slot_count) < 0 ||
-	    dict_set_u64(d, "slot_capacity", in->slot_capacity) < 0 ||
-	    dict_set_u64(d, "slot_stride", in->slot_stride) < 0 ||
-	    dict_set_u64(d, "total_size", in->total_size) < 0 ||
+	    dict_set_u64(d, "slot_count", in->geo.slot_count) < 0 ||
+	    dict_set_u64(d, "slot_capacity", in->geo.slot_capacity) < 0 ||
+	    dict_set_u64(d, "slot_stride", in->geo.slot_stride) < 0 ||
+	    dict_set_u64(d, "total_size", in->geo.total_size) < 0 ||
+	    dict_set_u64(d, "ring_size", in->geo.ring_size) < 0 ||
+	    dict_set_u64(d, "slots_offset", in->geo.slots_offset) < 0 ||
 	    dict_set_obj(d, "type_hash", th) < 0 ||
 	    dict_set_obj(d, "owner_pid", PyLong_FromLong(in->owner_pid)) < 0 ||
 	    dict_set_u64(d, "owner_uid", in->owner_uid) < 0 ||

@@ -19,7 +19,7 @@
  */
 #include "zdtest.h"
 
-#include "layout.h"
+#include "internal.h"
 
 #define HDR_SIZE ((off_t)sizeof(struct zdi_segment_header))
 
@@ -115,9 +115,9 @@ static void victim_make(struct victim *v)
 	v->size = st.st_size;
 	REQUIRE(v->orig.magic == ZDI_MAGIC);
 	REQUIRE(v->orig.init_done == ZDI_INIT_DONE);
-	CHECK_EQ(v->orig.total_size, (uint64_t)v->size);
-	CHECK_EQ(v->orig.slot_stride, 192);
-	CHECK_EQ(v->orig.slot_count, 4);
+	CHECK_EQ(v->orig.geo.total_size, (uint64_t)v->size);
+	CHECK_EQ(v->orig.geo.slot_stride, 192);
+	CHECK_EQ(v->orig.geo.slot_count, 4);
 	expect_accepted(v->name, "pristine victim");
 }
 
@@ -147,13 +147,17 @@ static const struct field fields[] = {
 	F(magic, 8, -EBADMSG),
 	F(version, 4, -EPROTO),
 	F(header_size, 4, -EBADMSG),
-	F(total_size, 8, -EBADMSG),
-	F(slot_capacity, 8, -EBADMSG),
-	F(slot_stride, 8, -EBADMSG),
-	F(readers_offset, 8, -EBADMSG),
-	F(attach_offset, 8, -EBADMSG),
-	F(slots_offset, 8, -EBADMSG),
-	F(slot_count, 4, -EBADMSG),
+	F(geo.total_size, 8, -EBADMSG),
+	F(geo.slot_capacity, 8, -EBADMSG),
+	F(geo.slot_stride, 8, -EBADMSG),
+	F(geo.readers_offset, 8, -EBADMSG),
+	F(geo.attach_offset, 8, -EBADMSG),
+	F(geo.slots_offset, 8, -EBADMSG),
+	F(geo.ring_offset, 8, -EBADMSG),
+	F(geo.free_offset, 8, -EBADMSG),
+	F(geo.old_offset, 8, -EBADMSG),
+	F(geo.ring_size, 4, -EBADMSG),
+	F(geo.slot_count, 4, -EBADMSG),
 	F(reader_max, 4, -EBADMSG),
 	F(attach_max, 4, -EBADMSG),
 	F(flags, 4, -EBADMSG),
@@ -208,7 +212,7 @@ static void each_immutable_field_rejected(void)
 			vals[n++] = top;
 			vals[n++] = orig | 0x100;
 		}
-		if (!strcmp(f->name, "slot_capacity")) {
+		if (!strcmp(f->name, "geo.slot_capacity")) {
 			/* 63 still pads to a stride of 192: consistent, so not
 			 * corrupt.  Drop orig - 1. */
 			if (vals[n - 1] == orig - 1)
@@ -264,38 +268,37 @@ static void consistent_overflowing_geometry(void)
 
 	victim_make(&v);
 	h = v.orig;
-	h.slot_capacity = ((uint64_t)1 << 63) + 64;
-	h.slot_stride = ((uint64_t)1 << 63) + 192;
+	h.geo.slot_capacity = ((uint64_t)1 << 63) + 64;
+	h.geo.slot_stride = ((uint64_t)1 << 63) + 192;
 	pwrite_full(v.fd, &h, sizeof(h), 0);
 	expect_rejected(v.name, -EBADMSG, 0, "capacity 2^63+64, stride 2^63+192");
 	victim_restore(&v);
 
 	/* count 0 with a total that matches "no slots" */
 	h = v.orig;
-	h.slot_count = 0;
-	h.total_size = v.orig.slots_offset;
+	h.geo.slot_count = 0;
+	h.geo.total_size = v.orig.geo.slots_offset;
 	pwrite_full(v.fd, &h, sizeof(h), 0);
-	REQUIRE(ftruncate(v.fd, (off_t)v.orig.slots_offset) == 0);
+	REQUIRE(ftruncate(v.fd, (off_t)v.orig.geo.slots_offset) == 0);
 	expect_rejected(v.name, -EBADMSG, 0, "slot_count 0, total = slots_offset");
 	victim_restore(&v);
 
 	/* more slots, with total_size and the file grown to match, but a
 	 * count above ZD_SLOT_COUNT_MAX is still refused */
 	h = v.orig;
-	h.slot_count = ZD_SLOT_COUNT_MAX + 1;
-	h.total_size = v.orig.slots_offset + (uint64_t)h.slot_count * 192u;
+	h.geo.slot_count = ZD_SLOT_COUNT_MAX + 1;
+	h.geo.total_size = v.orig.geo.slots_offset + (uint64_t)h.geo.slot_count * 192u;
 	pwrite_full(v.fd, &h, sizeof(h), 0);
-	REQUIRE(ftruncate(v.fd, (off_t)h.total_size) == 0);
+	REQUIRE(ftruncate(v.fd, (off_t)h.geo.total_size) == 0);
 	expect_rejected(v.name, -EBADMSG, 0, "slot_count > max, sizes consistent");
 	victim_restore(&v);
 
 	/* and a consistent, legal, larger geometry is accepted: the check
 	 * is against the real object, not a guess */
 	h = v.orig;
-	h.slot_count = 8;
-	h.total_size = v.orig.slots_offset + 8u * 192u;
+	REQUIRE_OK(zdi_geometry(8, v.orig.geo.slot_capacity, &h.geo));
 	pwrite_full(v.fd, &h, sizeof(h), 0);
-	REQUIRE(ftruncate(v.fd, (off_t)h.total_size) == 0);
+	REQUIRE(ftruncate(v.fd, (off_t)h.geo.total_size) == 0);
 	expect_accepted(v.name, "consistent 8-slot header");
 	victim_restore(&v);
 	victim_drop(&v);
@@ -556,7 +559,7 @@ static unsigned char *find_mem_base(zdt_ctx_t *c)
 		}
 	}
 	REQUIRE(data != NULL);
-	mem_base = (unsigned char *)data - ZD_SLOT_HEADER_SIZE - ZDI_SLOTS_OFFSET -
+	mem_base = (unsigned char *)data - ZD_SLOT_HEADER_SIZE - zdt_slots_offset(c->seg) -
 		   (uint64_t)s * stride;
 	REQUIRE(((struct zdi_segment_header *)mem_base)->magic == ZDI_MAGIC);
 	return mem_base;
@@ -575,7 +578,7 @@ static void slot_case_begin(zdt_ctx_t *c)
  * posix backend, a store through the region for the memory backend. */
 static void poke_slot(zdt_ctx_t *c, uint32_t slot, size_t field_off, uint64_t val)
 {
-	uint64_t off = ZDI_SLOTS_OFFSET + (uint64_t)slot *
+	uint64_t off = zdt_slots_offset(c->seg) + (uint64_t)slot *
 		       zd_segment_slot_total_size(c->seg) + field_off;
 
 	if (c->backend == ZD_BACKEND_POSIX) {
@@ -819,7 +822,7 @@ static void future_commit_time(zdt_ctx_t *c)
 
 static uint64_t peek_slot(zdt_ctx_t *c, uint32_t slot, size_t field_off)
 {
-	uint64_t off = ZDI_SLOTS_OFFSET + (uint64_t)slot *
+	uint64_t off = zdt_slots_offset(c->seg) + (uint64_t)slot *
 		       zd_segment_slot_total_size(c->seg) + field_off;
 	uint64_t val;
 
@@ -1064,7 +1067,7 @@ static void *adversary_run(void *p)
 {
 	struct adversary *a = p;
 	struct zdi_slot_header *h = (struct zdi_slot_header *)(a->base + a->slot_off);
-	uint32_t *gen = &((struct zdi_segment_header *)a->base)->notify_gen;
+	uint32_t *gen = &((struct zdi_segment_header *)a->base)->data.gen;
 	uint64_t i;
 
 	for (i = 0; !__atomic_load_n(&a->stop, __ATOMIC_ACQUIRE); i++) {
@@ -1103,7 +1106,7 @@ static void moving_words(zdt_ctx_t *c)
 	commit_str(c->seg, "one", &s1, &sn);
 	memset(&a, 0, sizeof(a));
 	a.base = map_words(c, &len);
-	a.slot_off = ZDI_SLOTS_OFFSET + (uint64_t)s0 * zd_segment_slot_total_size(c->seg);
+	a.slot_off = zdt_slots_offset(c->seg) + (uint64_t)s0 * zd_segment_slot_total_size(c->seg);
 	REQUIRE(pthread_create(&t, NULL, adversary_run, &a) == 0);
 	for (int i = 0; i < calls; i++) {
 		TIMED(rc, zd_reader_take(c->seg, &r, &v));

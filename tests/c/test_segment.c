@@ -271,11 +271,11 @@ static void info_and_describe(zdt_ctx_t *c)
 	CHECK_OK(zd_segment_info(c->seg, &a));
 	CHECK_EQ(a.backend, c->backend);
 	CHECK_EQ(a.layout_version, ZD_LAYOUT_VERSION);
-	CHECK_EQ(a.slot_count, 3);
-	CHECK_EQ(a.slot_capacity, 1000);
-	CHECK_EQ(a.slot_stride, 1152); /* 128 + 1000 = 1128 -> 1152 */
-	CHECK_EQ(a.total_size, zd_segment_total_size(c->seg));
-	CHECK_GE(a.total_size, 3u * 1152u + 512u);
+	CHECK_EQ(a.geo.slot_count, 3);
+	CHECK_EQ(a.geo.slot_capacity, 1000);
+	CHECK_EQ(a.geo.slot_stride, 1152); /* 128 + 1000 = 1128 -> 1152 */
+	CHECK_EQ(a.geo.total_size, zd_segment_total_size(c->seg));
+	CHECK_GE(a.geo.total_size, 3u * 1152u + 512u);
 	CHECK_EQ(a.owner_pid, getpid());
 	CHECK_EQ(a.owner_uid, getuid());
 	CHECK_LE(a.created_realtime_ns, t_after);
@@ -317,10 +317,10 @@ static void info_and_describe(zdt_ctx_t *c)
 	/* describe: same picture, read-only, without attaching */
 	CHECK_OK(zd_segment_describe_posix(c->name, &d));
 	CHECK_EQ(d.backend, ZD_BACKEND_POSIX);
-	CHECK_EQ(d.slot_count, a.slot_count);
-	CHECK_EQ(d.slot_capacity, a.slot_capacity);
-	CHECK_EQ(d.slot_stride, a.slot_stride);
-	CHECK_EQ(d.total_size, a.total_size);
+	CHECK_EQ(d.geo.slot_count, a.geo.slot_count);
+	CHECK_EQ(d.geo.slot_capacity, a.geo.slot_capacity);
+	CHECK_EQ(d.geo.slot_stride, a.geo.slot_stride);
+	CHECK_EQ(d.geo.total_size, a.geo.total_size);
 	CHECK_EQ(d.owner_pid, a.owner_pid);
 	CHECK_EQ(d.owner_uid, a.owner_uid);
 	CHECK_EQ(d.created_realtime_ns, a.created_realtime_ns);
@@ -357,7 +357,7 @@ static void describe_does_not_attach(zdt_ctx_t *c)
 	CHECK(more == NULL);
 	for (int i = 0; i < 3; i++)
 		CHECK_OK(zd_segment_describe_posix(c->name, &d));
-	CHECK_EQ(d.slot_count, c->cfg.slot_count);
+	CHECK_EQ(d.geo.slot_count, c->cfg.slot_count);
 	/* closing one handle frees its entry */
 	zd_segment_close(c->extra[c->n_extra - 1]);
 	c->extra[--c->n_extra] = NULL;
@@ -716,7 +716,7 @@ static void owner_policy(void)
 		o = (zd_attach_opts_t){.flags = ZD_ATTACH_ALLOW_UID, .allow_uid = 65534};
 		CHECK_OK(attach_rc(name, &o));
 		CHECK_OK(zd_segment_describe_posix_opts(name, &o, &info));
-		CHECK_EQ(info.slot_count, 2u);
+		CHECK_EQ(info.geo.slot_count, 2u);
 	}
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	REQUIRE(fd >= 0);
@@ -765,7 +765,7 @@ static void describe_truncated_is_an_error(void)
 	REQUIRE(ftruncate(fd, (off_t)total) == 0);      /* as it was */
 	CHECK_OK(zd_segment_describe_posix(name, &info));
 	CHECK_EQ(info.creator_alive, 1u);
-	CHECK_EQ(info.slot_count, 2u);
+	CHECK_EQ(info.geo.slot_count, 2u);
 	close(fd);
 	free(saved);
 	zd_segment_close(seg);                  /* its mapping is whole again */

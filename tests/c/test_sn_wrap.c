@@ -32,7 +32,7 @@ static void set_next_sn(zdt_ctx_t *c, uint64_t sn)
 		REQUIRE_OK(zd_slot_reserve(c->seg, 0, &s));
 		REQUIRE_OK(zd_slot_data_ptr(c->seg, s, &data, NULL, NULL));
 		REQUIRE_OK(zd_slot_discard(c->seg, s));
-		base = (unsigned char *)data - ZD_SLOT_HEADER_SIZE - ZDI_SLOTS_OFFSET -
+		base = (unsigned char *)data - ZD_SLOT_HEADER_SIZE - zdt_slots_offset(c->seg) -
 		       (uint64_t)s * zd_segment_slot_total_size(c->seg);
 		REQUIRE(((struct zdi_segment_header *)base)->magic == ZDI_MAGIC);
 		__atomic_store_n(&((struct zdi_segment_header *)base)->next_sn, sn,

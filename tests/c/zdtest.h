@@ -944,4 +944,13 @@ static inline void zdt_receive(zd_segment_t *seg, zd_reader_t *r, zdt_rx_t *rx,
 	zdt_rx_finish(rx);
 }
 
+/* Where the slots start in the object (the geometry in the header). */
+static inline uint64_t zdt_slots_offset(const zd_segment_t *seg)
+{
+	zd_segment_info_t info;
+
+	REQUIRE_OK(zd_segment_info(seg, &info));
+	return info.geo.slots_offset;
+}
+
 #endif

@@ -91,11 +91,11 @@ static void write_object(const uint8_t *data, size_t size)
 	memset(packed, 0, sizeof(packed));
 	memcpy(packed, data, size < sizeof(packed) ? size : sizeof(packed));
 	memcpy(&h, packed + PACKED_HEADER, sizeof(h));
-	len = h.total_size >= ZDI_SEGMENT_HEADER_SIZE && h.total_size <= OBJECT_MAX
-		      ? h.total_size : (uint64_t)size;
-	stride = h.slot_stride >= ZD_SLOT_HEADER_SIZE && h.slot_stride <= OBJECT_MAX &&
-			 h.slot_stride % 64u == 0
-		 ? h.slot_stride : ZD_SLOT_HEADER_SIZE + 256u;
+	len = h.geo.total_size >= ZDI_SEGMENT_HEADER_SIZE && h.geo.total_size <= OBJECT_MAX
+		      ? h.geo.total_size : (uint64_t)size;
+	stride = h.geo.slot_stride >= ZD_SLOT_HEADER_SIZE && h.geo.slot_stride <= OBJECT_MAX &&
+			 h.geo.slot_stride % 64u == 0
+		 ? h.geo.slot_stride : ZD_SLOT_HEADER_SIZE + 256u;
 	if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)len) != 0)
 		abort();
 	put(packed + PACKED_HEADER, ZDI_SEGMENT_HEADER_SIZE, 0, len);

@@ -33,7 +33,7 @@ np = pytest.importorskip("numpy")
 CAPACITY = 256
 SLOT_META_OFFSET = 64            # meta within the slot header (layout.h)
 SLOT_HEADER_SIZE = 128           # the data follows the slot header
-SLOTS_OFFSET_FIELD = 56          # segment header: uint64 slots_offset
+SLOTS_OFFSET_FIELD = 88          # segment header: uint64 geo.slots_offset
 SLOT_STRIDE_FIELD = 32           # segment header: uint64 slot_stride
 
 # Formats of the sweep: item size and numpy dtype.

@@ -386,3 +386,24 @@ def test_allow_owner_is_keyword_only():
         zdshm.describe(unique_name("missing"), 0)
     with pytest.raises(zdshm.SegmentNotFoundError):
         zdshm.PosixSegment.attach(unique_name("missing"), allow_owner=None)
+
+
+def test_old_layout_named_in_the_refusal():
+    """A segment of an earlier layout version is refused at attach and
+    describe with CorruptSegmentError naming both versions."""
+    name = unique_name("oldlayout")
+    seg = zdshm.PosixSegment.create(name, slot_count=2, slot_capacity=64)
+    try:
+        ours = seg.info()["layout_version"]
+        with open(os.path.join(SHM, name), "r+b") as f:
+            f.seek(8)                               # header: uint32 version
+            f.write((ours - 1).to_bytes(4, "little"))
+        for call in (lambda: zdshm.PosixSegment.attach(name),
+                     lambda: zdshm.describe(name)):
+            with pytest.raises(zdshm.CorruptSegmentError) as e:
+                call()
+            assert f"layout version {ours - 1}" in str(e.value)
+            assert f"version {ours} only" in str(e.value)
+    finally:
+        seg.close()
+        zdshm.unlink(name)

@@ -12,7 +12,7 @@
 extern "C" {
 #endif
 
-#define ZD_LAYOUT_VERSION 2u       /* 2: the creator holds a liveness lock */
+#define ZD_LAYOUT_VERSION 3u       /* 3: the delivery ring, free maps, two channels */
 #define ZD_READER_MAX 64u          /* readers per segment (bits of a mask)   */
 #define ZD_ATTACH_MAX 64u          /* open handles per segment               */
 #define ZD_SLOT_COUNT_MAX (1u << 20)
@@ -43,6 +43,25 @@ typedef struct zd_config {
  * A live segment, or a name that is no valid segment, is never touched. */
 #define ZD_CREATE_REPLACE_STALE 1u
 
+/* Where everything is in a segment, and how big: computed by the creator
+ * from (slot_count, slot_capacity), written into the header, recomputed
+ * and compared at attach, then kept in the handle and reported by info.
+ * Offsets are from the start of the object. */
+typedef struct zd_geometry {
+	uint32_t slot_count;
+	uint32_t ring_size;        /* delivery ring entries: a power of two
+				      >= 2 * slot_count, at least 4        */
+	uint64_t slot_capacity;
+	uint64_t slot_stride;      /* slot header + data, padded to 64 B    */
+	uint64_t total_size;
+	uint64_t readers_offset;   /* ZD_READER_MAX reader entries          */
+	uint64_t attach_offset;    /* ZD_ATTACH_MAX attachment entries      */
+	uint64_t ring_offset;      /* ring_size 8-byte entries              */
+	uint64_t free_offset;      /* free-slot map: bit words, summary     */
+	uint64_t old_offset;       /* map of samples the ring lost track of */
+	uint64_t slots_offset;     /* page aligned                          */
+} zd_geometry_t;
+
 /* Segment-wide counters (monotonic, relaxed). */
 typedef struct zd_segment_counters {
 	uint64_t loans;           /* successful reserves                  */
@@ -59,10 +78,7 @@ typedef struct zd_segment_counters {
 typedef struct zd_segment_info {
 	zd_backend_kind_t backend;
 	uint32_t layout_version;
-	uint32_t slot_count;
-	uint64_t slot_capacity;
-	uint64_t slot_stride;      /* header + data, padded to 64 B           */
-	uint64_t total_size;
+	zd_geometry_t geo;
 	uint8_t type_hash[ZD_TYPE_HASH_SIZE];
 	int32_t owner_pid;
 	uint32_t owner_uid;
@@ -136,6 +152,9 @@ typedef struct zd_attach_opts {
 	uint32_t allow_uid;        /* with ZD_ATTACH_ALLOW_UID                */
 	uint32_t found_uid;        /* out, on -ZD_EOWNER: the object's owner  */
 	uint32_t found_mode;       /* out, on -ZD_EOWNER: its permission bits */
+	uint32_t found_version;    /* out, on -EPROTO: the object's layout
+				      version (ZD_LAYOUT_VERSION is ours)  */
+	uint32_t reserved;
 } zd_attach_opts_t;
 
 /* Attaches to an existing posix segment for reading and writing, with the

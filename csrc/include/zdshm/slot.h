@@ -3,7 +3,8 @@
  * Reader indices here are raw bit positions 0..ZD_READER_MAX-1 chosen by the
  * caller; the registry in zdshm/reader.h hands them out safely.  A slot is
  * free for reserve when it is FREE, or COMMITTED with no view pinning it and
- * (read_mask & active_mask) == active_mask.
+ * no reader of active_mask needing it: its read bit is set, or it is a
+ * registered reader that joined after the sample.
  */
 #ifndef ZDSHM_SLOT_H
 #define ZDSHM_SLOT_H
@@ -42,7 +43,11 @@ typedef struct zd_slot_header {
 
 /* Loans a slot for this handle: the FREE slot with the lowest index, or
  * else the free committed slot with the oldest sample (so the newest
- * samples stay held).  Returns 0, -EAGAIN (no free slot). */
+ * samples stay held).  The oldest is looked for from the ring's tail up to
+ * the first sample a registered reader still needs (it needs every later
+ * one too), or, once zd_slot_mark_read has marked a sample for a registered
+ * reader out of order, through the whole ring.  Returns 0, -EAGAIN (no free
+ * slot). */
 int zd_slot_reserve(zd_segment_t *seg, uint64_t active_mask, uint32_t *slot);
 
 /* Writable data pointer and capacity, and the meta area, of a live loan of
@@ -52,13 +57,15 @@ int zd_slot_data_ptr(zd_segment_t *seg, uint32_t slot, void **data,
 		     uint64_t *capacity, void **meta);
 
 /* Copies len bytes in and publishes them: sn, size, commit time, read mask 0,
- * then the state word (release).  *sn may be NULL.
- * Returns 0, -ERANGE, -ESTALE, -EMSGSIZE (the loan stays live). */
+ * the ring entry, then the state word (release).  *sn may be NULL.
+ * Returns 0, -ERANGE, -ESTALE, -EMSGSIZE (the loan stays live), -EOVERFLOW
+ * (the segment's sequence numbers are used up: the next would be
+ * UINT64_MAX, which means "none"; the loan stays live). */
 int zd_slot_commit(zd_segment_t *seg, uint32_t slot, const void *bytes,
 		   uint64_t len, uint64_t *sn);
 
 /* Publishes len bytes already written through zd_slot_data_ptr (no copy).
- * Returns 0, -ERANGE, -ESTALE, -EMSGSIZE (the loan stays live). */
+ * Returns 0, -ERANGE, -ESTALE, -EMSGSIZE, -EOVERFLOW (the loan stays live). */
 int zd_slot_commit_in_place(zd_segment_t *seg, uint32_t slot, uint64_t len,
 			    uint64_t *sn);
 

@@ -7,14 +7,22 @@
  * nameless memfd shared by descriptor for the anonymous backend) with this
  * layout:
  *
- *   offset 0            segment header (512 B): immutable geometry written
- *                       once by the creator, then lifecycle flags, the
- *                       sequence counter, the notify word, the active-reader
- *                       mask and the segment counters, each hot word on its
- *                       own 64-byte cache line
+ *   offset 0            segment header (1 KiB): immutable geometry written
+ *                       once by the creator (zd_geometry_t), then lifecycle
+ *                       flags, the sequence counter, the two wake-up
+ *                       channels, the active-reader mask, the ring tail and
+ *                       the segment counters, each hot word on its own
+ *                       64-byte cache line
  *   readers_offset      reader table: ZD_READER_MAX entries of 64 B
  *   attach_offset       attachment table: ZD_ATTACH_MAX entries of 64 B
  *                       (one per open handle; it owns that handle's loans)
+ *   ring_offset         delivery ring: ring_size 8-byte entries, a power of
+ *                       two >= 2 * slot_count; entry sn % ring_size says
+ *                       which slot holds sequence number sn
+ *   free_offset         free map: one bit per FREE slot, one summary bit
+ *                       per 64-bit word of it
+ *   old_offset          old map: samples still held whose ring entry a
+ *                       later commit took over
  *   slots_offset        slot_count slots of slot_stride bytes each:
  *                       a 128 B slot header (64 B control + 64 B user meta)
  *                       then slot_capacity data bytes, padded to 64 B
@@ -28,9 +36,9 @@
  *   FREE ───────────────► LOANED ─────────────────────────► COMMITTED
  *    ▲   ◄──────────────── │  discard / owner dead             │  ▲ │
  *    │                                                      pin│ │unpin
- *    │   evict_stale / reclaim free it, or reserve     (set/clear a bit in
- *    └──────────── takes it (CAS) once every active reader ◄─ a pin mask)
- *                  has read it and no view pins it
+ *    │   evict_stale / reclaim free it, or a loan      (set/clear a bit in
+ *    └──────────── takes it (CAS) once no active reader ◄─── a pin mask)
+ *                  needs it and no view pins it
  *
  *   bits 0..1   kind: FREE, LOANED, COMMITTED
  *   bits 2..15  LOANED: owner attachment index
@@ -44,12 +52,29 @@
  * so the pins of a process that died can be found and dropped.  A slot is
  * recycled only when both pin masks are 0: no view outlives its sample.
  *
- * Order: a commit stores its sequence number into the slot while it is still
- * loaned, then takes it from the segment counter (CAS).  A reader delivers the
- * unread committed sample with the smallest sequence number and holds back
- * while a loan with a smaller one is being committed, so samples arrive in
- * sequence-number order, across writers too, and never twice (the read bit is
- * set while the slot is pinned, so it cannot land on a later sample).
+ * Delivery (delivery.c): a commit stores its sequence number into the slot
+ * while it is still loaned, takes it from the segment counter (CAS), writes
+ * the ring entry (the sn's lap and the slot), then publishes the state word.
+ * A reader keeps the next sn it expects (its cursor) and finds that sample
+ * with one ring load and one slot-header load, whatever the slot count; the
+ * slot is the authority (COMMITTED with that sn), the entry only a pointer.
+ * An entry not yet written means "in flight": the reader holds back, so
+ * samples arrive in sequence-number order, across writers too, and never
+ * twice (the cursor moves past an sn only while its sample is pinned or
+ * once it is gone).  A sample recycled before a reader reached it is
+ * skipped; whoever recycled it counted it as that reader's drop.
+ *
+ * Loans (pool.c): the FREE slot with the lowest index from the free map;
+ * else the oldest held sample that nobody needs, found from the ring's tail
+ * (a reader needs every sample from its cursor on, so the walk stops at the
+ * first one a reader still needs).  A segment keeps its newest samples for
+ * readers that join with join_last.
+ *
+ * Wake-ups (notify.c): readers sleep on the data channel (commits, the
+ * goodbye), writers on the space channel (a release that leaves a slot
+ * reusable, a discard, an eviction, a reap, a reader leaving).  A commit
+ * never wakes a writer and a release never wakes a reader; a notifier with
+ * nobody asleep on its channel makes no system call.
  *
  * Memory orderings:
  *   - commit writes data, meta, sn, size, time and read mask, then stores the
@@ -59,10 +84,14 @@
  *     then re-loads the state; a recycler CASes the state then loads the pin
  *     masks and gives the slot back if it sees a pin (slot.c); the read mask
  *     is a fetch_or whose returned value decides whether the caller set it;
- *   - the notify word and the waiter count form a Dekker pair and use
+ *   - each channel's word and its waiter count form a Dekker pair and use
  *     seq_cst: a notifier bumps the word then loads the waiter count, a
  *     waiter raises the count then re-loads the word, so a wake-up is never
  *     lost and a notifier with no sleeper makes no system call;
+ *   - the ring entry is stored with release after the slot's sn, and loaded
+ *     with acquire before it; the last unpinner of a slot re-loads the
+ *     other pins, the read mask and the active mask (seq_cst) after its
+ *     fetch_and, so of two last unpinners at least one wakes the writers;
  *   - the init flag is stored last with release at creation; attach loads it
  *     with acquire before copying the immutable header to private memory.
  *

@@ -1,0 +1,494 @@
+/* delivery.c — sequence numbers, the delivery ring, take and join.
+ *
+ * OVERVIEW
+ * A commit claims the next sequence number (sn) from the header's next_sn
+ * and records where its sample is in a ring of ring_size 8-byte entries
+ * (a power of two >= 2 * slot_count), at index sn & (ring_size - 1).  A
+ * reader keeps the next sn it expects in its entry (cursor) and finds that
+ * sample with one ring load and one slot-header load: take costs the same
+ * whatever the number of slots.
+ *
+ * API (internal.h): zdi_ring_find looks an sn up; zdi_ring_settle decides an
+ * sn whose entry was never written; zdi_reader_deliver is the take of a
+ * registered reader; zdi_join computes a new reader's first sn; the low-level
+ * zd_slot_commit* and zd_slot_next_unread live here too.
+ *
+ * IMPLEMENTATION NOTES
+ * Entries.  An entry holds the sn's "lap" (sn with its low log2(ring_size)
+ * bits cleared) and, in those low bits, the slot.  A lookup of sn compares
+ * laps: equal - the entry was written for sn; older - not yet written (the
+ * commit is in flight, or its writer died before it); newer - a later sn
+ * (sn + k * ring_size) took the entry over.  Slot values at or beyond
+ * slot_count name no slot: UNWRITTEN (the initial value), HOLE (set by
+ * zdi_ring_settle), anything else is garbage and reads as "not written".
+ * The slot is the authority: the entry only says where to look, and the
+ * sample is sn's only if that slot is COMMITTED with sn in its header (a
+ * slot recycled since holds another sn, or none): a hostile entry can
+ * send a reader to a wrong slot, never outside the slots, and never make
+ * it deliver a sample under the wrong sn.
+ *
+ * Order of a commit: the loaned slot's header gets sn before next_sn moves
+ * past it (a CAS: release), then size, time and read mask; then the ring
+ * entry (release); then the slot's state becomes COMMITTED (release).  So
+ * for every sn < next_sn some slot shows it (loaned or committed) until it
+ * is recycled, and an entry that names a loaned slot with its sn means "in
+ * flight": the reader holds back.  Samples are delivered in sn order across
+ * writers, each once: a reader moves its cursor past sn with a CAS only
+ * while it pins the sample (or when sn is gone), and sets its read bit
+ * while it pins it.
+ *
+ * Who observes each release store:
+ *   - next_sn (CAS): readers' acquire load before a lookup (an sn below it
+ *     has its slot's sn visible: zdi_ring_settle relies on it);
+ *   - ring entry: zdi_ring_find's acquire load (the slot's sn is visible);
+ *   - slot state: zdi_ring_find's acquire load and the pin's seq_cst
+ *     re-load (data, meta, size and time are visible).
+ *
+ * Lost entries.  A sample may outlive ring_size later commits (a view of it
+ * kept long).  The commit that takes its entry over first sets its bit in
+ * the old map, so writers can still recycle it and readers still find it
+ * (zdi_old_oldest).  A reader more than 2 * ring_size behind next_sn jumps
+ * to next_sn - ring_size: what it skips was either recycled already or is
+ * counted as its drop when it is.
+ *
+ * Holes.  A commit whose loan was freed under it (its writer was found
+ * dead) claimed an sn that will never be published.  A reader that finds
+ * an sn unpublished for a while scans the slots once (zdi_ring_settle): no
+ * slot holding it means a hole, which it marks in the entry so that nobody
+ * scans for it again.
+ *
+ * Join.  A new reader becomes active first and then reads next_sn, so every
+ * sample it is not given a start for is committed after it counts as
+ * active.  It marks the older held samples read and the join_last newest
+ * ones unread; a sample committed late below its start (in flight at the
+ * join) is not needed by it either (zdi_needed_by compares start_sn).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static inline uint64_t lap_of(const zd_segment_t *seg, uint64_t sn)
+{
+	return sn & ~seg->ring_mask;
+}
+
+enum zdi_find zdi_ring_find(const zd_segment_t *seg, uint64_t sn,
+			    uint32_t *slot, uint64_t *state)
+{
+	/* Pairs with the release store of the entry in publish. */
+	uint64_t e = zdi_load_acquire_u64(&seg->ring[sn & seg->ring_mask]);
+	uint64_t i = e & seg->ring_mask;
+	int64_t lap = (int64_t)(lap_of(seg, e) - lap_of(seg, sn));
+	struct zdi_slot_header *h;
+	uint64_t s;
+
+	if (lap > 0)
+		return ZDI_LOST;
+	if (lap < 0 || i == ZDI_RING_UNWRITTEN(seg->ring_mask))
+		return ZDI_INFLIGHT;
+	if (i == ZDI_RING_HOLE(seg->ring_mask))
+		return ZDI_GONE;
+	if (i >= seg->geo.slot_count)
+		return ZDI_INFLIGHT;    /* garbage: zdi_ring_settle decides */
+	h = zdi_slot(seg, (uint32_t)i);
+	s = zdi_load_acquire_u64(&h->state);
+	if (ZDI_ST_KIND(s) == ZDI_SLOT_COMMITTED) {
+		if (zdi_load_relaxed_u64(&h->sn) != sn)
+			return ZDI_GONE;
+		*slot = (uint32_t)i;
+		*state = s;
+		return ZDI_FOUND;
+	}
+	if (ZDI_ST_KIND(s) == ZDI_SLOT_LOANED && zdi_load_relaxed_u64(&h->sn) == sn)
+		return ZDI_INFLIGHT;
+	return ZDI_GONE;
+}
+
+enum zdi_find zdi_ring_settle(zd_segment_t *seg, uint64_t sn, uint32_t *slot,
+			      uint64_t *state)
+{
+	uint64_t *entry = &seg->ring[sn & seg->ring_mask];
+	uint64_t e = zdi_load_acquire_u64(entry);
+	enum zdi_find f;
+
+	for (uint32_t i = 0; i < seg->geo.slot_count; i++) {
+		struct zdi_slot_header *h = zdi_slot(seg, i);
+		uint64_t s = zdi_load_acquire_u64(&h->state);
+
+		if (ZDI_ST_KIND(s) == ZDI_SLOT_FREE || zdi_load_relaxed_u64(&h->sn) != sn)
+			continue;
+		if (ZDI_ST_KIND(s) == ZDI_SLOT_LOANED)
+			return ZDI_INFLIGHT;    /* its writer is still at it */
+		*slot = i;
+		*state = s;
+		return ZDI_FOUND;
+	}
+	/* No slot holds sn: its loan was freed before it was published.  A
+	 * publish that wrote the entry meanwhile is seen by the lookup. */
+	f = zdi_ring_find(seg, sn, slot, state);
+	if (f != ZDI_INFLIGHT)
+		return f;
+	zdi_cas_acq_rel_u64(entry, &e, lap_of(seg, sn) | ZDI_RING_HOLE(seg->ring_mask));
+	return ZDI_GONE;
+}
+
+void zdi_window(const zd_segment_t *seg, uint64_t *lo, uint64_t *hi)
+{
+	uint64_t next = zdi_load_acquire_u64(&seg->hdr->next_sn);
+	uint64_t tail = zdi_load_acquire_u64(&seg->hdr->tail);
+	uint64_t ring = seg->geo.ring_size;
+
+	/* A tail beyond next_sn, or more than a ring behind it, is not one a
+	 * walk left there: start one ring back. */
+	if (tail > next || next - tail > ring)
+		tail = next > ring ? next - ring : 0;
+	*lo = tail;
+	*hi = next;
+}
+
+/* ---- commit -------------------------------------------------------------- */
+
+/* The sample whose entry sn's commit takes over, if still held, goes into
+ * the old map (before the entry is written: a reader that sees the new
+ * entry sees the bit). */
+static void keep_track(zd_segment_t *seg, uint64_t sn, uint64_t old)
+{
+	uint64_t i = old & seg->ring_mask;
+	uint64_t old_sn = lap_of(seg, old) | (sn & seg->ring_mask);
+	struct zdi_slot_header *h;
+
+	if (i >= seg->geo.slot_count || old_sn >= sn)
+		return;
+	h = zdi_slot(seg, (uint32_t)i);
+	if (ZDI_ST_KIND(zdi_load_acquire_u64(&h->state)) == ZDI_SLOT_COMMITTED &&
+	    zdi_load_relaxed_u64(&h->sn) == old_sn)
+		zdi_map_set(&seg->old_map, (uint32_t)i);
+}
+
+static int publish(zd_segment_t *seg, uint32_t slot, uint64_t loaned,
+		   uint64_t len, uint64_t *sn_out)
+{
+	struct zdi_slot_header *h = zdi_slot(seg, slot);
+	uint64_t sn = zdi_load_relaxed_u64(&seg->hdr->next_sn);
+	uint64_t committed = ZDI_ST_MAKE(ZDI_SLOT_COMMITTED, 0, 0,
+					 ZDI_ST_VERSION(loaned) + 1u);
+	uint64_t *entry;
+
+	/* The sn goes into the (still loaned) slot before next_sn moves past
+	 * it; the CAS releases that store (see the overview). */
+	do {
+		if (sn == UINT64_MAX)
+			return -EOVERFLOW;      /* UINT64_MAX means "none" */
+		zdi_store_relaxed_u64(&h->sn, sn);
+	} while (!zdi_cas_acq_rel_u64(&seg->hdr->next_sn, &sn, sn + 1u));
+	zdi_store_relaxed_u64(&h->size, len);
+	zdi_store_relaxed_u64(&h->commit_ns, zd_now_ns());
+	zdi_store_relaxed_u64(&h->read_mask, 0);
+	entry = &seg->ring[sn & seg->ring_mask];
+	keep_track(seg, sn, zdi_load_relaxed_u64(entry));
+	/* Release: pairs with the acquire load in zdi_ring_find. */
+	zdi_store_release_u64(entry, lap_of(seg, sn) | slot);
+	/* Release: data, meta and the fields above are visible to whoever
+	 * loads this state with acquire.  A CAS, not a store: if the loan was
+	 * freed under us we must not publish (the entry then names a slot
+	 * that does not hold sn: readers skip it). */
+	if (!zdi_cas_acq_rel_u64(&h->state, &loaned, committed))
+		return -ESTALE;
+	ZDI_COUNT(seg, commits);
+	zdi_wake_data(seg);
+	/* With no reader the sample is reusable at once. */
+	if (zdi_load_seqcst_u64(&seg->hdr->active_mask) == 0)
+		zdi_wake_space(seg);
+	if (sn_out != NULL)
+		*sn_out = sn;
+	return 0;
+}
+
+static int commit_check(zd_segment_t *seg, uint32_t slot, uint64_t len,
+			uint64_t *state)
+{
+	if (slot >= seg->geo.slot_count)
+		return -ERANGE;
+	*state = zdi_live_loan(seg, slot);
+	if (*state == 0)
+		return -ESTALE;
+	return len > seg->geo.slot_capacity ? -EMSGSIZE : 0;
+}
+
+int zd_slot_commit(zd_segment_t *seg, uint32_t slot, const void *bytes,
+		   uint64_t len, uint64_t *sn)
+{
+	uint64_t s;
+	int rc = commit_check(seg, slot, len, &s);
+
+	if (rc < 0)
+		return rc;
+	if (len > 0 && bytes == NULL)
+		return -EINVAL;
+	if (len > 0)
+		memcpy(zdi_slot_data(seg, slot), bytes, (size_t)len);
+	return publish(seg, slot, s, len, sn);
+}
+
+int zd_slot_commit_in_place(zd_segment_t *seg, uint32_t slot, uint64_t len,
+			    uint64_t *sn)
+{
+	uint64_t s;
+	int rc = commit_check(seg, slot, len, &s);
+
+	return rc < 0 ? rc : publish(seg, slot, s, len, sn);
+}
+
+/* ---- take ---------------------------------------------------------------- */
+
+#define ZDI_HOSTILE_LOOKS 3
+
+/* zdi_pin refused reader r's pin on `slot` (seen COMMITTED as `state`)
+ * because r's pin bit is already set.  On a sample r has not read, that bit
+ * is legitimately set only between the pin and the read bit of another
+ * take or mark of r: only this handle does those (it owns r), and each one
+ * is counted in seg->takers[r] for its whole call, pins included.  A bit
+ * that stays set with the read bit clear and the state unchanged over
+ * ZDI_HOSTILE_LOOKS looks, while no other call of ours works on r, was
+ * written by someone else (a corrupt or hostile segment): waiting for it
+ * would spin forever.  (A racer of ours that pinned and left between two
+ * looks set the read bit first, which a later look or the fetch_or below
+ * sees; one that only flickered a stale pin stays counted until its call
+ * returns.)  The sample is then marked read for r and counted in
+ * corrupt_dropped.  Its slot stays pinned by the bit (a view of ours may
+ * hold it: we cannot tell) until r's entry is cleaned up.
+ * Returns -EBADMSG (dropped), -EBUSY (look again: it moved on, or another
+ * call of ours works on r). */
+static int pin_refused(zd_segment_t *seg, uint32_t r, uint32_t slot,
+		       uint64_t state)
+{
+	struct zdi_slot_header *h = zdi_slot(seg, slot);
+	uint64_t bit = zdi_bit(r);
+
+	for (int look = 0; look < ZDI_HOSTILE_LOOKS; look++) {
+		if (look > 0)
+			zdi_cpu_relax();
+		if (!(zdi_load_seqcst_u64(&h->reader_pins) & bit) ||
+		    (zdi_load_acquire_u64(&h->read_mask) & bit) ||
+		    zdi_load_seqcst_u64(&h->state) != state ||
+		    zdi_load_seqcst_u32(&seg->takers[r].n) != 1)
+			return -EBUSY;
+	}
+	if (zdi_fetch_or_acq_rel_u64(&h->read_mask, bit) & bit)
+		return -EBUSY;          /* marked read meanwhile: not ours to drop */
+	ZDI_COUNT(seg, corrupt_dropped);
+	zd_notify_bump(seg);            /* a writer may wait for it to be read */
+	return -EBADMSG;
+}
+
+/* The smallest sn >= from of the old map that reader r has not read. */
+static uint64_t old_next(const zd_segment_t *seg, uint32_t r, uint64_t from)
+{
+	uint32_t i;
+	uint64_t sn, s;
+
+	return zdi_old_oldest(seg, r, from, &i, &sn, &s) == 0 ? sn : UINT64_MAX;
+}
+
+int zdi_reader_deliver(zd_segment_t *seg, uint32_t r, zd_view_t *view)
+{
+	struct zdi_reader_entry *e = &seg->readers[r];
+	uint64_t bit = zdi_bit(r);
+	uint64_t ring = seg->geo.ring_size, old = 0, old_from = UINT64_MAX;
+	unsigned fails = 0, spins = 0, settles = 0;
+
+	for (;;) {
+		uint64_t c = zdi_load_acquire_u64(&e->cursor);
+		uint64_t next = zdi_load_acquire_u64(&seg->hdr->next_sn);
+		struct zdi_slot_header *h;
+		enum zdi_find f;
+		uint32_t i = 0;
+		uint64_t s = 0;
+		int rc;
+
+		if (c >= next)
+			return -EAGAIN;
+		if (next - c > 2u * ring) {
+			zdi_cas_acq_rel_u64(&e->cursor, &c, next - ring);
+			continue;
+		}
+		f = zdi_ring_find(seg, c, &i, &s);
+		if (f == ZDI_INFLIGHT) {
+			if (++spins < ZDI_INFLIGHT_SPINS) {
+				zdi_cpu_relax();
+				continue;
+			}
+			if (++settles > ZDI_SETTLES)
+				return -EINPROGRESS;
+			f = zdi_ring_settle(seg, c, &i, &s);
+			if (f == ZDI_INFLIGHT)
+				return -EINPROGRESS;
+		}
+		spins = 0;
+		if (f == ZDI_LOST) {
+			/* Is c itself in the old map?  One scan serves every
+			 * lost entry up to the next old sample. */
+			if (old_from == UINT64_MAX || old < c) {
+				old = old_next(seg, r, c);
+				old_from = c;
+			}
+			f = ZDI_GONE;
+			if (old == c) {
+				uint64_t sn;
+
+				if (zdi_old_oldest(seg, r, c, &i, &sn, &s) == 0 && sn == c)
+					f = ZDI_FOUND;
+				old_from = UINT64_MAX;
+			}
+		}
+		if (f == ZDI_GONE) {
+			/* Recycled or never published; whoever recycled it
+			 * counted it as our drop. */
+			zdi_cas_acq_rel_u64(&e->cursor, &c, c + 1u);
+			continue;
+		}
+		h = zdi_slot(seg, i);
+		rc = zdi_pin(seg, i, s, &h->reader_pins, bit);
+		if (rc == -EBUSY)
+			rc = pin_refused(seg, r, i, s);
+		if (rc == -EBADMSG) {
+			zdi_cas_acq_rel_u64(&e->cursor, &c, c + 1u);
+			return rc;
+		}
+		if (rc != 0 || !zdi_cas_acq_rel_u64(&e->cursor, &c, c + 1u)) {
+			/* Recycled meanwhile, or another thread has it. */
+			if (rc == 0)
+				zdi_unpin(seg, i, &h->reader_pins, bit);
+			if (++fails == ZDI_TAKE_TRIES)
+				return -EAGAIN;
+			continue;
+		}
+		if (zdi_fetch_or_seqcst_u64(&h->read_mask, bit) & bit) {
+			/* Marked read for us already (zd_slot_mark_read). */
+			zdi_unpin(seg, i, &h->reader_pins, bit);
+			continue;
+		}
+		rc = zdi_view_fill(seg, i, s, (int32_t)r, view);
+		if (rc < 0) {
+			zdi_unpin(seg, i, &h->reader_pins, bit);
+			ZDI_COUNT(seg, corrupt_dropped);
+			return rc;
+		}
+		zdi_fetch_add_relaxed_u64(&e->taken, 1);
+		zdi_store_relaxed_u64(&e->last_sn, view->sn);
+		return 0;
+	}
+}
+
+/* ---- the low-level reader ------------------------------------------------ */
+
+int zd_slot_next_unread(zd_segment_t *seg, uint32_t reader, uint32_t *slot)
+{
+	uint64_t lo, hi, s, old_sn, bit;
+	uint32_t old_slot;
+	int have_old;
+
+	if (reader >= ZD_READER_MAX)
+		return -ERANGE;
+	bit = zdi_bit(reader);
+	/* Samples out of the ring's reach are older than the window's. */
+	have_old = zdi_old_oldest(seg, reader, 0, &old_slot, &old_sn, &s) == 0;
+	zdi_window(seg, &lo, &hi);
+	for (uint64_t sn = lo; sn < hi && (!have_old || sn < old_sn); sn++) {
+		uint32_t i;
+		enum zdi_find f = zdi_ring_find(seg, sn, &i, &s);
+
+		if (f == ZDI_INFLIGHT)
+			f = zdi_ring_settle(seg, sn, &i, &s);
+		if (f == ZDI_INFLIGHT)
+			return -EAGAIN;         /* an older commit is in flight */
+		if (f == ZDI_FOUND &&
+		    !(zdi_load_acquire_u64(&zdi_slot(seg, i)->read_mask) & bit)) {
+			*slot = i;
+			return 0;
+		}
+	}
+	if (!have_old)
+		return -EAGAIN;
+	*slot = old_slot;
+	return 0;
+}
+
+/* ---- join ---------------------------------------------------------------- */
+
+static int desc_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The sn of the join_last-th newest held sample (next when none). */
+static uint64_t held_start(zd_segment_t *seg, uint64_t next, uint64_t k)
+{
+	uint64_t lo, hi, start = next, found = 0, *all;
+	uint32_t n = 0;
+
+	zdi_window(seg, &lo, &hi);
+	if (hi > next)
+		hi = next;
+	for (uint64_t sn = hi; sn > lo && found < k; sn--) {
+		uint32_t i;
+		uint64_t s;
+
+		if (zdi_ring_find(seg, sn - 1u, &i, &s) == ZDI_FOUND) {
+			start = sn - 1u;
+			found++;
+		}
+	}
+	if (found == k)
+		return start;
+	/* Fewer held in the window than asked for: every held sample counts,
+	 * those out of the ring's reach included (rare: sort them all). */
+	all = malloc((size_t)seg->geo.slot_count * sizeof(*all));
+	if (all == NULL)
+		return start;
+	for (uint32_t i = 0; i < seg->geo.slot_count; i++) {
+		struct zdi_slot_header *h = zdi_slot(seg, i);
+		uint64_t sn = zdi_load_relaxed_u64(&h->sn);
+
+		if (ZDI_ST_KIND(zdi_load_acquire_u64(&h->state)) == ZDI_SLOT_COMMITTED &&
+		    sn < next)
+			all[n++] = sn;
+	}
+	qsort(all, n, sizeof(*all), desc_u64);
+	if (n > 0)
+		start = all[(k < n ? k : n) - 1u];
+	free(all);
+	return start;
+}
+
+uint64_t zdi_join(zd_segment_t *seg, uint32_t r, uint64_t next, uint64_t join_last)
+{
+	uint64_t bit = zdi_bit(r);
+	uint64_t start = join_last == 0 ? next : held_start(seg, next, join_last);
+
+	/* Older samples are marked read so we never hold them hostage; the
+	 * join_last newest ones unread so we receive them.  Bits already right
+	 * are left alone (no pin). */
+	for (uint32_t i = 0; i < seg->geo.slot_count; i++) {
+		struct zdi_slot_header *h = zdi_slot(seg, i);
+		uint64_t s = zdi_load_acquire_u64(&h->state);
+		int want;
+
+		if (ZDI_ST_KIND(s) != ZDI_SLOT_COMMITTED)
+			continue;
+		want = zdi_load_relaxed_u64(&h->sn) < start;
+		if (((zdi_load_acquire_u64(&h->read_mask) & bit) != 0) == want)
+			continue;
+		if (zdi_pin(seg, i, s, &h->reader_pins, bit) != 0)
+			continue;       /* recycled: its new sample is ours */
+		if (want)
+			zdi_fetch_or_seqcst_u64(&h->read_mask, bit);
+		else
+			zdi_fetch_and_seqcst_u64(&h->read_mask, ~bit);
+		zdi_unpin(seg, i, &h->reader_pins, bit);
+	}
+	return start;
+}

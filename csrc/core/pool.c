@@ -1,0 +1,297 @@
+/* pool.c — which slot a loan gets.
+ *
+ * In order, the first that yields one:
+ *   1. the free map: the FREE slot with the lowest index (never used,
+ *      discarded, evicted, or the loan of a dead writer);
+ *   2. the old map: held samples the ring no longer indexes (a view kept
+ *      one alive for more than ring_size commits), oldest first;
+ *   3. the ring window [tail, next_sn): held samples oldest first.
+ * A held sample may be taken when no view pins it and no active reader of
+ * the caller's mask still needs it (zdi_needed_by); so a segment keeps its
+ * newest samples for readers that join with join_last.  The reclaim policy
+ * takes the oldest unpinned held sample, needed or not.
+ *
+ * Cost: the free map has one summary bit per 64-slot word, so step 1 reads
+ * at most slot_count / 4096 summary words and one word.  Step 3 starts at
+ * the tail, which it moves past samples that are gone, and stops at the
+ * first sample that a registered reader still needs: a registered reader
+ * reads in sequence-number order, so it needs every later sample too
+ * (unless zd_slot_mark_read marked one for it out of order, after which
+ * marks_unordered makes the walk go on to the end of the window).  In a
+ * stream whose readers keep up the walk looks at one entry.
+ *
+ * Maps are hints.  The state word decides: a loan takes a map bit with
+ * fetch_and (the old value says whether it was ours), then moves the slot
+ * FREE -> LOANED with a CAS; a bit whose slot is not FREE is dropped.  A
+ * slot whose bit a dying process took or had not set yet is found again by
+ * the reaper (zd_segment_reap sets the bit of every FREE slot).
+ */
+#include "internal.h"
+
+void zdi_map_set(const struct zdi_map *m, uint32_t slot)
+{
+	uint32_t w = slot / 64u;
+
+	/* Word first, then summary: a loaner that clears a summary bit
+	 * re-checks the word after it (map_take). */
+	zdi_fetch_or_seqcst_u64(&m->words[w], zdi_bit(slot % 64u));
+	zdi_fetch_or_seqcst_u64(&m->summary[w / 64u], zdi_bit(w % 64u));
+}
+
+/* Clears and returns the lowest set bit of the map, or UINT32_MAX; each
+ * look costs one unit of *budget (the words are shared: bounded). */
+static uint32_t map_take(const struct zdi_map *m, unsigned *budget)
+{
+	for (uint32_t sw = 0; sw < m->nsummary; sw++) {
+		uint64_t sum = zdi_load_acquire_u64(&m->summary[sw]);
+
+		while (sum != 0) {
+			uint32_t w = sw * 64u + (uint32_t)__builtin_ctzll(sum);
+			uint64_t sbit = sum & -sum, word, bit;
+
+			if (*budget == 0)
+				return UINT32_MAX;
+			(*budget)--;
+			word = w < m->nwords ? zdi_load_acquire_u64(&m->words[w]) : 0;
+			if (word == 0) {
+				zdi_fetch_and_seqcst_u64(&m->summary[sw], ~sbit);
+				if (w < m->nwords && zdi_load_seqcst_u64(&m->words[w]) != 0)
+					zdi_fetch_or_seqcst_u64(&m->summary[sw], sbit);
+				else
+					sum &= ~sbit;
+				continue;
+			}
+			bit = word & -word;
+			if (zdi_fetch_and_seqcst_u64(&m->words[w], ~bit) & bit)
+				return w * 64u + (uint32_t)__builtin_ctzll(bit);
+		}
+	}
+	return UINT32_MAX;
+}
+
+static void loan_taken(zd_segment_t *seg, uint32_t slot)
+{
+	/* Only the owner writes a LOANED slot.  No sequence number yet: a
+	 * reader must not take this loan for an in-flight commit. */
+	zdi_store_relaxed_u64(&zdi_slot(seg, slot)->sn, UINT64_MAX);
+	ZDI_COUNT(seg, loans);
+}
+
+static int take_free(zd_segment_t *seg, uint32_t *slot)
+{
+	unsigned budget = 4u * ZDI_LOANABLE_TRIES;
+
+	for (;;) {
+		uint32_t i = map_take(&seg->free_map, &budget);
+		struct zdi_slot_header *h;
+		uint64_t s;
+
+		if (i == UINT32_MAX)
+			return -EAGAIN;
+		if (i >= seg->geo.slot_count)
+			continue;       /* a bit no slot has: written by someone else */
+		h = zdi_slot(seg, i);
+		s = zdi_load_acquire_u64(&h->state);
+		if (ZDI_ST_KIND(s) == ZDI_SLOT_FREE &&
+		    zdi_cas_acq_rel_u64(&h->state, &s, zdi_my_loan(seg, ZDI_ST_VERSION(s)))) {
+			loan_taken(seg, i);
+			*slot = i;
+			return 0;
+		}
+		/* Not FREE: the bit was stale (set again by a reaper's repair
+		 * while the slot was being loaned); dropping it is right. */
+	}
+}
+
+/* Whether the held sample sn in slot h may go: unpinned and, unless
+ * reclaiming, needed by nobody in read_by.  *stop: a registered reader
+ * needs it and reads in order, so it needs every later one as well. */
+static int reusable(const zd_segment_t *seg, struct zdi_slot_header *h,
+		    uint64_t sn, uint64_t read_by, int reclaim, int *stop)
+{
+	uint64_t need;
+
+	*stop = 0;
+	if (zdi_pins_of(h) != 0)
+		return 0;
+	if (reclaim)
+		return 1;
+	need = zdi_needed_by(seg, h, sn, read_by);
+	if (need == 0)
+		return 1;
+	if (zdi_load_relaxed_u32(&seg->hdr->marks_unordered) == 0)
+		for (; need != 0; need &= need - 1)
+			if (zdi_load_acquire_u32(&seg->readers[__builtin_ctzll(need)].state) ==
+			    ZDI_ENTRY_ACTIVE)
+				*stop = 1;
+	return 0;
+}
+
+/* Recycles the held sample sn (seen COMMITTED as s in slot i) for this
+ * handle; *unread_by gets the active readers that still needed it. */
+static int take_sample(zd_segment_t *seg, uint32_t i, uint64_t s, uint64_t sn,
+		       uint32_t *slot, uint64_t *unread_by)
+{
+	if (zdi_recycle(seg, i, s) != 0)
+		return -EAGAIN;
+	/* Ours now: no reader can change the mask any more. */
+	*unread_by = zdi_needed_by(seg, zdi_slot(seg, i), sn,
+				   zdi_load_seqcst_u64(&seg->hdr->active_mask));
+	loan_taken(seg, i);
+	*slot = i;
+	return 0;
+}
+
+/* Visits the committed samples of the old map that the ring no longer
+ * indexes (stale bits are cleared on the way) and picks, by smallest sn,
+ * one that `want` accepts.  Returns 0 and fills the outputs, or -ENOENT. */
+struct old_pick {
+	uint32_t reader;        /* < ZD_READER_MAX: it has not read the sample */
+	uint64_t from;          /* sn >= from */
+	uint64_t read_by;       /* for loans */
+	int loan, reclaim;
+};
+
+static int old_best(const zd_segment_t *seg, const struct old_pick *p,
+		    uint32_t *slot, uint64_t *sn_out, uint64_t *state)
+{
+	const struct zdi_map *m = &seg->old_map;
+	uint64_t best_sn = UINT64_MAX;
+	int found = 0;
+
+	for (uint32_t sw = 0; sw < m->nsummary; sw++) {
+		uint64_t sum = zdi_load_acquire_u64(&m->summary[sw]);
+
+		for (; sum != 0; sum &= sum - 1) {
+			uint32_t w = sw * 64u + (uint32_t)__builtin_ctzll(sum);
+			uint64_t word = w < m->nwords ? zdi_load_acquire_u64(&m->words[w]) : 0;
+
+			for (; word != 0; word &= word - 1) {
+				uint32_t i = w * 64u + (uint32_t)__builtin_ctzll(word), at;
+				struct zdi_slot_header *h;
+				uint64_t s, sn, s2;
+				int stop;
+
+				if (i >= seg->geo.slot_count)
+					continue;
+				h = zdi_slot(seg, i);
+				s = zdi_load_acquire_u64(&h->state);
+				sn = zdi_load_relaxed_u64(&h->sn);
+				if (ZDI_ST_KIND(s) != ZDI_SLOT_COMMITTED ||
+				    (zdi_ring_find(seg, sn, &at, &s2) == ZDI_FOUND && at == i)) {
+					/* Recycled, or back in the ring's reach. */
+					zdi_fetch_and_seqcst_u64(&m->words[w], ~zdi_bit(i % 64u));
+					continue;
+				}
+				if (sn < p->from || sn >= best_sn)
+					continue;
+				if (p->reader < ZD_READER_MAX &&
+				    (zdi_load_acquire_u64(&h->read_mask) & zdi_bit(p->reader)))
+					continue;
+				if (p->loan && !reusable(seg, h, sn, p->read_by, p->reclaim, &stop))
+					continue;
+				best_sn = sn;
+				*slot = i;
+				*state = s;
+				found = 1;
+			}
+		}
+	}
+	if (!found)
+		return -ENOENT;
+	*sn_out = best_sn;
+	return 0;
+}
+
+int zdi_old_oldest(const zd_segment_t *seg, uint32_t r, uint64_t from,
+		   uint32_t *slot, uint64_t *sn, uint64_t *state)
+{
+	struct old_pick p = {.reader = r, .from = from};
+
+	return old_best(seg, &p, slot, sn, state);
+}
+
+static int take_old(zd_segment_t *seg, uint64_t read_by, int reclaim,
+		    uint32_t *slot, uint64_t *unread_by)
+{
+	struct old_pick p = {.reader = UINT32_MAX, .read_by = read_by,
+			     .loan = 1, .reclaim = reclaim};
+
+	for (unsigned tries = 0; tries < ZDI_LOANABLE_TRIES; tries++) {
+		uint32_t i;
+		uint64_t sn, s;
+
+		if (old_best(seg, &p, &i, &sn, &s) < 0)
+			return -EAGAIN;
+		if (take_sample(seg, i, s, sn, slot, unread_by) == 0) {
+			zdi_fetch_and_seqcst_u64(&seg->old_map.words[i / 64u],
+						 ~zdi_bit(i % 64u));
+			return 0;
+		}
+	}
+	return -EAGAIN;
+}
+
+/* Step 3: the window, oldest first; the tail moves past what is gone. */
+static int take_window(zd_segment_t *seg, uint64_t read_by, int reclaim,
+		       uint32_t *slot, uint64_t *unread_by)
+{
+	uint64_t raw = zdi_load_acquire_u64(&seg->hdr->tail);
+	uint64_t lo, hi, tail;
+	int prefix = 1, rc = -EAGAIN;
+
+	zdi_window(seg, &lo, &hi);
+	tail = lo;
+	for (uint64_t sn = lo; sn < hi; sn++) {
+		uint32_t i;
+		uint64_t s;
+		int stop;
+
+		switch (zdi_ring_find(seg, sn, &i, &s)) {
+		case ZDI_GONE:
+		case ZDI_LOST:          /* if still alive, it is in the old map */
+			if (prefix)
+				tail = sn + 1u;
+			continue;
+		case ZDI_INFLIGHT:
+			prefix = 0;
+			continue;
+		case ZDI_FOUND:
+			break;
+		}
+		if (!reusable(seg, zdi_slot(seg, i), sn, read_by, reclaim, &stop)) {
+			if (stop)
+				break;
+			prefix = 0;
+			continue;
+		}
+		if (take_sample(seg, i, s, sn, slot, unread_by) == 0) {
+			if (prefix)
+				tail = sn + 1u;
+			rc = 0;
+			break;
+		}
+		prefix = 0;
+	}
+	if (tail != raw)
+		zdi_cas_acq_rel_u64(&seg->hdr->tail, &raw, tail);
+	return rc;
+}
+
+int zdi_take_loanable(zd_segment_t *seg, uint64_t read_by, int reclaim,
+		      uint32_t *slot, uint64_t *unread_by)
+{
+	*unread_by = 0;
+	if (!reclaim && take_free(seg, slot) == 0)
+		return 0;
+	if (take_old(seg, read_by, reclaim, slot, unread_by) == 0)
+		return 0;
+	return take_window(seg, read_by, reclaim, slot, unread_by);
+}
+
+int zd_slot_reserve(zd_segment_t *seg, uint64_t active_mask, uint32_t *slot)
+{
+	uint64_t unread;
+
+	return zdi_take_loanable(seg, active_mask, 0, slot, &unread);
+}
