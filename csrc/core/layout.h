@@ -21,9 +21,9 @@
 #define ZDI_FLAGS_KNOWN ZDI_FLAG_TYPE_HASH
 
 struct zdi_counters {
-	uint64_t loans, commits, discards, evictions;
-	uint64_t reclaims, loans_reclaimed, readers_reaped, corrupt_dropped;
+	ZD_COUNTERS(ZD_COUNTER_FIELD)
 };
+_Static_assert(sizeof(struct zdi_counters) == 64, "the counters fill line 6");
 
 struct zdi_segment_header {
 	/* Lines 0-1: immutable.  Written by the creator before init_done;
