@@ -21,9 +21,9 @@
 #define ZDI_FLAGS_KNOWN ZDI_FLAG_TYPE_HASH
 
 struct zdi_counters {
-	uint64_t loans, commits, discards, evictions;
-	uint64_t reclaims, loans_reclaimed, readers_reaped, corrupt_dropped;
+	ZD_COUNTERS(ZD_COUNTER_FIELD)
 };
+_Static_assert(sizeof(struct zdi_counters) == 64, "the counters fill line 6");
 
 /* A wake-up channel: an event count (the futex word) and the number of
  * sleepers on it, a Dekker pair (see notify.c).  Everyone, seq_cst. */

@@ -320,14 +320,10 @@ int zd_segment_info(const zd_segment_t *seg, zd_segment_info_t *out)
 	out->creator_alive = zd_segment_creator_alive(seg) != 0;
 	count_live(seg, out);
 	out->next_sn = zdi_load_relaxed_u64(&seg->hdr->next_sn);
-	out->counters.loans = zdi_load_relaxed_u64(&c->loans);
-	out->counters.commits = zdi_load_relaxed_u64(&c->commits);
-	out->counters.discards = zdi_load_relaxed_u64(&c->discards);
-	out->counters.evictions = zdi_load_relaxed_u64(&c->evictions);
-	out->counters.reclaims = zdi_load_relaxed_u64(&c->reclaims);
-	out->counters.loans_reclaimed = zdi_load_relaxed_u64(&c->loans_reclaimed);
-	out->counters.readers_reaped = zdi_load_relaxed_u64(&c->readers_reaped);
-	out->counters.corrupt_dropped = zdi_load_relaxed_u64(&c->corrupt_dropped);
+#define COPY_COUNTER(name, doc) \
+	out->counters.name = zdi_load_relaxed_u64(&c->name);
+	ZD_COUNTERS(COPY_COUNTER)
+#undef COPY_COUNTER
 	out->futex_waits = zdi_load_relaxed_u64(&seg->futex_waits);
 	out->futex_wakes = zdi_load_relaxed_u64(&seg->futex_wakes);
 	return 0;

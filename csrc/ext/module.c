@@ -604,16 +604,13 @@ zdext_info_dict(const zd_segment_info_t *in)
 	    dict_set_u64(d, "futex_wakes", in->futex_wakes) < 0)
 		goto fail;
 	c = PyDict_New();
-	if (c == NULL ||
-	    dict_set_u64(c, "loans", in->counters.loans) < 0 ||
-	    dict_set_u64(c, "commits", in->counters.commits) < 0 ||
-	    dict_set_u64(c, "discards", in->counters.discards) < 0 ||
-	    dict_set_u64(c, "evictions", in->counters.evictions) < 0 ||
-	    dict_set_u64(c, "reclaims", in->counters.reclaims) < 0 ||
-	    dict_set_u64(c, "loans_reclaimed", in->counters.loans_reclaimed) < 0 ||
-	    dict_set_u64(c, "readers_reaped", in->counters.readers_reaped) < 0 ||
-	    dict_set_u64(c, "corrupt_dropped", in->counters.corrupt_dropped) < 0)
+	if (c == NULL)
 		goto fail;
+#define SET_COUNTER(name, doc) \
+	if (dict_set_u64(c, #name, in->counters.name) < 0) \
+		goto fail;
+	ZD_COUNTERS(SET_COUNTER)
+#undef SET_COUNTER
 	if (PyDict_SetItemString(d, "counters", c) < 0)
 		goto fail;
 	Py_DECREF(c);
@@ -968,6 +965,33 @@ add_type(PyObject *m, PyTypeObject **slot, PyType_Spec *spec, PyObject *base)
 	return PyModule_AddType(m, *slot);
 }
 
+/* COUNTER_NAMES: the keys of info()["counters"], in ZD_COUNTERS order. */
+static int
+add_counter_names(PyObject *m)
+{
+#define COUNTER_NAME(name, doc) #name,
+	static const char *const names[] = { ZD_COUNTERS(COUNTER_NAME) };
+#undef COUNTER_NAME
+	const Py_ssize_t n = (Py_ssize_t)(sizeof(names) / sizeof(names[0]));
+	PyObject *t = PyTuple_New(n), *s;
+	Py_ssize_t i;
+	int rc;
+
+	if (t == NULL)
+		return -1;
+	for (i = 0; i < n; i++) {
+		s = PyUnicode_InternFromString(names[i]);
+		if (s == NULL) {
+			Py_DECREF(t);
+			return -1;
+		}
+		PyTuple_SET_ITEM(t, i, s);
+	}
+	rc = PyModule_AddObjectRef(m, "COUNTER_NAMES", t);
+	Py_DECREF(t);
+	return rc;
+}
+
 static int
 zdext_exec(PyObject *m)
 {
@@ -1006,7 +1030,8 @@ zdext_exec(PyObject *m)
 	    PyModule_AddIntConstant(m, "TYPE_HASH_SIZE", ZD_TYPE_HASH_SIZE) < 0 ||
 	    PyModule_AddIntConstant(m, "META_NDIM_MAX", ZDEXT_META_NDIM_MAX) < 0 ||
 	    PyModule_AddIntConstant(m, "META_FORMAT_MAX", ZDEXT_META_FORMAT_MAX) < 0 ||
-	    PyModule_AddIntConstant(m, "LAYOUT_VERSION", ZD_LAYOUT_VERSION) < 0)
+	    PyModule_AddIntConstant(m, "LAYOUT_VERSION", ZD_LAYOUT_VERSION) < 0 ||
+	    add_counter_names(m) < 0)
 		return -1;
 	return 0;
 }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from zdshm._zdshm import (
     ATTACH_MAX,
+    COUNTER_NAMES,
     LAYOUT_VERSION,
     META_FORMAT_MAX,
     META_NDIM_MAX,
@@ -64,6 +65,7 @@ from zdshm.fdpass import recv_segment, send_segment
 
 __all__ = [
     "ATTACH_MAX",
+    "COUNTER_NAMES",
     "LAYOUT_VERSION",
     "META_FORMAT_MAX",
     "META_NDIM_MAX",

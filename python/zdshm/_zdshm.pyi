@@ -24,6 +24,7 @@ TYPE_HASH_SIZE: int      # 16
 META_NDIM_MAX: int       # 6: dimensions a slot's meta can describe
 META_FORMAT_MAX: int     # 11: characters of a stored PEP 3118 format
 LAYOUT_VERSION: int      # segment layout version of the C core
+COUNTER_NAMES: tuple[str, ...]  # keys of info()["counters"], in layout order
 
 # --- exceptions: each derives from Error and the fitting builtin -------------
 class Error(Exception):

@@ -91,6 +91,40 @@ def test_constants():
     assert zdshm.SLOT_CAPACITY_MAX == 1 << 40
 
 
+def test_counter_names():
+    from zdshm.testing import model
+    assert type(zdshm.COUNTER_NAMES) is tuple
+    assert zdshm.COUNTER_NAMES == model.COUNTERS
+    assert zdshm.COUNTER_NAMES[:2] == ("loans", "commits")
+    assert len(set(zdshm.COUNTER_NAMES)) == len(zdshm.COUNTER_NAMES)
+
+
+def test_info_counters_are_the_counter_names(make_segment):
+    seg = make_segment(slot_count=2)
+    seg.reserve().commit(1)
+    seg.reserve().discard()
+    c = seg.info()["counters"]
+    assert tuple(c) == zdshm.COUNTER_NAMES
+    assert c["loans"] == 2 and c["commits"] == 1 and c["discards"] == 1
+    assert all(c[k] == 0 for k in zdshm.COUNTER_NAMES[3:]), c
+    if seg.info()["backend"] == "posix":
+        assert tuple(zdshm.describe(seg.name)["counters"]) == zdshm.COUNTER_NAMES
+
+
+def test_model_counters_need_no_extension():
+    # The model is standard library only: load its file alone, without the
+    # zdshm package (whose __init__ imports the extension).
+    code = ("import importlib.util, sys; "
+            "spec = importlib.util.spec_from_file_location('m', sys.argv[1]); "
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+            "assert not any(n.startswith('zdshm') for n in sys.modules), sys.modules; "
+            "print(','.join(m.COUNTERS))")
+    path = pathlib.Path(zdshm.__file__).with_name("testing") / "model.py"
+    out = subprocess.run([sys.executable, "-c", code, str(path)], check=True,
+                         timeout=60, capture_output=True, text=True).stdout
+    assert tuple(out.strip().split(",")) == zdshm.COUNTER_NAMES
+
+
 def test_version_matches_metadata():
     assert zdshm.__version__ == importlib.metadata.version("zdshm")
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "zdshm/counters.h"
 #include "zdshm/error.h"
 
 #ifdef __cplusplus
@@ -62,16 +63,10 @@ typedef struct zd_geometry {
 	uint64_t slots_offset;     /* page aligned                          */
 } zd_geometry_t;
 
-/* Segment-wide counters (monotonic, relaxed). */
+/* Segment-wide counters (monotonic, relaxed), one uint64_t per entry of
+ * ZD_COUNTERS in its order. */
 typedef struct zd_segment_counters {
-	uint64_t loans;           /* successful reserves                  */
-	uint64_t commits;
-	uint64_t discards;
-	uint64_t evictions;       /* slots freed by evict_stale             */
-	uint64_t reclaims;        /* unread slots taken by the reclaim policy */
-	uint64_t loans_reclaimed; /* loans of dead attachments freed        */
-	uint64_t readers_reaped;  /* dead readers disconnected              */
-	uint64_t corrupt_dropped; /* committed slots with a bad header      */
+	ZD_COUNTERS(ZD_COUNTER_FIELD)
 } zd_segment_counters_t;
 
 /* What can be learned about a segment without taking part in it. */

@@ -120,6 +120,7 @@
 #define ZDSHM_ZDSHM_H
 
 #include "zdshm/error.h"
+#include "zdshm/counters.h"
 #include "zdshm/segment.h"
 #include "zdshm/slot.h"
 #include "zdshm/reader.h"

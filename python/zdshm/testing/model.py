@@ -61,6 +61,8 @@ __all__ = [
 
 READER_MAX = 64
 FREE, LOANED, COMMITTED = "free", "loaned", "committed"
+# The C core declares these once (ZD_COUNTERS); zdshm.COUNTER_NAMES must equal
+# this tuple, and a test holds them together.
 COUNTERS = ("loans", "commits", "discards", "evictions", "reclaims",
             "loans_reclaimed", "readers_reaped", "corrupt_dropped")
 OVERFLOW_POLICIES = ("block", "fail", "reclaim")
