@@ -23,7 +23,7 @@
 struct zdi_counters {
 	ZD_COUNTERS(ZD_COUNTER_FIELD)
 };
-_Static_assert(sizeof(struct zdi_counters) == 64, "the counters fill line 6");
+_Static_assert(sizeof(struct zdi_counters) == 64, "the counters fill line 9");
 
 /* A wake-up channel: an event count (the futex word) and the number of
  * sleepers on it, a Dekker pair (see notify.c).  Everyone, seq_cst. */
