@@ -15,10 +15,11 @@
  * again; each such slice that ends inside a measured window is one wait
  * allowed for.
  *
- * Prompt: the time from the release (commit) call to the sleeper's return,
- * CLOCK_MONOTONIC on both sides, over several rounds: the median within
- * 1 ms (5 ms under sanitizers), and every round within 50 ms, well inside
- * one park slice, so a wake-up that is missed in any round fails.
+ * Prompt: the release (commit) makes one futex wake, and the time from
+ * that call to the sleeper's return (CLOCK_MONOTONIC on both sides), over
+ * several rounds, has its median within 1 ms (5 ms under sanitizers) and
+ * every round within 50 ms, well inside one park slice, so a wake-up that
+ * is missed in any round fails.
  */
 #include "zdtest.h"
 
@@ -178,8 +179,9 @@ static void writer_not_woken_by_commits(zdt_ctx_t *c)
 		REQUIRE_RC(zd_writer_loan(w, ZD_OVERFLOW_FAIL, 0, 0, &t), -EAGAIN);
 	}
 
+	base = futex_waits(w);
 	sleeper_start(&s, w, NULL);
-	t_park = wait_parked(&s, futex_waits(w));
+	t_park = wait_parked(&s, base);
 	base = futex_waits(w);
 	wakes0 = futex_wakes(x);
 	for (uint32_t i = 0; i < LOANS; i++) {
@@ -237,8 +239,9 @@ static void reader_not_woken_by_releases(zdt_ctx_t *c)
 	}
 	REQUIRE_RC(zd_reader_take(h1, &r1, &v), -EAGAIN);
 
+	base = futex_waits(h1);
 	sleeper_start(&s, h1, &r1);
-	t_park = wait_parked(&s, futex_waits(h1));
+	t_park = wait_parked(&s, base);
 	base = futex_waits(h1);
 	wakes0 = futex_wakes(h2);
 	for (uint32_t i = 0; i < EVENTS; i++) {
@@ -275,7 +278,7 @@ static void reader_not_woken_by_releases(zdt_ctx_t *c)
 }
 
 /* ROUNDS times: fill the segment (the first sample taken and held by R),
- * block W, release; the loan must return promptly. */
+ * block W, release: one futex wake, and the loan returns promptly. */
 static void writer_woken_by_release_promptly(zdt_ctx_t *c)
 {
 	zd_segment_t *w = sleeper_handle(c);
@@ -286,16 +289,19 @@ static void writer_woken_by_release_promptly(zdt_ctx_t *c)
 	for (int k = 0; k < ROUNDS; k++) {
 		struct sleeper s;
 		zd_view_t held, v;
-		uint64_t t_rel;
+		uint64_t t_rel, before, wakes;
 		uint32_t first = UINT32_MAX;
 
 		for (uint32_t i = 0; i < SLOTS; i++)
 			zdt_put(c->seg, (unsigned char)i, 8, i == 0 ? &first : NULL);
 		REQUIRE_OK(zd_reader_take(c->seg, &r, &held));
+		before = futex_waits(w);
 		sleeper_start(&s, w, NULL);
-		(void)wait_parked(&s, futex_waits(w));
+		(void)wait_parked(&s, before);
+		wakes = futex_wakes(c->seg);
 		t_rel = zdt_now_ns();
 		CHECK_OK(zd_slot_release(c->seg, &held));
+		CHECK_EQ(futex_wakes(c->seg) - wakes, 1);
 		wait_returned(&s);
 		REQUIRE_OK(s.rc);
 		CHECK_EQ(s.slot, first);
@@ -312,8 +318,8 @@ static void writer_woken_by_release_promptly(zdt_ctx_t *c)
 	zd_segment_close(w);
 }
 
-/* ROUNDS times: R1 blocks with nothing unread; a commit must wake it
- * promptly. */
+/* ROUNDS times: R1 blocks with nothing unread; a commit makes one futex
+ * wake and R1 returns promptly. */
 static void reader_woken_by_commit_promptly(zdt_ctx_t *c)
 {
 	zd_segment_t *h1 = sleeper_handle(c);
@@ -323,12 +329,14 @@ static void reader_woken_by_commit_promptly(zdt_ctx_t *c)
 	REQUIRE_OK(zd_reader_open(h1, 0, &r1));
 	for (int k = 0; k < ROUNDS; k++) {
 		struct sleeper s;
-		uint64_t t_commit, sn;
+		uint64_t t_commit, sn, before = futex_waits(h1), wakes;
 
 		sleeper_start(&s, h1, &r1);
-		(void)wait_parked(&s, futex_waits(h1));
+		(void)wait_parked(&s, before);
+		wakes = futex_wakes(c->seg);
 		t_commit = zdt_now_ns();
 		sn = zdt_put(c->seg, (unsigned char)k, 8, NULL);
+		CHECK_EQ(futex_wakes(c->seg) - wakes, 1);
 		wait_returned(&s);
 		REQUIRE_OK(s.rc);
 		CHECK_EQ(s.view.sn, sn);
