@@ -41,7 +41,7 @@ struct deep_case {
 	uint32_t slots;
 	zd_overflow_t policy;
 	uint64_t nmsg;          /* messages at most                          */
-	uint64_t budget_ns;     /* the writer stops after this long (0: none) */
+	uint64_t budget_ns;     /* for writing and draining (0: none)        */
 	uint64_t min_msg;       /* messages the writer must get through      */
 	unsigned slow_every;    /* reader 1 sleeps every this many takes (0) */
 	unsigned slow_us;       /* ... for this long, holding a view         */
@@ -389,16 +389,11 @@ static const struct deep_case cases[] = {
 	  ZDT_TSAN ? 8000 : ZDT_SANITIZED ? 50000 : 200000, 0, 0, 512, 1000 },
 };
 
-static void run_case(void)
-{
-	run_deep();
-}
-
 int main(void)
 {
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		cur = &cases[i];
-		zdt_case(cur->name, run_case);
+		zdt_case(cur->name, run_deep);
 	}
 	return zdt_finish();
 }
