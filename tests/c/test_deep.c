@@ -397,12 +397,12 @@ static void run_deep(void)
 
 static const struct deep_case cases[] = {
 	{ "block_1024", 1024, ZD_OVERFLOW_BLOCK,
-	  ZDT_TSAN ? 8000 : ZDT_SANITIZED ? 60000 : 300000, 0, 0, 0, 0 },
+	  ZDT_TSAN ? 8000 : ZDT_SANITIZED ? 40000 : 300000, 0, 0, 0, 0 },
 	{ "block_2p20", ZD_SLOT_COUNT_MAX, ZD_OVERFLOW_BLOCK,
 	  (ZD_SLOT_COUNT_MAX * 3ull) / 2, (ZDT_SANITIZED ? 4 : 3) * ZDT_S,
 	  8, 0, 0 },
 	{ "reclaim_1024", 1024, ZD_OVERFLOW_RECLAIM,
-	  ZDT_TSAN ? 8000 : ZDT_SANITIZED ? 50000 : 200000, 0, 0, 512, 1000 },
+	  ZDT_TSAN ? 8000 : ZDT_SANITIZED ? 30000 : 200000, 0, 0, 512, 1000 },
 };
 
 int main(void)
