@@ -1,7 +1,18 @@
 /* test_sn_wrap.c — sequence numbers are 64-bit: they stay consecutive
  * across 2^32 (where a u32 would wrap) and across 2^63 (where a signed
  * comparison would flip), and readers receive them in order while slots
- * are recycled out of index order.
+ * are recycled out of index order.  At the top of the range, from below
+ * 2^64 - 3 * slot_count up to the last sequence number UINT64_MAX - 1
+ * (where sn + slot_count and friends overflow), delivery, join_last,
+ * reclaim drops and the reader statistics still hold, with 4 and with 1024
+ * slots.
+ *
+ * UINT64_MAX itself is no sequence number: it is the "none" value of
+ * zd_reader_stats_t.last_sn.  The API says nothing about a commit made
+ * when next_sn is UINT64_MAX (it is reached after 2^64 - 1 commits, 584
+ * years at 10^9 commits a second), so these tests stop with next_sn ==
+ * UINT64_MAX; they check that loans and discards, which take no sequence
+ * number, still work there.
  *
  * The segment's next_sn lives in the header (layout.h).  For the posix
  * backend it is written with pwrite into /dev/shm/<name> (the creator's
@@ -183,12 +194,168 @@ static void reclaim_oldest_across_2_32(zdt_ctx_t *c)
 	take_expect(c->seg, &r, base + 5);
 }
 
+/* Commits n tagged samples from the current next_sn (== first) in batches
+ * of `batch`, taking after each batch all but `keep` of the unread ones,
+ * so slots are recycled while up to keep + batch (<= slot_count) are
+ * unread; then takes the rest.  Every take must be the next sn in order. */
+static void stream(zdt_ctx_t *c, zd_reader_t *r, uint64_t first, uint64_t n,
+		   uint64_t batch, uint64_t keep)
+{
+	uint64_t committed = 0, taken = 0;
+
+	while (committed < n) {
+		for (uint64_t k = 0; k < batch && committed < n; k++)
+			CHECK_EQ(commit_tagged(c->seg, NULL), first + committed++);
+		while (committed - taken > keep)
+			take_expect(c->seg, r, first + taken++);
+	}
+	while (taken < n)
+		take_expect(c->seg, r, first + taken++);
+}
+
+static void check_stats(zdt_ctx_t *c, zd_reader_t *r, uint64_t taken,
+			uint64_t dropped, uint64_t last_sn)
+{
+	zd_reader_stats_t st;
+
+	CHECK_OK(zd_reader_stats(c->seg, r, &st));
+	CHECK_EQ(st.taken, taken);
+	CHECK_EQ(st.dropped, dropped);
+	CHECK_EQ(st.last_sn, last_sn);
+	CHECK_EQ(st.lag, 0);
+}
+
+static void check_next_sn(zdt_ctx_t *c, uint64_t want)
+{
+	zd_segment_info_t i;
+
+	CHECK_OK(zd_segment_info(c->seg, &i));
+	CHECK_EQ(i.next_sn, want);
+}
+
+/* Four rings of samples across 2^32, slots recycled out of index order. */
+static void deep_across_2_32(zdt_ctx_t *c)
+{
+	uint64_t n = 4u * c->cfg.slot_count;
+	uint64_t start = ((uint64_t)1 << 32) - n / 2 - 3;
+	zd_reader_t r;
+
+	set_next_sn(c, start);
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &r));
+	CHECK_EQ(r.start_sn, start);
+	stream(c, &r, start, n, c->cfg.slot_count - 3, 2);
+	check_stats(c, &r, n, 0, start + n - 1);
+	check_next_sn(c, start + n);
+}
+
+/* From 2^64 - 3 * slot_count - 1 up to the last sn, UINT64_MAX - 1. */
+static void up_to_the_last_sn(zdt_ctx_t *c)
+{
+	uint64_t slots = c->cfg.slot_count;
+	uint64_t n = 3 * slots + 1, start = UINT64_MAX - n;
+	uint64_t k = slots / 2;
+	zd_reader_t r, late;
+	zd_view_t v;
+	uint32_t s;
+
+	set_next_sn(c, start);
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &r));
+	CHECK_EQ(r.start_sn, start);
+	stream(c, &r, start, n, slots - 1, 1);
+	check_stats(c, &r, n, 0, UINT64_MAX - 1);
+	check_next_sn(c, UINT64_MAX);
+	CHECK_RC(zd_reader_take(c->seg, &r, &v), -EAGAIN);
+	/* a late reader asks for the newest k and gets them in order */
+	REQUIRE_OK(zd_reader_open(c->seg, k, &late));
+	CHECK_EQ(late.start_sn, UINT64_MAX - k);
+	for (uint64_t i = k; i > 0; i--)
+		take_expect(c->seg, &late, UINT64_MAX - i);
+	CHECK_RC(zd_reader_take(c->seg, &late, &v), -EAGAIN);
+	check_stats(c, &late, k, 0, UINT64_MAX - 1);
+	/* loans and discards take no sn: they still work at the end */
+	for (uint64_t i = 0; i < slots; i++) {
+		REQUIRE_OK(zd_writer_loan(c->seg, ZD_OVERFLOW_FAIL, 0, 0, &s));
+		CHECK_OK(zd_slot_discard(c->seg, s));
+	}
+	check_next_sn(c, UINT64_MAX);
+	CHECK_RC(zd_reader_take(c->seg, &r, &v), -EAGAIN);
+	CHECK_OK(zd_reader_close(c->seg, &late));
+}
+
+/* A reader that takes nothing while the writer reclaims through the top
+ * of the range: it gets the newest slot_count samples, in order, and every
+ * other one is counted dropped. */
+static void reclaim_up_to_the_last_sn(zdt_ctx_t *c)
+{
+	uint64_t slots = c->cfg.slot_count;
+	uint64_t n = 3 * slots + 1, start = UINT64_MAX - n;
+	zd_reader_t r;
+	zd_view_t v;
+
+	set_next_sn(c, start);
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &r));
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t sn = 0, tag = start + i;
+		void *data = NULL;
+		uint32_t s;
+
+		REQUIRE_OK(zd_writer_loan(c->seg, ZD_OVERFLOW_RECLAIM, 0, 0, &s));
+		REQUIRE_OK(zd_slot_data_ptr(c->seg, s, &data, NULL, NULL));
+		memcpy(data, &tag, 8);
+		REQUIRE_OK(zd_slot_commit_in_place(c->seg, s, 8, &sn));
+		CHECK_EQ(sn, tag);
+	}
+	check_next_sn(c, UINT64_MAX);
+	for (uint64_t i = slots; i > 0; i--)
+		take_expect(c->seg, &r, UINT64_MAX - i);
+	CHECK_RC(zd_reader_take(c->seg, &r, &v), -EAGAIN);
+	check_stats(c, &r, slots, n - slots, UINT64_MAX - 1);
+	{
+		zd_segment_info_t i;
+
+		CHECK_OK(zd_segment_info(c->seg, &i));
+		CHECK_EQ(i.counters.reclaims, n - slots);
+	}
+}
+
+/* A reader opened one commit before the end receives exactly the last sn. */
+static void open_just_before_the_end(zdt_ctx_t *c)
+{
+	zd_reader_t r;
+	zd_view_t v;
+
+	set_next_sn(c, UINT64_MAX - 1);
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &r));
+	CHECK_EQ(r.start_sn, UINT64_MAX - 1);
+	check_stats(c, &r, 0, 0, UINT64_MAX);   /* none taken: last_sn "none" */
+	CHECK_EQ(commit_tagged(c->seg, NULL), UINT64_MAX - 1);
+	{
+		zd_reader_stats_t st;
+
+		CHECK_OK(zd_reader_stats(c->seg, &r, &st));
+		CHECK_EQ(st.lag, 1);
+	}
+	take_expect(c->seg, &r, UINT64_MAX - 1);
+	CHECK_RC(zd_reader_take(c->seg, &r, &v), -EAGAIN);
+	check_stats(c, &r, 1, 0, UINT64_MAX - 1);
+	check_next_sn(c, UINT64_MAX);
+}
+
 int main(void)
 {
 	zd_config_t c4 = zdt_cfg(4, 64);
+	zd_config_t c1024 = zdt_cfg(1024, 8);
 
 	zdt_run_both("across_2_32", &c4, across_2_32);
 	zdt_run_both("across_2_63", &c4, across_2_63);
 	zdt_run_both("reclaim_oldest_across_2_32", &c4, reclaim_oldest_across_2_32);
+	zdt_run_both("deep_across_2_32 (1024 slots)", &c1024, deep_across_2_32);
+	zdt_run_both("up_to_the_last_sn (4 slots)", &c4, up_to_the_last_sn);
+	zdt_run_both("up_to_the_last_sn (1024 slots)", &c1024, up_to_the_last_sn);
+	zdt_run_both("reclaim_up_to_the_last_sn (4 slots)", &c4,
+		     reclaim_up_to_the_last_sn);
+	zdt_run_both("reclaim_up_to_the_last_sn (1024 slots)", &c1024,
+		     reclaim_up_to_the_last_sn);
+	zdt_run_both("open_just_before_the_end", &c4, open_just_before_the_end);
 	return zdt_finish();
 }
