@@ -8,11 +8,10 @@
  * slots.
  *
  * UINT64_MAX itself is no sequence number: it is the "none" value of
- * zd_reader_stats_t.last_sn.  The API says nothing about a commit made
- * when next_sn is UINT64_MAX (it is reached after 2^64 - 1 commits, 584
- * years at 10^9 commits a second), so these tests stop with next_sn ==
- * UINT64_MAX; they check that loans and discards, which take no sequence
- * number, still work there.
+ * zd_reader_stats_t.last_sn.  A commit made when next_sn is UINT64_MAX
+ * (reached after 2^64 - 1 commits, 584 years at 10^9 commits a second)
+ * returns -EOVERFLOW and leaves its loan live; loans and discards, which
+ * take no sequence number, still work there.
  *
  * The segment's next_sn lives in the header (layout.h).  For the posix
  * backend it is written with pwrite into /dev/shm/<name> (the creator's
@@ -272,9 +271,11 @@ static void up_to_the_last_sn(zdt_ctx_t *c)
 		take_expect(c->seg, &late, UINT64_MAX - i);
 	CHECK_RC(zd_reader_take(c->seg, &late, &v), -EAGAIN);
 	check_stats(c, &late, k, 0, UINT64_MAX - 1);
-	/* loans and discards take no sn: they still work at the end */
+	/* loans and discards take no sn: they still work at the end; a
+	 * commit is refused and its loan stays live */
 	for (uint64_t i = 0; i < slots; i++) {
 		REQUIRE_OK(zd_writer_loan(c->seg, ZD_OVERFLOW_FAIL, 0, 0, &s));
+		CHECK_RC(zd_slot_commit(c->seg, s, "x", 1, NULL), -EOVERFLOW);
 		CHECK_OK(zd_slot_discard(c->seg, s));
 	}
 	check_next_sn(c, UINT64_MAX);
