@@ -22,29 +22,42 @@ static uint64_t monotonic_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int zdi_futex_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns,
-		   int process_private)
+/* The absolute deadline as a timespec, or NULL for none (UINT64_MAX). */
+static struct timespec *deadline_ts(uint64_t deadline_ns, struct timespec *ts)
 {
-	struct timespec ts;
-	struct timespec *tsp = NULL;
-	int op = FUTEX_WAIT_BITSET | (process_private ? FUTEX_PRIVATE_FLAG : 0);
+	if (deadline_ns == UINT64_MAX)
+		return NULL;
+	ts->tv_sec = (time_t)(deadline_ns / 1000000000u);
+	ts->tv_nsec = (long)(deadline_ns % 1000000000u);
+	return ts;
+}
 
-	if (deadline_ns != UINT64_MAX) {
-		ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
-		ts.tv_nsec = (long)(deadline_ns % 1000000000u);
-		tsp = &ts;
-	}
-	if (syscall(SYS_futex, word, op, expected, tsp, NULL,
-		    FUTEX_BITSET_MATCH_ANY) == 0)
-		return 0;
+/* A failed wait's errno as our result: ETIMEDOUT, EINTR, or 0 (EAGAIN: a
+ * value already differs); ENOSYS is returned as -ENOSYS. */
+static int wait_errno(void)
+{
 	switch (errno) {
 	case ETIMEDOUT:
 		return -ETIMEDOUT;
 	case EINTR:
 		return -EINTR;
-	default: /* EAGAIN: the value already differs */
+	case ENOSYS:
+		return -ENOSYS;
+	default:
 		return 0;
 	}
+}
+
+int zdi_futex_wait(uint32_t *word, uint32_t expected, uint64_t deadline_ns,
+		   int process_private)
+{
+	struct timespec ts;
+	int op = FUTEX_WAIT_BITSET | (process_private ? FUTEX_PRIVATE_FLAG : 0);
+
+	if (syscall(SYS_futex, word, op, expected, deadline_ts(deadline_ns, &ts),
+		    NULL, FUTEX_BITSET_MATCH_ANY) == 0)
+		return 0;
+	return wait_errno();
 }
 
 void zdi_futex_wake(uint32_t *word, int process_private)
@@ -60,31 +73,20 @@ int zdi_futex_wait2(uint32_t *a, uint32_t ea, uint32_t *b, uint32_t eb,
 	static int no_waitv;
 	struct futex_waitv w[2];
 	struct timespec ts;
-	struct timespec *tsp = NULL;
 	uint32_t flags = FUTEX_32 | (process_private ? FUTEX_PRIVATE_FLAG : 0);
 	uint64_t slice;
+	int rc;
 
 	if (!__atomic_load_n(&no_waitv, __ATOMIC_RELAXED)) {
 		w[0] = (struct futex_waitv){.val = ea, .uaddr = (uintptr_t)a, .flags = flags};
 		w[1] = (struct futex_waitv){.val = eb, .uaddr = (uintptr_t)b, .flags = flags};
-		if (deadline_ns != UINT64_MAX) {
-			ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
-			ts.tv_nsec = (long)(deadline_ns % 1000000000u);
-			tsp = &ts;
-		}
-		if (syscall(SYS_futex_waitv, w, 2u, 0u, tsp, CLOCK_MONOTONIC) >= 0)
+		if (syscall(SYS_futex_waitv, w, 2u, 0u, deadline_ts(deadline_ns, &ts),
+			    CLOCK_MONOTONIC) >= 0)
 			return 0;
-		switch (errno) {
-		case ETIMEDOUT:
-			return -ETIMEDOUT;
-		case EINTR:
-			return -EINTR;
-		case ENOSYS:
-			__atomic_store_n(&no_waitv, 1, __ATOMIC_RELAXED);
-			break;
-		default: /* EAGAIN: a value already differs */
-			return 0;
-		}
+		rc = wait_errno();
+		if (rc != -ENOSYS)
+			return rc;
+		__atomic_store_n(&no_waitv, 1, __ATOMIC_RELAXED);
 	}
 	slice = monotonic_ns() + 1000000u;
 	if (__atomic_load_n(b, __ATOMIC_SEQ_CST) != eb)
