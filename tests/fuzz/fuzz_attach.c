@@ -1,25 +1,36 @@
 /* fuzz_attach.c — libFuzzer target: attach and use a segment made of
  * arbitrary bytes.
  *
- * The input is the control part of a small segment, packed:
- *   [0, 512)       the segment header
- *   [512, 1536)    the headers of slots 0..7 (128 bytes each)
- *   [1536, 5632)   the reader table (64 entries of 64 bytes)
- *   [5632, 9728)   the attachment table
- * shorter inputs are padded with zeros, longer ones cut.  The object is
- * as long as the header's total_size says when that is between 512 bytes
- * and 4 MiB (so the geometry checks see a consistent size and go on to
- * the rest), else as long as the input; each part is written at its real
- * offset, the slot headers at the header's stride when that is sane.
+ * The input is the control part of a small segment (layout version 3),
+ * packed in the order of a real segment of 8 slots:
+ *   [0, 1024)       the segment header (geometry at offset 16)
+ *   [1024, 5120)    the reader table (64 entries of 64 bytes)
+ *   [5120, 9216)    the attachment table (64 entries of 64 bytes)
+ *   [9216, 9344)    ring entries 0..15 (8 bytes each)
+ *   [9344, 9408)    the first 64 bytes of the free map (words, summary)
+ *   [9408, 9472)    the first 64 bytes of the old map
+ *   [9472, 10496)   the headers of slots 0..7 (128 bytes each)
+ * shorter inputs are padded with zeros, longer ones cut.
+ *
+ * The object is as long as the header's total_size says when that is
+ * between 1 KiB and 4 MiB (so the geometry checks see a consistent size and
+ * go on to the rest), else as long as the input.  Each part is written
+ * where the header's geometry puts it when that field is sane (an 8-byte
+ * aligned offset past the header, a power-of-two ring, a stride of whole
+ * cache lines), else where zdi_geometry puts it for the header's slot_count
+ * and slot_capacity, else where it is in a segment of 8 slots of 256
+ * bytes.  Ring entries beyond the 16 packed ones read "unwritten" (all
+ * ones), as in a new segment; map words beyond the packed ones are zero.
  *
  * Each input becomes the posix object ZDFUZZ_NAME (default zdfuzz-<pid>,
  * removed at exit), which is then used through both public entry points,
  * by name (zd_segment_attach_posix) and by descriptor (zd_segment_attach_fd
  * on the same object, which the first handle has used in the meantime):
  * describe, attach, a reader with join_last, takes and releases until
- * -EAGAIN (bounded), acquire of every slot, loan + commit, reserve +
- * discard, eviction, reap, close.  A crash, a sanitizer report, a view
- * larger than the capacity or a hang (libFuzzer's -timeout) is a finding.
+ * -EAGAIN (bounded), the low-level next_unread / read / mark_read of
+ * reader 0, acquire of every slot, loan + commit, reserve + discard,
+ * eviction, reap, close.  A crash, a sanitizer report, a view larger than
+ * the capacity or a hang (libFuzzer's -timeout) is a finding.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,16 +43,24 @@
 
 #include <zdshm/zdshm.h>
 
-#include "layout.h"
+#include "internal.h"
 
 #define PACKED_SLOTS 8u
+#define PACKED_RING 16u
+#define PACKED_MAP 64u
 #define PACKED_HEADER 0u
-#define PACKED_SLOT_HEADERS ZDI_SEGMENT_HEADER_SIZE
-#define PACKED_READERS (PACKED_SLOT_HEADERS + PACKED_SLOTS * ZD_SLOT_HEADER_SIZE)
+#define PACKED_READERS ZDI_SEGMENT_HEADER_SIZE
 #define PACKED_ATTACH (PACKED_READERS + ZD_READER_MAX * ZDI_ENTRY_SIZE)
-#define PACKED_SIZE (PACKED_ATTACH + ZD_ATTACH_MAX * ZDI_ENTRY_SIZE)
+#define PACKED_RING_AT (PACKED_ATTACH + ZD_ATTACH_MAX * ZDI_ENTRY_SIZE)
+#define PACKED_FREE (PACKED_RING_AT + PACKED_RING * 8u)
+#define PACKED_OLD (PACKED_FREE + PACKED_MAP)
+#define PACKED_SLOT_HEADERS (PACKED_OLD + PACKED_MAP)
+#define PACKED_SIZE (PACKED_SLOT_HEADERS + PACKED_SLOTS * ZD_SLOT_HEADER_SIZE)
 #define OBJECT_MAX ((uint64_t)4 << 20)
 #define TAKES_MAX 64
+
+_Static_assert(PACKED_RING_AT == ZDI_RING_OFFSET, "packed like a real segment");
+_Static_assert(PACKED_SIZE == 10496, "tests/fuzz/run.sh -max_len");
 
 static char name[64];
 static char path[96];
@@ -81,31 +100,83 @@ static void put(const void *p, size_t n, uint64_t off, uint64_t len)
 		abort();
 }
 
+/* An offset the packed parts may be written at: past the header, inside
+ * the largest object, 8-byte aligned. */
+static int offset_sane(uint64_t off)
+{
+	return off >= ZDI_SEGMENT_HEADER_SIZE && off < OBJECT_MAX && off % 8u == 0;
+}
+
+static uint64_t pick_offset(uint64_t mine, uint64_t ref)
+{
+	return offset_sane(mine) ? mine : ref;
+}
+
+/* Where the parts go: the header's geometry field by field where sane,
+ * else the reference (zdi_geometry of the header's slot_count and
+ * slot_capacity, or of 8 x 256). */
+static void placement(const zd_geometry_t *h, zd_geometry_t *g)
+{
+	zd_geometry_t ref;
+
+	if (zdi_geometry(h->slot_count, h->slot_capacity, &ref) < 0 &&
+	    zdi_geometry(PACKED_SLOTS, 256u, &ref) < 0)
+		abort();
+	*g = ref;
+	g->readers_offset = pick_offset(h->readers_offset, ref.readers_offset);
+	g->attach_offset = pick_offset(h->attach_offset, ref.attach_offset);
+	g->ring_offset = pick_offset(h->ring_offset, ref.ring_offset);
+	g->free_offset = pick_offset(h->free_offset, ref.free_offset);
+	g->old_offset = pick_offset(h->old_offset, ref.old_offset);
+	g->slots_offset = pick_offset(h->slots_offset, ref.slots_offset);
+	if (h->ring_size >= 4u && (h->ring_size & (h->ring_size - 1u)) == 0 &&
+	    (uint64_t)h->ring_size * 8u < OBJECT_MAX)
+		g->ring_size = h->ring_size;
+	if (h->slot_stride >= ZD_SLOT_HEADER_SIZE && h->slot_stride <= OBJECT_MAX &&
+	    h->slot_stride % ZDI_CACHE_LINE == 0)
+		g->slot_stride = h->slot_stride;
+}
+
 /* Lays the packed input out as a segment object. */
 static void write_object(const uint8_t *data, size_t size)
 {
 	static uint8_t packed[PACKED_SIZE];
+	static uint8_t unwritten[4096];
 	struct zdi_segment_header h;
-	uint64_t len, stride;
+	zd_geometry_t g;
+	uint64_t len, ring_bytes;
 
 	memset(packed, 0, sizeof(packed));
 	memcpy(packed, data, size < sizeof(packed) ? size : sizeof(packed));
 	memcpy(&h, packed + PACKED_HEADER, sizeof(h));
+	placement(&h.geo, &g);
 	len = h.geo.total_size >= ZDI_SEGMENT_HEADER_SIZE && h.geo.total_size <= OBJECT_MAX
 		      ? h.geo.total_size : (uint64_t)size;
-	stride = h.geo.slot_stride >= ZD_SLOT_HEADER_SIZE && h.geo.slot_stride <= OBJECT_MAX &&
-			 h.geo.slot_stride % 64u == 0
-		 ? h.geo.slot_stride : ZD_SLOT_HEADER_SIZE + 256u;
 	if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)len) != 0)
 		abort();
 	put(packed + PACKED_HEADER, ZDI_SEGMENT_HEADER_SIZE, 0, len);
 	put(packed + PACKED_READERS, ZD_READER_MAX * ZDI_ENTRY_SIZE,
-	    ZDI_READERS_OFFSET, len);
+	    g.readers_offset, len);
 	put(packed + PACKED_ATTACH, ZD_ATTACH_MAX * ZDI_ENTRY_SIZE,
-	    ZDI_ATTACH_OFFSET, len);
+	    g.attach_offset, len);
+	/* The ring first: the maps and slots written after it win where a
+	 * hostile geometry makes them overlap. */
+	ring_bytes = (uint64_t)g.ring_size * 8u;
+	if (ring_bytes > PACKED_RING * 8u) {
+		memset(unwritten, 0xff, sizeof(unwritten));
+		for (uint64_t o = PACKED_RING * 8u; o < ring_bytes && g.ring_offset + o < len;
+		     o += sizeof(unwritten))
+			put(unwritten, (size_t)(ring_bytes - o < sizeof(unwritten)
+						? ring_bytes - o : sizeof(unwritten)),
+			    g.ring_offset + o, len);
+		ring_bytes = PACKED_RING * 8u;
+	}
+	put(packed + PACKED_RING_AT, (size_t)ring_bytes, g.ring_offset, len);
+	put(packed + PACKED_FREE, PACKED_MAP, g.free_offset, len);
+	put(packed + PACKED_OLD, PACKED_MAP, g.old_offset, len);
 	for (uint32_t i = 0; i < PACKED_SLOTS; i++)
 		put(packed + PACKED_SLOT_HEADERS + i * ZD_SLOT_HEADER_SIZE,
-		    ZD_SLOT_HEADER_SIZE, ZDI_SLOTS_OFFSET + i * stride, len);
+		    ZD_SLOT_HEADER_SIZE, g.slots_offset + i * g.slot_stride, len);
 }
 
 static volatile uint8_t sink;
@@ -141,17 +212,44 @@ static void drain(zd_segment_t *seg, zd_reader_t *r)
 	}
 }
 
+/* The low-level API on raw reader index 0 (registered in the input or
+ * not): next unread, copy it out, mark it read, a bounded number of times. */
+static void low_level(zd_segment_t *seg)
+{
+	static uint8_t buf[256];
+
+	for (int i = 0; i < TAKES_MAX; i++) {
+		zd_slot_header_t sh;
+		uint64_t copied = 0;
+		uint32_t s;
+
+		if (zd_slot_next_unread(seg, 0, &s) != 0)
+			return;
+		if (s >= zd_segment_slot_count(seg))
+			__builtin_trap();
+		if (zd_slot_read(seg, s, &sh, buf, sizeof(buf), &copied) == 0 &&
+		    copied > sizeof(buf))
+			__builtin_trap();
+		if (zd_slot_mark_read(seg, s, 0) != 0)
+			return;
+	}
+}
+
 static void exercise(zd_segment_t *seg)
 {
 	uint32_t n = zd_segment_slot_count(seg), s;
 	zd_reader_t r;
+	zd_reader_stats_t st;
 	zd_view_t v;
 	void *data;
 	uint64_t cap = zd_segment_slot_capacity(seg);
 	int have_reader = zd_reader_open(seg, 2, &r) == 0;
 
-	if (have_reader)
+	if (have_reader) {
 		drain(seg, &r);
+		zd_reader_stats(seg, &r, &st);
+	}
+	low_level(seg);
 	for (uint32_t i = 0; i < n && i < 2 * PACKED_SLOTS; i++) {
 		if (zd_slot_acquire(seg, i, &v) == 0) {
 			touch(seg, &v);

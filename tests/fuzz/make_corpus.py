@@ -1,39 +1,81 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of tests/fuzz/fuzz_attach.c: real segments in a
-few states, made with zdshm, captured from /dev/shm and packed the way the
-target reads its input (header, slot headers 0..7, reader table,
-attachment table; trailing zero bytes dropped, the target pads them back).
+"""Writes the seed corpus of tests/fuzz/fuzz_attach.c: real segments (layout
+version 3) in a few states, made with zdshm, captured from /dev/shm and
+packed the way the target reads its input: header, reader table,
+attachment table, ring entries 0..15, the first 64 bytes of the free map
+and of the old map, slot headers 0..7, each taken from where the header's
+geometry says it is.  Trailing zero bytes are dropped (the target pads them
+back); packed ring entries past the segment's ring_size read "unwritten".
 
     python tests/fuzz/make_corpus.py          # rewrites tests/fuzz/corpus/
 """
 from __future__ import annotations
 
 import os
+import struct
 import sys
 import uuid
 
 import zdshm
 
-HEADER, SLOT_HEADER, ENTRY, TABLE = 512, 128, 64, 64
-READERS_OFFSET = HEADER
-ATTACH_OFFSET = READERS_OFFSET + TABLE * ENTRY
-SLOTS_OFFSET = 12288
-PACKED_SLOTS = 8
+HEADER, SLOT_HEADER, ENTRY, TABLE = 1024, 128, 64, 64
+PACKED_SLOTS, PACKED_RING, PACKED_MAP = 8, 16, 64
+# offsets of the parts in a packed input
+P_READERS = HEADER
+P_ATTACH = P_READERS + TABLE * ENTRY
+P_RING = P_ATTACH + TABLE * ENTRY
+P_FREE = P_RING + PACKED_RING * 8
+P_OLD = P_FREE + PACKED_MAP
+P_SLOTS = P_OLD + PACKED_MAP
+P_SIZE = P_SLOTS + PACKED_SLOTS * SLOT_HEADER
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+GEO = struct.Struct("<IIQQQQQQQQQ")     # zd_geometry_t at header offset 16
+GEO_FIELDS = ("slot_count", "ring_size", "slot_capacity", "slot_stride",
+              "total_size", "readers_offset", "attach_offset", "ring_offset",
+              "free_offset", "old_offset", "slots_offset")
+# slot header fields (struct zdi_slot_header)
+SLOT_STATE, SLOT_READ_MASK, SLOT_READER_PINS, SLOT_SN = 0, 8, 16, 32
+
+
+def geometry(raw: bytes) -> dict[str, int]:
+    return dict(zip(GEO_FIELDS, GEO.unpack_from(raw, 16)))
 
 
 def pack(raw: bytes) -> bytes:
-    stride = int.from_bytes(raw[32:40], "little")
-    count = int.from_bytes(raw[64:68], "little")
+    g = geometry(raw)
+    assert g["total_size"] == len(raw), (g, len(raw))
+    ring = bytearray(b"\xff" * (PACKED_RING * 8))
+    n = min(g["ring_size"], PACKED_RING) * 8
+    ring[:n] = raw[g["ring_offset"]:g["ring_offset"] + n]
     slots = bytearray(PACKED_SLOTS * SLOT_HEADER)
-    for i in range(min(count, PACKED_SLOTS)):
-        off = SLOTS_OFFSET + i * stride
+    for i in range(min(g["slot_count"], PACKED_SLOTS)):
+        off = g["slots_offset"] + i * g["slot_stride"]
         assert off + SLOT_HEADER <= len(raw)
         slots[i * SLOT_HEADER:(i + 1) * SLOT_HEADER] = raw[off:off + SLOT_HEADER]
-    packed = (raw[:HEADER] + bytes(slots) +
-              raw[READERS_OFFSET:READERS_OFFSET + TABLE * ENTRY] +
-              raw[ATTACH_OFFSET:ATTACH_OFFSET + TABLE * ENTRY])
+    packed = (raw[:HEADER] +
+              raw[g["readers_offset"]:g["readers_offset"] + TABLE * ENTRY] +
+              raw[g["attach_offset"]:g["attach_offset"] + TABLE * ENTRY] +
+              bytes(ring) +
+              raw[g["free_offset"]:g["free_offset"] + PACKED_MAP] +
+              raw[g["old_offset"]:g["old_offset"] + PACKED_MAP] +
+              bytes(slots))
+    assert len(packed) == P_SIZE
     return packed.rstrip(b"\0")
+
+
+def u64(packed: bytes, off: int) -> int:
+    return int.from_bytes(packed[off:off + 8].ljust(8, b"\0"), "little")
+
+
+def with_u64(packed: bytes, off: int, value: int) -> bytes:
+    b = bytearray(packed.ljust(P_SIZE, b"\0"))
+    b[off:off + 8] = value.to_bytes(8, "little")
+    return bytes(b).rstrip(b"\0")
+
+
+def slot_field(i: int, field: int) -> int:
+    return P_SLOTS + i * SLOT_HEADER + field
 
 
 def snapshot(name: str) -> bytes:
@@ -45,7 +87,7 @@ def states():
     """(file name, packed bytes) of each seed."""
     name = f"zdfuzz-corpus-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
-    # an empty 4 x 256 segment
+    # an empty 4 x 256 segment: ring of 8 unwritten entries, all slots free
     with zdshm.PosixSegment.create(name, 4, 256) as seg:
         yield "empty-4x256", pack(snapshot(name))
     zdshm.unlink(name)
@@ -60,13 +102,18 @@ def states():
     loan = other.writer(overflow="fail").loan(timeout=0)
     packed = pack(snapshot(name))
     yield "reader-2committed-1loaned", packed
-    # the same with every reader-pin bit of the committed slots set: the
-    # take that spun forever on its own pin bit
-    hostile = bytearray(packed)
+    # the same with every reader-pin bit of the committed slots set
+    hostile = packed
     for i in range(2):
-        off = HEADER + i * SLOT_HEADER + 16        # slot i's reader_pins
-        hostile[off:off + 8] = b"\xff" * 8
-    yield "hostile-reader-pins", bytes(hostile)
+        hostile = with_u64(hostile, slot_field(i, SLOT_READER_PINS), 2**64 - 1)
+    yield "hostile-reader-pins", hostile
+    # the same with ring entries 0 and 1 naming each other's slot: a
+    # lookup lands on a committed slot holding another sn
+    e0, e1 = u64(packed, P_RING), u64(packed, P_RING + 8)
+    swapped = with_u64(with_u64(packed, P_RING, e1), P_RING + 8, e0)
+    yield "hostile-ring-swapped", swapped
+    # the same with the free map claiming every slot free
+    yield "hostile-free-map", with_u64(with_u64(packed, P_FREE, 0xf), P_FREE + 8, 1)
     # the reader took one and holds it
     s = reader.take(timeout=1)
     yield "reader-holds-view", pack(snapshot(name))
@@ -79,7 +126,8 @@ def states():
     yield "after-goodbye", pack(snapshot(name))
     zdshm.unlink(name)
 
-    # 8 x 64, three readers at different places, every slot committed
+    # 8 x 64 (ring of 16), three readers at different places, 11 commits
+    # with reclaim: every slot committed, a late reader joined with join_last
     seg = zdshm.PosixSegment.create(name, 8, 64, type_hash=b"0123456789abcdef")
     readers = [seg.reader() for _ in range(3)]
     w = seg.writer(overflow="reclaim")
@@ -95,7 +143,45 @@ def states():
     seg.close()
     zdshm.unlink(name)
 
-    # one slot of one byte
+    # 8 x 64: a reader holds a view of sn 0 while 40 later commits wrap the
+    # ring twice and more: its slot is in the old map, the ring's laps > 0
+    seg = zdshm.PosixSegment.create(name, 8, 64)
+    r = seg.reader()
+    w = seg.writer(overflow="reclaim")
+    w.publish(b"held")
+    held = r.take(timeout=1)
+    for i in range(40):
+        w.publish(i.to_bytes(4, "little"))
+    packed = pack(snapshot(name))
+    yield "8x64-ring-wrapped-old-map", packed
+    # the same with the reader's cursor put back to 0 and its last_sn
+    # cleared: it asks for sequence numbers the ring has long lost
+    cursor = P_READERS + r.index * ENTRY + 24
+    yield "8x64-cursor-behind", with_u64(with_u64(packed, cursor, 0), cursor + 8, 2**64 - 1)
+    held.release()
+    r.close()
+    w.close()
+    seg.close()
+    zdshm.unlink(name)
+
+    # 16 x 64 (ring of 32): only the first half of the ring and of the
+    # slots is packed; two readers, one of them behind
+    seg = zdshm.PosixSegment.create(name, 16, 64)
+    fast, slow = seg.reader(), seg.reader()
+    w = seg.writer(overflow="reclaim")
+    for i in range(24):
+        w.publish(bytes([i]) * (i % 64 + 1))
+        fast.take(timeout=1).release()
+    for _ in range(3):
+        slow.take(timeout=1).release()
+    yield "16x64-two-readers", pack(snapshot(name))
+    fast.close()
+    slow.close()
+    w.close()
+    seg.close()
+    zdshm.unlink(name)
+
+    # one slot of one byte (ring of 4)
     with zdshm.PosixSegment.create(name, 1, 1) as seg:
         r = seg.reader()
         seg.writer(overflow="fail").publish(b"x")
