@@ -33,7 +33,11 @@ def add_ratios(records: list[dict]) -> None:
     For S4 (pairs/s) floor.value = core ns / Python ns per pair.
     """
     for r in records:
-        if r.get("impl") != "zdshm" or not _ok(r.get("value")):
+        if r.get("impl") != "zdshm":
+            continue
+        if not _ok(r.get("value")):
+            # a zero (no futex call per message) has nothing to be divided by
+            r["ratios"] = {"floor": None, "peers": {}}
             continue
         sc = r["scenario"]
         floor = None
