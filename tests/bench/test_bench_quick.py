@@ -24,6 +24,9 @@ TARGET_IDS = {
     "S2-64M-vs-1M", "S2-64M-vs-queue", "S2-64M-vs-1M-touch", "S2-64M-vs-queue-touch",
     "S4-memory-loan_commit_per_s", "S4-memory-take_release_per_s",
     "S4-posix-loan_commit_per_s", "S4-posix-take_release_per_s", "steady-faults",
+    "scaling-1024-vs-4-loan_commit", "scaling-1024-vs-4-take_release", "scaling-1024-vs-4-two_process",
+    "scaling-16384-vs-4-loan_commit", "scaling-16384-vs-4-take_release",
+    "scaling-16384-vs-4-two_process", "scaling-futex-parked", "scaling-futex-nobody-sleeps",
 }
 
 
@@ -93,7 +96,7 @@ def test_every_record_is_well_formed(quick_run: tuple[dict, str, Path]) -> None:
             assert r["check_ok"] is True, f"echo mismatch: {r['impl']} {r['variant']} {r['size']}"
             for k in ("p50", "p99", "p999"):
                 assert _num(r["stats"][k]) and r["stats"][k] > 0, (k, r["impl"])
-        if r["scenario"] in ("S2", "S3"):
+        if r["scenario"] in ("S2", "S3", "scaling"):
             assert r["errors"] == 0, f"wrong message content: {r['impl']} {r['variant']} {r['size']}"
 
 
@@ -101,7 +104,7 @@ def test_every_record_is_well_formed(quick_run: tuple[dict, str, Path]) -> None:
 def test_every_scenario_measured_zdshm(quick_run: tuple[dict, str, Path]) -> None:
     res, _, _ = quick_run
     recs = res["records"]
-    zd_errors = [e for e in res["errors"] if "zdshm" in e["what"] or e["scenario"] in ("S4",)]
+    zd_errors = [e for e in res["errors"] if "zdshm" in e["what"] or e["scenario"] in ("S4", "scaling")]
     assert not zd_errors, zd_errors
 
     def has(**kw: object) -> bool:
@@ -123,6 +126,26 @@ def test_every_scenario_measured_zdshm(quick_run: tuple[dict, str, Path]) -> Non
         for variant in ("mv", "bare", "publish", "lowlevel", "numpy"):
             for metric in ("loan_commit_per_s", "take_release_per_s"):
                 assert has(scenario="S4", impl="zdshm", backend=backend, variant=variant, metric=metric)
+    for slots in (4, 16, 64, 256, 1024, 16384):
+        for variant in ("steady", "fresh"):
+            for backend in ("memory", "posix"):
+                for metric in ("loan_commit_ns", "take_release_ns"):
+                    assert has(scenario="scaling", variant=variant, backend=backend, slots=slots,
+                               metric=metric), (variant, backend, slots, metric)
+        assert has(scenario="scaling", variant="two-process", slots=slots)
+    for n in (1, 2, 4, 8):
+        assert has(scenario="scaling", variant="futex parked, unpaced", readers=n) or any(
+            r["scenario"] == "scaling" and r["variant"] == "futex parked, unpaced" and r["readers"] == n
+            for r in recs), n
+        r = next(r for r in recs if r["scenario"] == "scaling" and r["variant"] == "futex parked, paced"
+                 and r["readers"] == n)
+        # readers parked between paced messages: each one waited, and the writer woke them
+        assert r["reader_waits"] >= n and r["writer_wakes"] >= 1, r
+    for n in (1, 2, 4, 8, 16, 32):
+        for variant in ("rate drain", "rate idle"):
+            assert has(scenario="scaling", variant=variant, readers=n), (variant, n)
+    polled = [r for r in recs if r["scenario"] == "scaling" and r["variant"] == "futex polling, paced"]
+    assert polled and all(r["reader_waits"] == 0 for r in polled), polled
     s5 = [r for r in recs if r["scenario"] == "S5" and r["impl"] == "zdshm"]
     assert s5 and all(_num(v) for v in s5[0]["values"].values())
     # every zdshm figure carries its ratios
@@ -165,6 +188,7 @@ def test_targets_table(quick_run: tuple[dict, str, Path]) -> None:
     # targets that need only zdshm (and the C floors) always have a value
     needs_only_zdshm = {"S2-64M-vs-1M", "S4-memory-loan_commit_per_s", "S4-memory-take_release_per_s",
                         "S4-posix-loan_commit_per_s", "S4-posix-take_release_per_s", "steady-faults"}
+    needs_only_zdshm |= {t for t in TARGET_IDS if t.startswith("scaling-")}
     for t in res["targets"]:
         if t["id"] in needs_only_zdshm:
             assert _num(t["measured"]), t
@@ -178,4 +202,4 @@ def test_targets_table(quick_run: tuple[dict, str, Path]) -> None:
         return
     for name in res["plots"].values():
         assert (out / name).stat().st_size > 1000, name
-    assert {"s1", "s2", "s3", "s4", "s5"} <= set(res["plots"])
+    assert {"s1", "s2", "s3", "s4", "s5", "scaling_cost", "scaling_futex", "scaling_rate"} <= set(res["plots"])

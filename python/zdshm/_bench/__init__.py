@@ -12,6 +12,7 @@ Modules:
   stream    S2 (1 writer -> 1 reader throughput) and S3 (fan-out)
   local     S4/S6 (API cost in one process, both backends) and S5 (setup)
   peers     which peers are installed, and their versions
-  report    targets of BRIEF section 5, the printed table, Markdown, plots
+  scaling   cost vs slot count, futex calls per message, writer rate vs readers
+  report    targets of BRIEF section 5 and issue 10, the printed table, Markdown, plots
   runner    the order of a run, quick and full budgets
 """

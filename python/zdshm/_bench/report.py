@@ -33,7 +33,11 @@ def add_ratios(records: list[dict]) -> None:
     For S4 (pairs/s) floor.value = core ns / Python ns per pair.
     """
     for r in records:
-        if r.get("impl") != "zdshm" or not _ok(r.get("value")):
+        if r.get("impl") != "zdshm":
+            continue
+        if not _ok(r.get("value")):
+            # a zero (no futex call per message) has nothing to be divided by
+            r["ratios"] = {"floor": None, "peers": {}}
             continue
         sc = r["scenario"]
         floor = None
@@ -185,6 +189,8 @@ def targets(records: list[dict]) -> list[dict]:
             out.append(_target(f"S4-{backend}-{m}", "S4", f"{label} through memoryviews, one process "
                                f"({backend})", ">=", 2e6, val, "pairs/s", detail))
 
+    _scaling_targets(records, out, ratio_row)
+
     # steady state faults: every zdshm record measured after warm-up
     worst = None
     offenders = []
@@ -217,6 +223,38 @@ def targets(records: list[dict]) -> list[dict]:
     return out
 
 
+def _scaling_targets(records: list[dict], out: list[dict], ratio_row: Any) -> None:
+    """Issue 10: cost at 1024 and 16384 slots vs 4 slots; futex calls per message."""
+    cases = (("loan_commit", "steady", "loan_commit_ns", "loan + commit, one process"),
+             ("take_release", "steady", "take_release_ns", "take + release, one process"),
+             ("two_process", "two-process", "per_msg_ns", "per message, writer and reader in two processes"))
+    for hi, thr in ((1024, 1.2), (16384, 1.5)):
+        for short, variant, metric, label in cases:
+            def f(slots: int, variant: str = variant, metric: str = metric) -> dict | None:
+                return _find(records, scenario="scaling", impl="zdshm", variant=variant, backend="posix",
+                             slots=slots, metric=metric)
+            ratio_row(f"scaling-{hi}-vs-4-{short}", "scaling",
+                      f"slot scaling: {label} (posix, steady), {hi} slots / 4 slots", "<=", thr,
+                      f(hi), f(4), f"{hi} slots", "4 slots")
+
+    def futex_row(tid: str, variant: str, desc: str, op: str, thr: float) -> None:
+        rs = sorted((r for r in records if r["scenario"] == "scaling" and r["variant"] == variant
+                     and _ok(r.get("count"))), key=lambda r: r["readers"])
+        if rs:
+            m = max(r["value"] for r in rs)
+            detail = "worst over readers: " + ", ".join(
+                f"N={r['readers']} {r['writer_wakes_per_msg']:.3g} wakes + {r['writer_waits_per_msg']:.3g} "
+                f"waits" for r in rs) + f" per message ({rs[0]['count']} messages each)"
+        else:
+            m, detail = None, f"not measured: no '{variant}' records"
+        out.append(_target(tid, "scaling", desc, op, thr, m, "calls/msg", detail))
+
+    futex_row("scaling-futex-parked", "futex parked, paced",
+              "writer-side futex calls per message, readers parked in take (paced writer)", "<=", 1)
+    futex_row("scaling-futex-nobody-sleeps", "futex polling, paced",
+              "writer-side futex calls per message, nobody sleeps (readers poll with try_take)", "==", 0)
+
+
 # ==========================================================================
 # printed table
 # ==========================================================================
@@ -226,7 +264,7 @@ def _fmt_measured(t: dict) -> str:
         return "—"
     if t["unit"] == "pairs/s":
         return f"{m / 1e6:.2f} M/s"
-    if t["unit"] == "faults/msg":
+    if t["unit"] in ("faults/msg", "calls/msg"):
         return f"{m:.3g}"
     return f"{m:.3g}x"
 
@@ -412,6 +450,8 @@ def markdown(result: dict, plots: dict[str, str], md_dir: str, command: str) -> 
                         "teardown (attacher) µs", "teardown (creator) µs"], rows))
     L.append("")
 
+    L.append(_scaling_md(recs, rel))
+
     if result["errors"]:
         L.append("## Errors\n")
         for e in result["errors"]:
@@ -422,6 +462,86 @@ def markdown(result: dict, plots: dict[str, str], md_dir: str, command: str) -> 
     L.append("See `benchmarks/README.md` for the scenarios, the C floors, the peers and the JSON schema. "
              "The raw results of this run are in `" + os.path.relpath(plots.get("json", "results.json"), md_dir)
              + "`.\n")
+    return "\n".join(L)
+
+
+def _scaling_md(recs: list[dict], rel: dict[str, str]) -> str:
+    sc = [r for r in recs if r["scenario"] == "scaling"]
+    if not sc:
+        return ""
+    L = ["## Scaling — slot count, futex calls per message, registered readers\n"]
+    L.append("Segments of 64 B slots, bare API (`w.loan().commit(1)`, `r.take().release()`). "
+             "*One process*: batches of 2 loans+commits then 2 takes+releases, median batch minus an "
+             "empty timed batch; *steady*: every slot filled once before (a loan recycles a committed "
+             "slot), *fresh*: a new segment (above ~200 slots every loan finds a never-used slot). "
+             "*Two processes*: the steady posix segment, parent writer, child reader, both with a "
+             "bounded spin; ns per message on the reader's clock. Ratios are to 4 slots.\n")
+    if "scaling_cost" in rel:
+        L.append(f"![scaling cost]({rel['scaling_cost']})\n")
+
+    def v(variant: str, backend: str, slots: int, metric: str) -> float | None:
+        r = _find(sc, variant=variant, backend=backend, slots=slots, metric=metric)
+        return r["value"] if r else None
+
+    slots = sorted({r["slots"] for r in sc if r["variant"] in ("steady", "fresh", "two-process")})
+    rows = []
+    for n in slots:
+        row = [str(n)]
+        for variant, backend in (("steady", "memory"), ("steady", "posix"), ("fresh", "memory")):
+            for m in ("loan_commit_ns", "take_release_ns"):
+                row.append(_fl(v(variant, backend, n, m), "{:.0f}"))
+        row.append(_fl(v("two-process", "posix", n, "per_msg_ns"), "{:.0f}"))
+        for variant, m in (("steady", "loan_commit_ns"), ("steady", "take_release_ns"),
+                           ("two-process", "per_msg_ns")):
+            a, b = v(variant, "posix", n, m), v(variant, "posix", 4, m)
+            row.append(_fl(a / b, "{:.2f}x") if a is not None and b else "—")
+        rows.append(row)
+    L.append(_md_table(["slots", "steady mem loan+commit ns", "take+release ns",
+                        "steady posix loan+commit ns", "take+release ns", "fresh mem loan+commit ns",
+                        "take+release ns", "two processes ns/msg", "posix loan+commit vs 4",
+                        "take+release vs 4", "two processes vs 4"], rows))
+    L.append("")
+
+    fx = [r for r in sc if r["variant"].startswith("futex ")]
+    if fx:
+        L.append("Futex system calls per message, counted by the handles themselves "
+                 "(`seg.info()['futex_waits']`, `['futex_wakes']`): the writer's handle in the parent, "
+                 "the readers' handles in the children (summed). *Parked*: readers block in `take` "
+                 "(no spin); *paced*: the writer waits 1 ms between messages, so every reader is asleep "
+                 "when a message arrives; *polling*: readers that only `try_take`; *spinning*: readers "
+                 "with a 50 µs bounded spin. 64 slots.\n")
+        if "scaling_futex" in rel:
+            L.append(f"![scaling futex]({rel['scaling_futex']})\n")
+        rows = []
+        for r in sorted(fx, key=lambda r: (r["variant"], r["readers"])):
+            rows.append([r["variant"][6:], str(r["readers"]), str(r["count"]),
+                         _fl(r["writer_wakes_per_msg"]), _fl(r["writer_waits_per_msg"]),
+                         _fl(r["reader_waits_per_msg"]), _fl(r["reader_waits_per_msg_per_reader"]),
+                         _fl(r["reader_wakes_per_msg"]), str(r.get("errors", 0))])
+        L.append(_md_table(["readers", "N", "messages", "writer wakes/msg", "writer waits/msg",
+                            "reader waits/msg (all)", "reader waits/msg (each)", "reader wakes/msg",
+                            "errors"], rows))
+        L.append("")
+
+    rt = [r for r in sc if r["variant"].startswith("rate ")]
+    if rt:
+        L.append("Writer rate with N registered readers, all of them in one child process. *drain*: the "
+                 "child polls its readers in turn (`try_take`, release), the writer (overflow "
+                 "\"block\", 50 µs spin, 256 slots) goes as fast as they let it; *idle*: the readers "
+                 "never take and the writer (overflow \"reclaim\", 64 slots) recycles the oldest slot "
+                 "every time (its own cost with N readers in the mask).\n")
+        if "scaling_rate" in rel:
+            L.append(f"![scaling rate]({rel['scaling_rate']})\n")
+        rows = []
+        for n in sorted({r["readers"] for r in rt}):
+            d = _find(rt, variant="rate drain", readers=n)
+            i = _find(rt, variant="rate idle", readers=n)
+            rows.append([str(n), _fl(d["value"] / 1e3, "{:.1f}") if d else "—",
+                         _fl(i["value"] / 1e3, "{:.1f}") if i else "—",
+                         _fl(d.get("writer_calls_per_msg")) if d else "—"])
+        L.append(_md_table(["readers", "drain k msgs/s", "idle (reclaim) k msgs/s",
+                            "drain: writer futex calls/msg"], rows))
+        L.append("")
     return "\n".join(L)
 
 
@@ -657,4 +777,106 @@ def plots(result: dict, out_dir: str) -> tuple[dict[str, str], str | None]:
         files["s5"] = os.path.join(out_dir, "s5_setup.png")
         fig.savefig(files["s5"], dpi=110)
         plt.close(fig)
+
+    _scaling_plots(plt, recs, out_dir, files)
     return files, None
+
+
+def _scaling_plots(plt: Any, recs: list[dict], out_dir: str, files: dict[str, str]) -> None:
+    sc = [r for r in recs if r["scenario"] == "scaling"]
+    # cost vs slot count
+    lines = [("steady", "memory", "loan_commit_ns", "steady memory loan+commit", "#d62728", "o-"),
+             ("steady", "memory", "take_release_ns", "steady memory take+release", "#d62728", "s--"),
+             ("steady", "posix", "loan_commit_ns", "steady posix loan+commit", "#1f77b4", "o-"),
+             ("steady", "posix", "take_release_ns", "steady posix take+release", "#1f77b4", "s--"),
+             ("fresh", "memory", "loan_commit_ns", "fresh memory loan+commit", "#ff7f0e", "o:"),
+             ("fresh", "memory", "take_release_ns", "fresh memory take+release", "#ff7f0e", "s:"),
+             ("two-process", "posix", "per_msg_ns", "two processes, per message", "#2ca02c", "D-")]
+    if any(r["variant"] in ("steady", "fresh", "two-process") for r in sc):
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for variant, backend, metric, label, color, style in lines:
+            rs = sorted((r for r in sc if r["variant"] == variant and r.get("backend") == backend
+                         and r["metric"] == metric and _ok(r["value"])), key=lambda r: r["slots"])
+            if rs:
+                ax.plot([r["slots"] for r in rs], [r["value"] for r in rs], style, color=color,
+                        label=label, lw=1.5)
+        slots = sorted({r["slots"] for r in sc if r["variant"] == "steady"})
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        if slots:
+            ax.set_xticks(slots)
+            ax.set_xticklabels([str(x) for x in slots])
+        ax.minorticks_off()
+        ax.set_xlabel("slot count")
+        ax.set_ylabel("ns per message (log)")
+        ax.set_title("Cost vs slot count, 64 B slots")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        files["scaling_cost"] = os.path.join(out_dir, "scaling_cost.png")
+        fig.savefig(files["scaling_cost"], dpi=110)
+        plt.close(fig)
+    # futex calls per message vs readers
+    fx = [r for r in sc if r["variant"].startswith("futex ")]
+    if fx:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        styles = {"futex parked, paced": "o-", "futex parked, unpaced": "s--",
+                  "futex polling, paced": "^:", "futex spinning, unpaced": "v:"}
+        hues = {"futex parked, paced": "#d62728", "futex parked, unpaced": "#1f77b4",
+                "futex polling, paced": "#2ca02c", "futex spinning, unpaced": "#9467bd"}
+        for ax, side in zip(axes, ("writer", "reader"), strict=False):
+            for variant in sorted({r["variant"] for r in fx}):
+                rs = sorted((r for r in fx if r["variant"] == variant), key=lambda r: r["readers"])
+                if side == "writer":
+                    ax.plot([r["readers"] for r in rs], [r["writer_wakes_per_msg"] for r in rs],
+                            styles.get(variant, "o-"), color=hues.get(variant), label=f"{variant[6:]}: wakes")
+                    ax.plot([r["readers"] for r in rs], [r["writer_waits_per_msg"] for r in rs],
+                            styles.get(variant, "o-"), color=hues.get(variant), alpha=0.4,
+                            mfc="none", label=f"{variant[6:]}: waits")
+                else:
+                    ax.plot([r["readers"] for r in rs], [r["reader_waits_per_msg"] for r in rs],
+                            styles.get(variant, "o-"), color=hues.get(variant), label=f"{variant[6:]}: waits")
+                    ax.plot([r["readers"] for r in rs], [r["reader_wakes_per_msg"] for r in rs],
+                            styles.get(variant, "o-"), color=hues.get(variant), alpha=0.4,
+                            mfc="none", label=f"{variant[6:]}: wakes")
+            if side == "writer":
+                ax.axhline(1.0, color="black", ls="--", lw=1, label="target ≤ 1 (parked)")
+            ax.set_xscale("log", base=2)
+            ns = sorted({r["readers"] for r in fx})
+            ax.set_xticks(ns)
+            ax.set_xticklabels([str(x) for x in ns])
+            ax.minorticks_off()
+            ax.set_xlabel("readers")
+            ax.set_ylabel("futex calls per message")
+            ax.set_title(f"{side}-side futex calls per message" + (" (all readers)" if side == "reader" else ""))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        files["scaling_futex"] = os.path.join(out_dir, "scaling_futex.png")
+        fig.savefig(files["scaling_futex"], dpi=110)
+        plt.close(fig)
+    # writer rate vs readers
+    rt = [r for r in sc if r["variant"].startswith("rate ")]
+    if rt:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for variant, style in (("rate drain", "o-"), ("rate idle", "s--")):
+            rs = sorted((r for r in rt if r["variant"] == variant), key=lambda r: r["readers"])
+            if rs:
+                ax.plot([r["readers"] for r in rs], [r["value"] / 1e3 for r in rs], style,
+                        label={"rate drain": "readers drain (try_take)",
+                               "rate idle": "readers idle, overflow reclaim"}[variant])
+        ns = sorted({r["readers"] for r in rt})
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(ns)
+        ax.set_xticklabels([str(x) for x in ns])
+        ax.minorticks_off()
+        ax.set_xlabel("registered readers")
+        ax.set_ylabel("writer rate, k messages/s (log)")
+        ax.set_title("Writer rate vs registered readers, 64 B")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        files["scaling_rate"] = os.path.join(out_dir, "scaling_rate.png")
+        fig.savefig(files["scaling_rate"], dpi=110)
+        plt.close(fig)

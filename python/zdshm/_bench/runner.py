@@ -18,7 +18,7 @@ from typing import Any
 from collections.abc import Callable
 
 from . import floors as floors_mod
-from . import local, peers, pingpong, stream
+from . import local, peers, pingpong, scaling, stream
 from .common import BenchError, Progress, env_record, median, sample_stats
 
 SCHEMA = "zdshm-bench/1"
@@ -32,6 +32,9 @@ MODES: dict[str, dict[str, Any]] = {
         "s2_first": 300, "s2_sum": False, "s2_rounds": 1,
         "s3_count": 150, "s3_warm": 10,
         "s4_rounds": 2_000, "s4_repeat": 2, "s5_rounds": 3, "timeout": 60.0,
+        "sc_rounds": 1, "sc_batches": 150, "sc_warm": 10, "sc_fresh_batches": 100,
+        "sc_procs": 2, "sc_2p_count": 300, "sc_2p_warm": 20, "sc_fx_paced": 40,
+        "sc_fx_count": 300, "sc_rate_count": 300,
     },
     "full": {
         "rounds": 3, "pp_iters": 10_000, "pp_warm": 1_000,
@@ -41,13 +44,16 @@ MODES: dict[str, dict[str, Any]] = {
         "s2_first": 3_000, "s2_sum": True, "s2_rounds": 3,
         "s3_count": 2_000, "s3_warm": 50,
         "s4_rounds": 20_000, "s4_repeat": 5, "s5_rounds": 10, "timeout": 300.0,
+        "sc_rounds": 3, "sc_batches": 2_000, "sc_warm": 50, "sc_fresh_batches": 400,
+        "sc_procs": 8, "sc_2p_count": 4_000, "sc_2p_warm": 100, "sc_fx_paced": 400,
+        "sc_fx_count": 3_000, "sc_rate_count": 3_000,
     },
 }
 
 S1_SIZES = [64, 4096]
 S2_SIZES = [4096, 1 << 20, 64 << 20]
 S3_SIZE = 1 << 20
-SCENARIOS = ("floors", "S1", "S2", "S3", "S4", "S5")
+SCENARIOS = ("floors", "S1", "S2", "S3", "S4", "S5", "scaling")
 
 
 class Run:
@@ -113,6 +119,8 @@ class Run:
             n += 2 * 5 + 1
         if self.want("S5"):
             n += 4
+        if self.want("scaling"):
+            n += scaling.steps(self.p)
         return n
 
     def run(self) -> dict[str, Any]:
@@ -135,6 +143,8 @@ class Run:
                 self.run_s4()
             if self.want("S5"):
                 self.run_s5()
+            if self.want("scaling"):
+                scaling.run_all(self)
         finally:
             self.floors.close()
         return {
@@ -146,7 +156,11 @@ class Run:
             "scenarios": [s for s in SCENARIOS if self.want(s)],
             "parameters": dict(self.p, s1_sizes=S1_SIZES, s2_sizes=S2_SIZES, s3_size=S3_SIZE,
                                s1_spin_s=pingpong.SPIN_S, slots=stream.SLOTS,
-                               s4_batch=local.BATCH, pinned=self.pin),
+                               s4_batch=local.BATCH, pinned=self.pin,
+                               scaling_slots=list(scaling.SLOTS), scaling_batch=scaling.BATCH,
+                               scaling_futex_readers=list(scaling.FUTEX_READERS),
+                               scaling_rate_readers=list(scaling.RATE_READERS),
+                               scaling_pace_s=scaling.PACE_S, scaling_spin_s=scaling.SPIN_S),
             "env": env_record(peers.package_versions()),
             "peers": self.peers,
             "floors_build": {"compiler": self.floors.cc, "floor_error": self.floors.floor_error,
