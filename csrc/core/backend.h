@@ -1,6 +1,7 @@
 /* backend.h — the contract every storage backend implements.
  *
- * The slot logic (slot.c, reader.c, writer.c, notify.c) is the same for all
+ * The slot logic (slot.c, ring.c, pool.c, delivery.c, registry.c, reader.c,
+ * writer.c, notify.c) is the same for all
  * backends: it works on a mapped region with the layout of layout.h.  A
  * backend only decides where that region lives, how liveness is proven and
  * which futex flavour wakes sleepers.  Each operation:

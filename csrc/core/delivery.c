@@ -47,7 +47,7 @@
  * Lost entries.  A sample may outlive ring_size later commits (a view of it
  * kept long).  The commit that takes its entry over first sets its bit in
  * the old map, so writers can still recycle it and readers still find it
- * (zdi_old_oldest).  A reader more than 2 * ring_size behind next_sn jumps
+ * (zdi_old_best).  A reader more than 2 * ring_size behind next_sn jumps
  * to next_sn - ring_size: what it skips was either recycled already or is
  * counted as its drop when it is.
  *
@@ -68,85 +68,6 @@
 
 #include "internal.h"
 
-static inline uint64_t lap_of(const zd_segment_t *seg, uint64_t sn)
-{
-	return sn & ~seg->ring_mask;
-}
-
-enum zdi_find zdi_ring_find(const zd_segment_t *seg, uint64_t sn,
-			    uint32_t *slot, uint64_t *state)
-{
-	/* Pairs with the release store of the entry in publish. */
-	uint64_t e = zdi_load_acquire_u64(&seg->ring[sn & seg->ring_mask]);
-	uint64_t i = e & seg->ring_mask;
-	int64_t lap = (int64_t)(lap_of(seg, e) - lap_of(seg, sn));
-	struct zdi_slot_header *h;
-	uint64_t s;
-
-	if (lap > 0)
-		return ZDI_LOST;
-	if (lap < 0 || i == ZDI_RING_UNWRITTEN(seg->ring_mask))
-		return ZDI_INFLIGHT;
-	if (i == ZDI_RING_HOLE(seg->ring_mask))
-		return ZDI_GONE;
-	if (i >= seg->geo.slot_count)
-		return ZDI_INFLIGHT;    /* garbage: zdi_ring_settle decides */
-	h = zdi_slot(seg, (uint32_t)i);
-	s = zdi_load_acquire_u64(&h->state);
-	if (ZDI_ST_KIND(s) == ZDI_SLOT_COMMITTED) {
-		if (zdi_load_relaxed_u64(&h->sn) != sn)
-			return ZDI_GONE;
-		*slot = (uint32_t)i;
-		*state = s;
-		return ZDI_FOUND;
-	}
-	if (ZDI_ST_KIND(s) == ZDI_SLOT_LOANED && zdi_load_relaxed_u64(&h->sn) == sn)
-		return ZDI_INFLIGHT;
-	return ZDI_GONE;
-}
-
-enum zdi_find zdi_ring_settle(zd_segment_t *seg, uint64_t sn, uint32_t *slot,
-			      uint64_t *state)
-{
-	uint64_t *entry = &seg->ring[sn & seg->ring_mask];
-	uint64_t e = zdi_load_acquire_u64(entry);
-	enum zdi_find f;
-
-	for (uint32_t i = 0; i < seg->geo.slot_count; i++) {
-		struct zdi_slot_header *h = zdi_slot(seg, i);
-		uint64_t s = zdi_load_acquire_u64(&h->state);
-
-		if (ZDI_ST_KIND(s) == ZDI_SLOT_FREE || zdi_load_relaxed_u64(&h->sn) != sn)
-			continue;
-		if (ZDI_ST_KIND(s) == ZDI_SLOT_LOANED)
-			return ZDI_INFLIGHT;    /* its writer is still at it */
-		*slot = i;
-		*state = s;
-		return ZDI_FOUND;
-	}
-	/* No slot holds sn: its loan was freed before it was published.  A
-	 * publish that wrote the entry meanwhile is seen by the lookup. */
-	f = zdi_ring_find(seg, sn, slot, state);
-	if (f != ZDI_INFLIGHT)
-		return f;
-	zdi_cas_acq_rel_u64(entry, &e, lap_of(seg, sn) | ZDI_RING_HOLE(seg->ring_mask));
-	return ZDI_GONE;
-}
-
-void zdi_window(const zd_segment_t *seg, uint64_t *lo, uint64_t *hi)
-{
-	uint64_t next = zdi_load_acquire_u64(&seg->hdr->next_sn);
-	uint64_t tail = zdi_load_acquire_u64(&seg->hdr->tail);
-	uint64_t ring = seg->geo.ring_size;
-
-	/* A tail beyond next_sn, or more than a ring behind it, is not one a
-	 * walk left there: start one ring back. */
-	if (tail > next || next - tail > ring)
-		tail = next > ring ? next - ring : 0;
-	*lo = tail;
-	*hi = next;
-}
-
 /* ---- commit -------------------------------------------------------------- */
 
 /* The sample whose entry sn's commit takes over, if still held, goes into
@@ -155,7 +76,7 @@ void zdi_window(const zd_segment_t *seg, uint64_t *lo, uint64_t *hi)
 static void keep_track(zd_segment_t *seg, uint64_t sn, uint64_t old)
 {
 	uint64_t i = old & seg->ring_mask;
-	uint64_t old_sn = lap_of(seg, old) | (sn & seg->ring_mask);
+	uint64_t old_sn = zdi_lap_of(seg, old) | (sn & seg->ring_mask);
 	struct zdi_slot_header *h;
 
 	if (i >= seg->geo.slot_count || old_sn >= sn)
@@ -188,7 +109,7 @@ static int publish(zd_segment_t *seg, uint32_t slot, uint64_t loaned,
 	entry = &seg->ring[sn & seg->ring_mask];
 	keep_track(seg, sn, zdi_load_relaxed_u64(entry));
 	/* Release: pairs with the acquire load in zdi_ring_find. */
-	zdi_store_release_u64(entry, lap_of(seg, sn) | slot);
+	zdi_store_release_u64(entry, zdi_lap_of(seg, sn) | slot);
 	/* Release: data, meta and the fields above are visible to whoever
 	 * loads this state with acquire.  A CAS, not a store: if the loan was
 	 * freed under us we must not publish (the entry then names a slot
@@ -282,13 +203,28 @@ static int pin_refused(zd_segment_t *seg, uint32_t r, uint32_t slot,
 	return -EBADMSG;
 }
 
+/* zdi_old_best's filter: reader *arg (a uint32_t) has not read it. */
+static int unread_by(const zd_segment_t *seg, struct zdi_slot_header *h,
+		     uint64_t sn, void *arg)
+{
+	(void)seg;
+	(void)sn;
+	return !(zdi_load_acquire_u64(&h->read_mask) & zdi_bit(*(uint32_t *)arg));
+}
+
+static int old_oldest(const zd_segment_t *seg, uint32_t r, uint64_t from,
+		      uint32_t *slot, uint64_t *sn, uint64_t *state)
+{
+	return zdi_old_best(seg, from, unread_by, &r, slot, sn, state);
+}
+
 /* The smallest sn >= from of the old map that reader r has not read. */
 static uint64_t old_next(const zd_segment_t *seg, uint32_t r, uint64_t from)
 {
 	uint32_t i;
 	uint64_t sn, s;
 
-	return zdi_old_oldest(seg, r, from, &i, &sn, &s) == 0 ? sn : UINT64_MAX;
+	return old_oldest(seg, r, from, &i, &sn, &s) == 0 ? sn : UINT64_MAX;
 }
 
 int zdi_reader_deliver(zd_segment_t *seg, uint32_t r, zd_view_t *view)
@@ -337,7 +273,7 @@ int zdi_reader_deliver(zd_segment_t *seg, uint32_t r, zd_view_t *view)
 			if (old == c) {
 				uint64_t sn;
 
-				if (zdi_old_oldest(seg, r, c, &i, &sn, &s) == 0 && sn == c)
+				if (old_oldest(seg, r, c, &i, &sn, &s) == 0 && sn == c)
 					f = ZDI_FOUND;
 				old_from = UINT64_MAX;
 			}
@@ -393,7 +329,7 @@ int zd_slot_next_unread(zd_segment_t *seg, uint32_t reader, uint32_t *slot)
 		return -ERANGE;
 	bit = zdi_bit(reader);
 	/* Samples out of the ring's reach are older than the window's. */
-	have_old = zdi_old_oldest(seg, reader, 0, &old_slot, &old_sn, &s) == 0;
+	have_old = old_oldest(seg, reader, 0, &old_slot, &old_sn, &s) == 0;
 	zdi_window(seg, &lo, &hi);
 	for (uint64_t sn = lo; sn < hi && (!have_old || sn < old_sn); sn++) {
 		uint32_t i;

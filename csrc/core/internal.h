@@ -167,8 +167,17 @@ int zdi_view_fill(zd_segment_t *seg, uint32_t slot, uint64_t state,
  * UINT32_MAX for "none").  Returns the number of loans freed. */
 uint32_t zdi_forget(zd_segment_t *seg, uint32_t r, uint32_t a);
 
-/* The free map and the search for a loanable slot (pool.c). */
-void zdi_map_set(const struct zdi_map *m, uint32_t slot);
+/* Sets the bit of a slot in a map: word first, then summary, so a loaner
+ * that clears a summary bit and re-checks the word sees it (pool.c). */
+static inline void zdi_map_set(const struct zdi_map *m, uint32_t slot)
+{
+	uint32_t w = slot / 64u;
+
+	zdi_fetch_or_seqcst_u64(&m->words[w], zdi_bit(slot % 64u));
+	zdi_fetch_or_seqcst_u64(&m->summary[w / 64u], zdi_bit(w % 64u));
+}
+
+/* The search for a loanable slot (pool.c). */
 /* Loans a FREE slot (lowest index), else the held sample that is oldest
  * among those every reader in read_by no longer needs and no view pins
  * (reclaim: among those no view pins); *unread_by gets the active readers
@@ -176,7 +185,7 @@ void zdi_map_set(const struct zdi_map *m, uint32_t slot);
 int zdi_take_loanable(zd_segment_t *seg, uint64_t read_by, int reclaim,
 		      uint32_t *slot, uint64_t *unread_by);
 
-/* Delivery (delivery.c). */
+/* Lookups (ring.c) and delivery (delivery.c). */
 enum zdi_find {
 	ZDI_FOUND,      /* *slot holds sn, committed, as *state */
 	ZDI_INFLIGHT,   /* claimed, not published yet (or its writer died) */
@@ -192,10 +201,19 @@ enum zdi_find zdi_ring_settle(zd_segment_t *seg, uint64_t sn, uint32_t *slot,
 			      uint64_t *state);
 /* The sequence number bounds of the ring window: [*lo, *hi). */
 void zdi_window(const zd_segment_t *seg, uint64_t *lo, uint64_t *hi);
-/* The sample of the old map with the smallest sn >= from that reader r
- * (r < ZD_READER_MAX) has not read, or any (r == UINT32_MAX). */
-int zdi_old_oldest(const zd_segment_t *seg, uint32_t r, uint64_t from,
-		   uint32_t *slot, uint64_t *sn, uint64_t *state);
+/* sn with its low log2(ring_size) bits cleared: its "lap". */
+static inline uint64_t zdi_lap_of(const zd_segment_t *seg, uint64_t sn)
+{
+	return sn & ~seg->ring_mask;
+}
+/* Among the committed samples of the old map that the ring no longer
+ * indexes (stale bits are cleared on the way), the one with the smallest
+ * sn >= from that accept() takes.  Returns 0 and fills the outputs, or
+ * -ENOENT. */
+int zdi_old_best(const zd_segment_t *seg, uint64_t from,
+		 int (*accept)(const zd_segment_t *seg, struct zdi_slot_header *h,
+			       uint64_t sn, void *arg),
+		 void *arg, uint32_t *slot, uint64_t *sn, uint64_t *state);
 int zdi_reader_deliver(zd_segment_t *seg, uint32_t r, zd_view_t *view);
 /* Join: the first sn a reader that wants the join_last newest held samples
  * receives, with every older held sample marked read for it and the newer

@@ -28,16 +28,6 @@
  */
 #include "internal.h"
 
-void zdi_map_set(const struct zdi_map *m, uint32_t slot)
-{
-	uint32_t w = slot / 64u;
-
-	/* Word first, then summary: a loaner that clears a summary bit
-	 * re-checks the word after it (map_take). */
-	zdi_fetch_or_seqcst_u64(&m->words[w], zdi_bit(slot % 64u));
-	zdi_fetch_or_seqcst_u64(&m->summary[w / 64u], zdi_bit(w % 64u));
-}
-
 /* Clears and returns the lowest set bit of the map, or UINT32_MAX; each
  * look costs one unit of *budget (the words are shared: bounded). */
 static uint32_t map_take(const struct zdi_map *m, unsigned *budget)
@@ -142,86 +132,31 @@ static int take_sample(zd_segment_t *seg, uint32_t i, uint64_t s, uint64_t sn,
 	return 0;
 }
 
-/* Visits the committed samples of the old map that the ring no longer
- * indexes (stale bits are cleared on the way) and picks, by smallest sn,
- * one that `want` accepts.  Returns 0 and fills the outputs, or -ENOENT. */
-struct old_pick {
-	uint32_t reader;        /* < ZD_READER_MAX: it has not read the sample */
-	uint64_t from;          /* sn >= from */
-	uint64_t read_by;       /* for loans */
-	int loan, reclaim;
+/* An old-map sample a loan may take (zdi_old_best's filter). */
+struct loan_want {
+	uint64_t read_by;
+	int reclaim;
 };
 
-static int old_best(const zd_segment_t *seg, const struct old_pick *p,
-		    uint32_t *slot, uint64_t *sn_out, uint64_t *state)
+static int old_reusable(const zd_segment_t *seg, struct zdi_slot_header *h,
+			uint64_t sn, void *arg)
 {
-	const struct zdi_map *m = &seg->old_map;
-	uint64_t best_sn = UINT64_MAX;
-	int found = 0;
+	const struct loan_want *w = arg;
+	int stop;
 
-	for (uint32_t sw = 0; sw < m->nsummary; sw++) {
-		uint64_t sum = zdi_load_acquire_u64(&m->summary[sw]);
-
-		for (; sum != 0; sum &= sum - 1) {
-			uint32_t w = sw * 64u + (uint32_t)__builtin_ctzll(sum);
-			uint64_t word = w < m->nwords ? zdi_load_acquire_u64(&m->words[w]) : 0;
-
-			for (; word != 0; word &= word - 1) {
-				uint32_t i = w * 64u + (uint32_t)__builtin_ctzll(word), at;
-				struct zdi_slot_header *h;
-				uint64_t s, sn, s2;
-				int stop;
-
-				if (i >= seg->geo.slot_count)
-					continue;
-				h = zdi_slot(seg, i);
-				s = zdi_load_acquire_u64(&h->state);
-				sn = zdi_load_relaxed_u64(&h->sn);
-				if (ZDI_ST_KIND(s) != ZDI_SLOT_COMMITTED ||
-				    (zdi_ring_find(seg, sn, &at, &s2) == ZDI_FOUND && at == i)) {
-					/* Recycled, or back in the ring's reach. */
-					zdi_fetch_and_seqcst_u64(&m->words[w], ~zdi_bit(i % 64u));
-					continue;
-				}
-				if (sn < p->from || sn >= best_sn)
-					continue;
-				if (p->reader < ZD_READER_MAX &&
-				    (zdi_load_acquire_u64(&h->read_mask) & zdi_bit(p->reader)))
-					continue;
-				if (p->loan && !reusable(seg, h, sn, p->read_by, p->reclaim, &stop))
-					continue;
-				best_sn = sn;
-				*slot = i;
-				*state = s;
-				found = 1;
-			}
-		}
-	}
-	if (!found)
-		return -ENOENT;
-	*sn_out = best_sn;
-	return 0;
-}
-
-int zdi_old_oldest(const zd_segment_t *seg, uint32_t r, uint64_t from,
-		   uint32_t *slot, uint64_t *sn, uint64_t *state)
-{
-	struct old_pick p = {.reader = r, .from = from};
-
-	return old_best(seg, &p, slot, sn, state);
+	return reusable(seg, h, sn, w->read_by, w->reclaim, &stop);
 }
 
 static int take_old(zd_segment_t *seg, uint64_t read_by, int reclaim,
 		    uint32_t *slot, uint64_t *unread_by)
 {
-	struct old_pick p = {.reader = UINT32_MAX, .read_by = read_by,
-			     .loan = 1, .reclaim = reclaim};
+	struct loan_want want = {.read_by = read_by, .reclaim = reclaim};
 
 	for (unsigned tries = 0; tries < ZDI_LOANABLE_TRIES; tries++) {
 		uint32_t i;
 		uint64_t sn, s;
 
-		if (old_best(seg, &p, &i, &sn, &s) < 0)
+		if (zdi_old_best(seg, 0, old_reusable, &want, &i, &sn, &s) < 0)
 			return -EAGAIN;
 		if (take_sample(seg, i, s, sn, slot, unread_by) == 0) {
 			zdi_fetch_and_seqcst_u64(&seg->old_map.words[i / 64u],
