@@ -42,7 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SUITE = ["tests/property/test_slot_machine.py", "tests/property/test_cross_process.py",
          "tests/property/test_wakeups.py", "tests/property/test_in_flight.py",
-         "tests/property/test_cleanup.py"]
+         "tests/property/test_cleanup.py", "tests/property/test_pinned.py"]
 VENV_PACKAGES = ["pytest", "pytest-timeout", "hypothesis", "numpy", "scikit-build-core"]
 
 
@@ -119,7 +119,8 @@ MUTANTS = [
     Mutant("lost_entry_untracked",
            "keep_track does not put a held sample whose ring entry is taken over "
            "into the old map",
-           [Edit(DELIVERY, "keep_track", "zdi_map_set(&seg->old_map, (uint32_t)i);", "")]),
+           [Edit(DELIVERY, "keep_track", "zdi_map_set(&seg->old_map, (uint32_t)i);",
+                 "(void)0;")]),
     Mutant("take_without_pin",
            "zdi_reader_deliver advances the cursor without pinning the sample",
            [Edit(DELIVERY, "zdi_reader_deliver",
@@ -329,17 +330,36 @@ def apply(mutant: Mutant, work: Path, pristine: dict[str, str]) -> list[str]:
     return list(texts)
 
 
+def syntax_errors(rel: str, text: str, cc: str) -> str:
+    """The C compiler's complaints about the file text (syntax and types
+    only, nothing built), or ""."""
+    res = run([cc, "-std=gnu11", "-D_GNU_SOURCE", "-fsyntax-only", "-w",
+               "-I", str(REPO / "csrc" / "include"), "-I", str(REPO / "csrc" / "core"),
+               "-x", "c", "-o", os.devnull, "-"], input=text)
+    return "" if res.returncode == 0 else res.stderr.replace("<stdin>", rel)
+
+
 def check_sites(mutants: list[Mutant], show_diff: bool) -> int:
     """Applies every mutant to the repository's core in memory (no copy, no
-    build) and says where each edit lands."""
+    build) and says where each edit lands; with a C compiler (cc) at hand,
+    also checks that each mutated file still compiles (-fsyntax-only)."""
     pristine = {str(p.relative_to(REPO)): p.read_text()
                 for p in sorted((REPO / "csrc" / "core").glob("*.c"))}
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    if cc is None:
+        print("(no C compiler found: the mutated files are not compiled)")
     bad = 0
     for m in mutants:
         try:
             texts, sites = mutate(m, pristine)
         except SetupError as exc:
             print(f"{m.name:28} FAILED: {exc}")
+            bad += 1
+            continue
+        errors = "".join(syntax_errors(rel, text, cc) for rel, text in texts.items()) \
+            if cc else ""
+        if errors:
+            print(f"{m.name:28} FAILED: does not compile:\n{errors}")
             bad += 1
             continue
         print(f"{m.name:28} {', '.join(sites)}")
@@ -406,7 +426,8 @@ def test(python: Path, work: Path, profile: str, timeout: float) -> tuple[str, s
                if ln.startswith("E ") and ln[1:].strip()]
         counts = re.findall(r"(\d+) (failed|passed|error)", out.splitlines()[-1] if out else "")
         total = sum(int(n) for n, _ in counts) or len(failed)
-        detail = (f"{len(failed)}/{total} tests ({', '.join(failed)})"
+        names = ", ".join(failed[:3]) + (", ..." if len(failed) > 3 else "")
+        detail = (f"{len(failed)}/{total} tests ({names})"
                   + (f"; first: {why[0][:70]}" if why else ""))
         return "failed", detail, dt
     return "error", out[-3000:], dt
