@@ -4,24 +4,41 @@ C core?
 
     python tests/mutation/run.py                 # every mutant, "dev" profile
     python tests/mutation/run.py --list          # the mutants
+    python tests/mutation/run.py --check-sites   # does every mutant apply? (1 s, no build)
+    python tests/mutation/run.py --check-sites --diff --only ring_ignores_lap
     python tests/mutation/run.py --only evict_ignores_age --only commit_keeps_sn
     python tests/mutation/run.py --profile ci    # more examples per run
 
+A mutant is a list of edits.  Each edit names a file of csrc/core/*.c, a
+function in it and a short pattern inside that function's body: the body is
+found by the function's definition (a line that starts with its return type
+and name, parameters, then "{"; the braces are matched), the pattern must
+match exactly once in it (literal text, any run of whitespace matching any
+run of whitespace; or a regular expression), and the match is replaced.  So
+editing other functions, or other lines of the same one, does not disturb a
+mutant; a function that is gone or defined twice, or a pattern found zero or
+several times, stops the run with a message naming the mutant, the function
+and the pattern: the core changed there and the mutant must follow.
+--check-sites applies every mutant in memory, prints where each edit lands
+and, if a C compiler is at hand, checks that each mutated file still
+compiles (cc -fsyntax-only); it builds and runs nothing else.
+
 For the unmodified code first, then for each mutant: the repository's files
 (git ls-files, tracked and untracked-but-not-ignored) are copied to a work
-folder, the mutant's (file, old, new) string replacements are applied to
-csrc/core/*.c (each old string must occur exactly once, else the run stops:
-the core changed and the mutant must be updated), the copy is pip-installed
-(--no-deps --force-reinstall, without build isolation, reusing one CMake
-build folder so only the mutated files recompile) into one reusable venv
-that has hypothesis, pytest and numpy, and the property suite runs against
-it (the state machines and the cross-process tests).  A mutant is KILLED
-when the suite fails, SURVIVED when it passes.  The unmodified code must
-pass, or nothing is reported.  Exit status: 0 when every mutant was killed,
-1 when one survived, 2 on a setup error.
+folder, the mutant is applied there, the copy is pip-installed (--no-deps
+--force-reinstall, without build isolation, reusing one CMake build folder
+so only the mutated files recompile) into one reusable venv that has
+hypothesis, pytest and numpy, and SUITE runs against it: the state machines
+and the cross-process tests, plus the plain tests of what the machines
+cannot drive (wake-ups of parked readers and writers, a ring entry of the
+previous lap, a join's in-flight commit, a reader that dies holding a
+sample, a sample held for a lap of the ring).  A mutant is KILLED when the
+suite fails (or hangs past --timeout), SURVIVED when it passes.  The
+unmodified code must pass, or nothing is reported.  Exit status: 0 when
+every mutant was killed, 1 when one survived, 2 on a setup error.
 
-Not part of the normal test command (a few minutes).  The build runs with
-ZD_WERROR=OFF: a mutant may leave a variable unused.
+Not part of the normal test command (about 10 minutes on 2 cores).  The
+build runs with ZD_WERROR=OFF: a mutant may leave a variable unused.
 """
 from __future__ import annotations
 

@@ -183,3 +183,29 @@ def test_a_sample_held_for_a_lap_of_the_ring_stays_reachable(make_segment):
         s.release()
         ms.release()
         r.close()
+
+
+def test_a_sample_marked_read_out_of_order_is_reusable(make_segment):
+    """A registered reader that has not read the oldest sample, but had a
+    later one marked read for it (mark_read on its index), does not hold
+    the later one: a writer reuses it, the oldest stays for the reader."""
+    seg = make_segment(3, 8)
+    model = SegmentModel(3, 8)
+    with seg:
+        r, mr = seg.reader(), model.reader()
+        w, mw = seg.writer(overflow="fail"), model.writer(overflow="fail")
+        for sn in range(3):
+            assert w.publish(bytes([sn])) == mw.publish(bytes([sn])) == sn
+        with pytest.raises(zdshm.NoFreeSlotError):
+            w.loan(timeout=0)
+        seg.mark_read(2, r.index)
+        model.mark_read(2, mr.index)
+        loan, mloan = w.loan(timeout=0), mw.loan(timeout=0)
+        assert loan.slot == mloan.slot == 2
+        loan.discard()
+        mloan.discard()
+        s, ms = r.try_take(), mr.try_take()
+        assert (s.sn, s.tobytes()) == (ms.sn, ms.tobytes()) == (0, b"\x00")
+        s.release()
+        ms.release()
+        r.close()
