@@ -149,3 +149,63 @@ print("ok")
                          timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"
+
+
+def test_a_sample_held_for_a_lap_of_the_ring_stays_reachable(make_segment):
+    """A view holds a sample while ring_size later samples are committed, so
+    its ring entry is taken over: the reader that has not read it still gets
+    it first (then the newest; the reclaimed ones count as dropped), and once
+    it is released it is the sample a writer reuses first."""
+    seg = make_segment(2, 8)
+    model = SegmentModel(2, 8)
+    with seg:
+        ring = seg.info()["ring_size"]
+        r, mr = seg.reader(), model.reader()
+        w, mw = seg.writer(overflow="reclaim"), model.writer(overflow="reclaim")
+        assert w.publish(b"zero") == mw.publish(b"zero") == 0
+        v, mv = seg.read(0), model.read(0)
+        for sn in range(1, ring + 1):           # through slot 1, reclaimed from r
+            assert w.publish(bytes([sn])) == mw.publish(bytes([sn])) == sn
+        s, ms = r.try_take(), mr.try_take()
+        assert s is not None and ms is not None
+        assert (s.sn, s.tobytes()) == (ms.sn, ms.tobytes()) == (0, b"zero")
+        s.release()
+        ms.release()
+        v.release()
+        mv.release()
+        s, ms = r.try_take(), mr.try_take()
+        assert (s.sn, s.tobytes()) == (ms.sn, ms.tobytes()) == (ring, bytes([ring]))
+        assert r.stats()["dropped"] == mr.stats()["dropped"] == ring - 1
+        loan, mloan = seg.reserve(1 << r.index), model.reserve(1 << mr.index)
+        assert loan.slot == mloan.slot == 0
+        loan.discard()
+        mloan.discard()
+        s.release()
+        ms.release()
+        r.close()
+
+
+def test_a_sample_marked_read_out_of_order_is_reusable(make_segment):
+    """A registered reader that has not read the oldest sample, but had a
+    later one marked read for it (mark_read on its index), does not hold
+    the later one: a writer reuses it, the oldest stays for the reader."""
+    seg = make_segment(3, 8)
+    model = SegmentModel(3, 8)
+    with seg:
+        r, mr = seg.reader(), model.reader()
+        w, mw = seg.writer(overflow="fail"), model.writer(overflow="fail")
+        for sn in range(3):
+            assert w.publish(bytes([sn])) == mw.publish(bytes([sn])) == sn
+        with pytest.raises(zdshm.NoFreeSlotError):
+            w.loan(timeout=0)
+        seg.mark_read(2, r.index)
+        model.mark_read(2, mr.index)
+        loan, mloan = w.loan(timeout=0), mw.loan(timeout=0)
+        assert loan.slot == mloan.slot == 2
+        loan.discard()
+        mloan.discard()
+        s, ms = r.try_take(), mr.try_take()
+        assert (s.sn, s.tobytes()) == (ms.sn, ms.tobytes()) == (0, b"\x00")
+        s.release()
+        ms.release()
+        r.close()
