@@ -88,6 +88,7 @@ class Mutant:
 
 SLOT, POOL = "csrc/core/slot.c", "csrc/core/pool.c"
 DELIVERY, REGISTRY = "csrc/core/delivery.c", "csrc/core/registry.c"
+RING = "csrc/core/ring.c"
 WRITER = "csrc/core/writer.c"
 
 MUTANTS = [
@@ -130,8 +131,8 @@ MUTANTS = [
     Mutant("ring_ignores_lap",
            "zdi_ring_find accepts an entry of any lap: stale (older) and taken-over "
            "(newer) entries count as current",
-           [Edit(DELIVERY, "zdi_ring_find",
-                 "int64_t lap = (int64_t)(lap_of(seg, e) - lap_of(seg, sn));",
+           [Edit(RING, "zdi_ring_find",
+                 "int64_t lap = (int64_t)(zdi_lap_of(seg, e) - zdi_lap_of(seg, sn));",
                  "int64_t lap = 0;")]),
     Mutant("lost_entry_untracked",
            "keep_track does not put a held sample whose ring entry is taken over "
