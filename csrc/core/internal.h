@@ -54,7 +54,6 @@ struct zd_segment {
 	uint32_t attach_epoch;
 	uint64_t own_readers;          /* readers opened here (atomic) */
 	uint64_t last_reap_ns;         /* rate limit of the writer's reap */
-	uint64_t last_settle_ns;       /* rate limit of the walk's settle */
 	uint64_t last_creator_check_ns; /* rate limit of the creator check */
 	uint32_t creator_dead;         /* 1 once the creator was found dead */
 	uint64_t futex_waits;          /* futex(2) waits this handle made    */
