@@ -74,12 +74,15 @@ class SegmentFactory:
         return other
 
     def cleanup(self) -> None:
-        gc.collect()
         for seg in reversed(self.segments):
             try:
                 seg.close()
             except zdshm.ViewsAliveError:
-                seg.__exit__(None, None, None)   # deferred close
+                gc.collect()                     # views in reference cycles
+                try:
+                    seg.close()
+                except zdshm.ViewsAliveError:
+                    seg.__exit__(None, None, None)   # deferred close
         for name in self.names:
             try:
                 zdshm.unlink(name)
