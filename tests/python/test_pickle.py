@@ -279,3 +279,31 @@ def test_process_pool_task_receives_a_segment(posix_factory):
         s = r.take(timeout=1)
         assert s.tobytes() == b"task %d of %d" % (i, pid)
         s.release()
+
+
+@pytest.mark.crossproc
+def test_readme_workers_example_runs_verbatim(tmp_path):
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    from zdpy_support import shm_listing
+
+    text = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("\n## Passing segments to workers\n"):]
+    section = section[:section.index("\n## ", 1)]
+    block = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+    name = unique_name("workers")
+    assert block.count('"frames"') == 1
+    script = tmp_path / "workers.py"     # spawn imports __main__ from a file
+    script.write_text(block.replace('"frames"', repr(name)))
+    proc = subprocess.run([sys.executable, str(script)],
+                          capture_output=True, text=True, timeout=JOIN)
+    left = name in shm_listing()
+    if left:
+        zdshm.unlink(name)
+    assert proc.returncode == 0, proc.stderr
+    frames = str([b"frame 0", b"frame 1", b"frame 2"])
+    assert proc.stdout.splitlines() == [frames, frames]
+    assert not left
