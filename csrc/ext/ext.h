@@ -243,8 +243,9 @@ void zdext_segments_disown(void);
 PyObject *zdext_forked(zdext_state *st, const char *what, pid_t owner,
 		       int posix);
 
-/* Refuses to pickle any zdshm object (every protocol): TypeError naming
- * the object and what to pass instead.  Used as __reduce_ex__. */
+/* Refuses to pickle a reader, writer, loan or sample (every protocol):
+ * TypeError naming the object and what to pass instead.  Used as their
+ * __reduce_ex__ (segments have their own in ext/segment.c). */
 PyObject *zdext_reduce_ex(PyObject *self, PyObject *protocol);
 
 /* --------------------------------------------------------------------------
@@ -353,6 +354,11 @@ typedef struct SegmentObject {
 	uint64_t total_size;
 	uint8_t type_hash[ZD_TYPE_HASH_SIZE];
 	PyObject *name;           /* str (posix) or NULL                      */
+	/* Posix: the owner policy a pickle of the handle carries to the
+	 * attach in the other process: the allow_owner given to attach (None,
+	 * a uid or 'any'); for the creator None, or its euid when the mode
+	 * lets group or other write (the default policy would refuse it). */
+	PyObject *allow_owner;
 	PyObject *weakreflist;
 	/* Registrations whose zd_reader_close returned -EBUSY (a view it took
 	 * is still pinned): retried whenever a sample is released. */

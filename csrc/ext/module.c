@@ -210,19 +210,13 @@ zdext_reduce_ex(PyObject *self, PyObject *Py_UNUSED(protocol))
 	PyTypeObject *tp = Py_TYPE(self);
 	const char *advice;
 
-	if (tp == st->posix_segment_type)
-		advice = "pass the segment name and call PosixSegment.attach(name) "
-			 "in the other process";
-	else if (tp == st->memory_segment_type)
-		advice = "a MemorySegment lives in one process only: share it with "
-			 "threads, or create a PosixSegment, pass its name and call "
-			 "PosixSegment.attach(name) in the other process";
-	else if (tp == st->reader_type)
-		advice = "pass the segment name and call "
-			 "PosixSegment.attach(name).reader() in the other process";
+	/* Segments have their own (ext/segment.c): a PosixSegment pickles. */
+	if (tp == st->reader_type)
+		advice = "pass its PosixSegment (which pickles to an attach of "
+			 "its name) and call seg.reader() in the other process";
 	else if (tp == st->writer_type)
-		advice = "pass the segment name and call "
-			 "PosixSegment.attach(name).writer() in the other process";
+		advice = "pass its PosixSegment (which pickles to an attach of "
+			 "its name) and call seg.writer() in the other process";
 	else if (tp == st->loan_type)
 		advice = "fill and commit it here, and take the sample through a "
 			 "reader of PosixSegment.attach(name) in the other process, "

@@ -545,7 +545,8 @@ posix_segment_create(PyObject *cls, PyObject *const *args, Py_ssize_t nargs,
 					    "type_hash", "mode", "replace_stale"};
 	PyTypeObject *tp = (PyTypeObject *)cls;
 	zdext_state *st = zdext_state_of_type(tp);
-	PyObject *a[6];
+	PyObject *a[6], *policy;
+	SegmentObject *self;
 	const char *name;
 	zd_config_t cfg;
 	zd_segment_t *h = NULL;
@@ -570,14 +571,70 @@ posix_segment_create(PyObject *cls, PyObject *const *args, Py_ssize_t nargs,
 	}
 	if (a[5] == Py_True)
 		cfg.flags |= ZD_CREATE_REPLACE_STALE;
+	/* The creator trusts its own object whatever its mode; an attach
+	 * under the default policy refuses one group or other may write. */
+	policy = (cfg.mode & 022) ? PyLong_FromUnsignedLong((unsigned long)geteuid())
+				  : Py_NewRef(Py_None);
+	if (policy == NULL)
+		return NULL;
 	Py_BEGIN_ALLOW_THREADS
 	rc = zd_segment_create_posix(name, &cfg, &h);
 	Py_END_ALLOW_THREADS
-	if (rc == -EEXIST)
-		return raise_exists(st, a[0], name);
-	if (rc < 0)
+	if (rc < 0) {
+		Py_DECREF(policy);
+		if (rc == -EEXIST)
+			return raise_exists(st, a[0], name);
 		return zdext_raise_named(st, rc, "create", a[0]);
-	return segment_wrap(tp, h, a[0]);
+	}
+	self = (SegmentObject *)segment_wrap(tp, h, a[0]);
+	if (self == NULL) {
+		Py_DECREF(policy);
+		return NULL;
+	}
+	self->allow_owner = policy;
+	return (PyObject *)self;
+}
+
+/* The allow_owner a pickle of the handle carries (see SegmentObject). */
+static PyObject *
+owner_policy_obj(const zd_attach_opts_t *opts)
+{
+	if (opts->flags & ZD_ATTACH_ANY_OWNER)
+		return PyUnicode_FromString("any");
+	if (opts->flags & ZD_ATTACH_ALLOW_UID)
+		return PyLong_FromUnsignedLong(opts->allow_uid);
+	return Py_NewRef(Py_None);
+}
+
+/* Attaches to name (already checked) under opts and wraps the handle; the
+ * arguments are checked before, so this is the first system call.  verb
+ * starts the message of an error. */
+static PyObject *
+attach_by_name(PyTypeObject *tp, const char *verb, PyObject *name_obj,
+	       const char *name, zd_attach_opts_t *opts)
+{
+	zdext_state *st = zdext_state_of_type(tp);
+	PyObject *policy = owner_policy_obj(opts);
+	SegmentObject *self;
+	zd_segment_t *h = NULL;
+	int rc;
+
+	if (policy == NULL)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_attach_posix_opts(name, opts, &h);
+	Py_END_ALLOW_THREADS
+	if (rc < 0) {
+		Py_DECREF(policy);
+		return zdext_raise_policy(st, rc, verb, name_obj, name, opts);
+	}
+	self = (SegmentObject *)segment_wrap(tp, h, name_obj);
+	if (self == NULL) {
+		Py_DECREF(policy);
+		return NULL;
+	}
+	self->allow_owner = policy;
+	return (PyObject *)self;
 }
 
 static PyObject *
@@ -585,13 +642,9 @@ posix_segment_attach(PyObject *cls, PyObject *const *args, Py_ssize_t nargs,
 		     PyObject *kwnames)
 {
 	static const char *const names[] = {"name", "allow_owner"};
-	PyTypeObject *tp = (PyTypeObject *)cls;
-	zdext_state *st = zdext_state_of_type(tp);
 	const char *name;
 	zd_attach_opts_t opts;
-	zd_segment_t *h = NULL;
 	PyObject *a[2];
-	int rc;
 
 	if (zdext_bind("attach", args, nargs, kwnames, names, 2, 1, a) < 0)
 		return NULL;
@@ -602,13 +655,7 @@ posix_segment_attach(PyObject *cls, PyObject *const *args, Py_ssize_t nargs,
 	if (zdext_name_arg(a[0], "name", &name) < 0 ||
 	    zdext_owner_arg(a[1], &opts) < 0)
 		return NULL;
-	Py_BEGIN_ALLOW_THREADS
-	rc = zd_segment_attach_posix_opts(name, &opts, &h);
-	Py_END_ALLOW_THREADS
-	if (rc < 0)
-		return zdext_raise_policy(st, rc, "attach", a[0], name,
-					  &opts);
-	return segment_wrap(tp, h, a[0]);
+	return attach_by_name((PyTypeObject *)cls, "attach", a[0], name, &opts);
 }
 
 static PyObject *
@@ -656,6 +703,7 @@ segment_dealloc(SegmentObject *self)
 	if (self->seg != NULL)
 		segment_close_now(self);
 	Py_CLEAR(self->name);
+	Py_CLEAR(self->allow_owner);
 	tp->tp_free((PyObject *)self);
 	Py_DECREF(tp);
 }
@@ -1196,6 +1244,290 @@ posix_segment_unlink(SegmentObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 /* --------------------------------------------------------------------------
+ * Pickling and copying
+ *
+ * A PosixSegment pickles to "attach this name": __reduce_ex__ returns
+ * (PosixSegment._reattach, (name, identity, allow_owner)).  identity holds
+ * header fields no process changes after creation and that tell two
+ * segments of one name apart: the creation time (CLOCK_REALTIME, ns) and
+ * the creator's pid, which no two creations share, and the geometry and
+ * type hash, which a reader and a writer of the other process rely on.
+ * _reattach attaches like attach(name, allow_owner=...) and then compares;
+ * a name that now holds another segment (removed and created again) is
+ * closed again and refused with SegmentNotFoundError, as a vanished name
+ * is: the segment that was pickled is not found under its name any more.
+ * The pickle carries the attach's owner policy (see SegmentObject) and no
+ * reader, writer or creatorship: the other process gets a handle of its
+ * own, an attachment like any other.
+ *
+ * Every other segment refuses, as do readers, writers, loans and samples
+ * (zdext_reduce_ex): a MemorySegment lives in one process, an
+ * AnonymousSegment travels as a descriptor.  copy.copy and copy.deepcopy
+ * refuse every segment: a copy would be a second attachment, with its own
+ * locks and its own close, made by a deepcopy of whatever holds the
+ * handle; like a file, a socket or an mmap, a handle is shared, not copied.
+ * ------------------------------------------------------------------------ */
+
+/* The identity fields, in the order a mismatch names them. */
+static const char *const identity_keys[] = {
+	"created_realtime_ns", "owner_pid", "slot_count", "slot_capacity",
+	"type_hash",
+};
+#define IDENTITY_N (sizeof(identity_keys) / sizeof(identity_keys[0]))
+
+static int
+identity_set(PyObject *d, const char *key, PyObject *v)
+{
+	int rc;
+
+	if (v == NULL)
+		return -1;
+	rc = PyDict_SetItemString(d, key, v);
+	Py_DECREF(v);
+	return rc;
+}
+
+/* The identity dict of an open handle: one zd_segment_info. */
+static PyObject *
+segment_identity(SegmentObject *self)
+{
+	zd_segment_info_t info;
+	zd_segment_t *h = self->seg;
+	PyObject *d, *th;
+	size_t i;
+	int rc, nonzero = 0;
+
+	self->inflight++;
+	Py_BEGIN_ALLOW_THREADS
+	rc = zd_segment_info(h, &info);     /* one fcntl per live entry */
+	Py_END_ALLOW_THREADS
+	self->inflight--;
+	if (rc < 0)
+		return zdext_raise(zdext_state_of((PyObject *)self), rc,
+				   "read the segment's identity");
+	for (i = 0; i < ZD_TYPE_HASH_SIZE; i++)
+		nonzero |= info.type_hash[i];
+	th = nonzero ? PyBytes_FromStringAndSize((const char *)info.type_hash,
+						 ZD_TYPE_HASH_SIZE)
+		     : Py_NewRef(Py_None);
+	d = PyDict_New();
+	if (d == NULL) {
+		Py_XDECREF(th);
+		return NULL;
+	}
+	if (identity_set(d, "created_realtime_ns",
+			 PyLong_FromUnsignedLongLong(info.created_realtime_ns)) < 0 ||
+	    identity_set(d, "owner_pid", PyLong_FromLong(info.owner_pid)) < 0 ||
+	    identity_set(d, "slot_count",
+			 PyLong_FromUnsignedLong(info.geo.slot_count)) < 0 ||
+	    identity_set(d, "slot_capacity",
+			 PyLong_FromUnsignedLongLong(info.geo.slot_capacity)) < 0 ||
+	    identity_set(d, "type_hash", th) < 0) {
+		Py_DECREF(d);
+		return NULL;
+	}
+	return d;
+}
+
+/* TypeError naming the value unless identity is a dict of exactly the
+ * identity keys with values of their types. */
+static int
+identity_arg(PyObject *identity)
+{
+	size_t i;
+
+	if (!PyDict_Check(identity) ||
+	    PyDict_GET_SIZE(identity) != (Py_ssize_t)IDENTITY_N)
+		goto bad;
+	for (i = 0; i < IDENTITY_N; i++) {
+		PyObject *v = PyDict_GetItemString(identity, identity_keys[i]);
+
+		if (v == NULL)
+			goto bad;
+		if (i == IDENTITY_N - 1) {     /* type_hash */
+			if (v != Py_None && !(PyBytes_Check(v) &&
+					      PyBytes_GET_SIZE(v) == ZD_TYPE_HASH_SIZE))
+				goto bad;
+		} else if (!PyLong_CheckExact(v)) {
+			goto bad;
+		}
+	}
+	return 0;
+bad:
+	PyErr_Format(PyExc_TypeError,
+		     "identity must be the dict a pickled PosixSegment carries "
+		     "(created_realtime_ns, owner_pid, slot_count, slot_capacity: "
+		     "int; type_hash: %u bytes or None), got %.200R",
+		     (unsigned)ZD_TYPE_HASH_SIZE, identity);
+	return -1;
+}
+
+/* "key pickled != found" for every identity field that differs, or an
+ * empty string. */
+static PyObject *
+identity_diff(PyObject *want, PyObject *found)
+{
+	PyObject *parts = PyList_New(0), *sep = NULL, *out = NULL;
+	size_t i;
+
+	if (parts == NULL)
+		return NULL;
+	for (i = 0; i < IDENTITY_N; i++) {
+		PyObject *a = PyDict_GetItemString(want, identity_keys[i]);
+		PyObject *b = PyDict_GetItemString(found, identity_keys[i]);
+		PyObject *line;
+		int eq;
+
+		if (a == NULL || b == NULL) {
+			PyErr_SetString(PyExc_SystemError, "identity field missing");
+			goto out;
+		}
+		eq = PyObject_RichCompareBool(a, b, Py_EQ);
+		if (eq < 0)
+			goto out;
+		if (eq)
+			continue;
+		line = PyUnicode_FromFormat("%s %R when pickled, %R now",
+					    identity_keys[i], a, b);
+		if (line == NULL || PyList_Append(parts, line) < 0) {
+			Py_XDECREF(line);
+			goto out;
+		}
+		Py_DECREF(line);
+	}
+	sep = PyUnicode_FromString(", ");
+	if (sep != NULL)
+		out = PyUnicode_Join(sep, parts);
+out:
+	Py_XDECREF(sep);
+	Py_DECREF(parts);
+	return out;
+}
+
+static PyObject *
+posix_segment_reduce_ex(SegmentObject *self, PyObject *Py_UNUSED(protocol))
+{
+	PyObject *ctor, *identity, *res;
+
+	if (zdext_check_owner(self, "the segment") < 0)
+		return NULL;
+	if (self->closed || self->seg == NULL) {
+		PyErr_Format(zdext_state_of((PyObject *)self)->ClosedError,
+			     "cannot pickle the segment %R: it is closed (a pickle "
+			     "carries the open segment's identity)", self->name);
+		return NULL;
+	}
+	identity = segment_identity(self);
+	if (identity == NULL)
+		return NULL;
+	ctor = PyObject_GetAttrString((PyObject *)Py_TYPE(self), "_reattach");
+	if (ctor == NULL) {
+		Py_DECREF(identity);
+		return NULL;
+	}
+	res = Py_BuildValue("(N(ONO))", ctor, self->name, identity,
+			    self->allow_owner ? self->allow_owner : Py_None);
+	return res;
+}
+
+static PyObject *
+posix_segment_reattach(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
+{
+	PyTypeObject *tp = (PyTypeObject *)cls;
+	zdext_state *st = zdext_state_of_type(tp);
+	zd_attach_opts_t opts;
+	const char *name;
+	PyObject *seg, *found, *diff, *what, *hint;
+	int differs;
+
+	if (nargs != 3) {
+		PyErr_Format(PyExc_TypeError,
+			     "_reattach() takes (name, identity, allow_owner), got "
+			     "%zd arguments", nargs);
+		return NULL;
+	}
+	if (zdext_name_arg(args[0], "name", &name) < 0 ||
+	    identity_arg(args[1]) < 0 || zdext_owner_arg(args[2], &opts) < 0)
+		return NULL;
+	seg = attach_by_name(tp, "attach pickled segment", args[0], name, &opts);
+	if (seg == NULL)
+		return NULL;
+	found = segment_identity((SegmentObject *)seg);
+	diff = found ? identity_diff(args[1], found) : NULL;
+	Py_XDECREF(found);
+	if (diff == NULL) {
+		Py_DECREF(seg);
+		return NULL;
+	}
+	differs = PyUnicode_GET_LENGTH(diff) > 0;
+	if (!differs) {
+		Py_DECREF(diff);
+		return seg;
+	}
+	/* Not the pickled segment: let go of it before raising. */
+	Py_DECREF(seg);
+	what = PyUnicode_FromFormat("attach pickled segment %R", args[0]);
+	hint = PyUnicode_FromFormat(
+		"the name now holds another segment (removed and created "
+		"again): %U", diff);
+	if (what != NULL && hint != NULL)
+		zdext_raise_hint(st, -ENOENT, PyUnicode_AsUTF8(what),
+				 PyUnicode_AsUTF8(hint));
+	Py_XDECREF(what);
+	Py_XDECREF(hint);
+	Py_DECREF(diff);
+	return NULL;
+}
+
+/* Memory and anonymous segments (PosixSegment overrides it). */
+static PyObject *
+segment_reduce_ex(SegmentObject *self, PyObject *Py_UNUSED(protocol))
+{
+	const char *advice = self->backend == ZD_BACKEND_ANONYMOUS
+		? "an AnonymousSegment has no name and travels as a descriptor: "
+		  "zdshm.send_segment(sock, seg) and zdshm.recv_segment(sock) on "
+		  "an AF_UNIX socket, or pass_fds=[seg.fileno()] and "
+		  "AnonymousSegment.attach_fd(fd) in the child; or create a "
+		  "PosixSegment, which pickles"
+		: "a MemorySegment lives in one process only: share it with "
+		  "threads, or create a PosixSegment, which pickles (or pass its "
+		  "name and call PosixSegment.attach(name) in the other process)";
+
+	PyErr_Format(PyExc_TypeError, "cannot pickle a %s object (a handle on "
+		     "shared memory of this process): %s", Py_TYPE(self)->tp_name,
+		     advice);
+	return NULL;
+}
+
+static PyObject *
+segment_refuse_copy(SegmentObject *self)
+{
+	const char *second = self->backend == ZD_BACKEND_POSIX
+		? "; a second handle of its own is PosixSegment.attach(seg.name)"
+		: self->backend == ZD_BACKEND_ANONYMOUS
+		? "; a second handle of its own is "
+		  "AnonymousSegment.attach_fd(seg.fileno())"
+		: "";
+
+	PyErr_Format(PyExc_TypeError, "cannot copy a %s object (a handle on "
+		     "shared memory): pass the object itself, its threads may "
+		     "share it%s", Py_TYPE(self)->tp_name, second);
+	return NULL;
+}
+
+static PyObject *
+segment_copy(SegmentObject *self, PyObject *Py_UNUSED(ignored))
+{
+	return segment_refuse_copy(self);
+}
+
+static PyObject *
+segment_deepcopy(SegmentObject *self, PyObject *Py_UNUSED(memo))
+{
+	return segment_refuse_copy(self);
+}
+
+/* --------------------------------------------------------------------------
  * Type specs
  * ------------------------------------------------------------------------ */
 
@@ -1274,8 +1606,13 @@ static PyMethodDef segment_methods[] = {
 	{"__enter__", (PyCFunction)seg_enter, METH_NOARGS, NULL},
 	{"__exit__", (PyCFunction)(void (*)(void))seg_exit, METH_FASTCALL,
 	 "Closes like close(), but defers the unmap while views are alive."},
-	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
-	 "Refused (TypeError): pass the segment name instead."},
+	{"__reduce_ex__", (PyCFunction)segment_reduce_ex, METH_O,
+	 "__reduce_ex__($self, protocol, /)\n--\n\nRefused (TypeError) but by a PosixSegment, which pickles to an "
+	 "attach of its name."},
+	{"__copy__", (PyCFunction)segment_copy, METH_NOARGS,
+	 "__copy__($self, /)\n--\n\nRefused (TypeError): share the handle, or attach a second one."},
+	{"__deepcopy__", (PyCFunction)segment_deepcopy, METH_O,
+	 "__deepcopy__($self, memo, /)\n--\n\nRefused (TypeError): share the handle, or attach a second one."},
 	{NULL, NULL, 0, NULL},
 };
 
@@ -1343,6 +1680,15 @@ static PyMethodDef posix_segment_methods[] = {
 	 "mode; allow_owner='any' accepts every owner and mode."},
 	{"unlink", (PyCFunction)posix_segment_unlink, METH_NOARGS,
 	 "unlink() -> None\n--\n\nRemoves the segment's name; mappings stay valid."},
+	{"__reduce_ex__", (PyCFunction)posix_segment_reduce_ex, METH_O,
+	 "__reduce_ex__($self, protocol, /)\n--\n\nPickles to an attach of the name that checks the segment's identity "
+	 "(creation time, creator pid, geometry, type hash) and carries the "
+	 "allow_owner of this handle's attach."},
+	{"_reattach", (PyCFunction)(void (*)(void))posix_segment_reattach,
+	 METH_FASTCALL | METH_CLASS,
+	 "_reattach($type, name, identity, allow_owner, /)\n--\n\n"
+	 "Unpickles a PosixSegment: attach(name, allow_owner=allow_owner), then "
+	 "SegmentNotFoundError unless the segment has the pickled identity."},
 	{NULL, NULL, 0, NULL},
 };
 

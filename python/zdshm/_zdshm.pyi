@@ -4,13 +4,14 @@ Times are in seconds (float). ``timeout=None`` waits without limit; every wait
 is sliced so Ctrl-C raises ``KeyboardInterrupt`` within 100 ms.  A close() from
 a signal handler of the waiting thread ends the wait with ClosedError.  Every
 object belongs to the process that opened its segment: in a fork child each
-operation raises ForkedHandleError.  No object pickles (TypeError).
+operation raises ForkedHandleError.  No object pickles (TypeError) but a
+PosixSegment, which pickles to an attach of its name.
 """
 from __future__ import annotations
 
 from collections.abc import Buffer, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Literal, final
+from typing import Any, Literal, NoReturn, final
 
 __version__: str
 READER_MAX: int          # 64
@@ -93,8 +94,11 @@ class Segment:
                timeout: float | None = None, spin: float = 0.0) -> Writer: ...
     def reader(self, join_last: int = 0, spin: float = 0.0) -> Reader: ...
     def close(self) -> None: ...                         # ViewsAliveError while live loans/samples have views
-    # Every zdshm object refuses pickling (TypeError, any protocol): pass the name.
+    # Refused (TypeError, any protocol) but by PosixSegment: memory lives in one
+    # process, an anonymous segment travels as a descriptor (send_segment).
     def __reduce_ex__(self, protocol: int, /) -> Any: ...
+    def __copy__(self) -> NoReturn: ...                  # TypeError: share the handle
+    def __deepcopy__(self, memo: Any, /) -> NoReturn: ...  # TypeError: share the handle
     def __enter__(self) -> Segment: ...
     def __exit__(self, *exc: object) -> None: ...       # close(), deferring what still has views
 
@@ -116,6 +120,10 @@ class PosixSegment(Segment):
     @property
     def is_creator(self) -> bool: ...
     def unlink(self) -> None: ...
+    # Pickles to an attach of the name (with this handle's allow_owner) that
+    # raises SegmentNotFoundError if the name is gone or now holds another
+    # segment (creation time, creator pid, geometry or type hash differ).
+    def __reduce_ex__(self, protocol: int, /) -> tuple[Any, tuple[str, dict[str, Any], int | str | None]]: ...
 
 @final
 class AnonymousSegment(Segment):
