@@ -62,7 +62,7 @@ for suite in $suites; do
   t0=$(date +%s)
   mkdir -p "$dir"
   log "$suite: configure $dir"
-  if ! cmake -S . -B "$dir" ${generator[@]+"${generator[@]}"} -DZD_BUILD_TESTS=ON "${opts[@]}" >"$dir/configure.log" 2>&1; then
+  if ! cmake -S . -B "$dir" ${generator[@]+"${generator[@]}"} -DZD_BUILD_TESTS=ON -DZD_WERROR=ON "${opts[@]}" >"$dir/configure.log" 2>&1; then
     cat "$dir/configure.log" >&2
     failed+=("$suite (configure)"); continue
   fi
