@@ -181,11 +181,19 @@ def _q_consumer(index: int, q: Any, shape: tuple[int, ...], counts: Any,
 # --------------------------------------------------------------------------
 
 class _Progress:
-    """The live, carriage-return-updated line on stderr; its clock starts at the first frame."""
+    """The live progress line on stderr; its clock starts at the first frame.
+
+    On a terminal one line is rewritten in place (carriage return); anywhere
+    else (a pipe, a log file, CI) a plain line is printed once a second, so
+    the output stays readable."""
+
+    PLAIN_EVERY = 1.0
 
     def __init__(self, label: str, counts: Any, nbytes: int) -> None:
         self.label, self.counts, self.nbytes = label, counts, nbytes
         self.start: float | None = None
+        self.live = sys.stderr.isatty()
+        self.last_plain = float("-inf")
 
     def show(self, final: bool = False) -> None:
         per = [self.counts[i] for i in range(len(self.counts))]
@@ -195,10 +203,16 @@ class _Progress:
         elapsed = now - self.start if self.start is not None else 0.0
         rate = sum(per) / len(per) / elapsed if elapsed > 0 else 0.0
         gbs = rate * len(per) * self.nbytes / 1e9
-        line = (f"\r{self.label:<22} {elapsed:5.1f} s  frames "
+        line = (f"{self.label:<22} {elapsed:5.1f} s  frames "
                 + " ".join(f"c{i}={n:<6d}" for i, n in enumerate(per))
                 + f" {rate:8.1f} frames/s per consumer {gbs:6.2f} GB/s")
-        sys.stderr.write(line + ("\n" if final else ""))
+        if self.live:
+            sys.stderr.write("\r" + line + ("\n" if final else ""))
+        elif final or now - self.last_plain >= self.PLAIN_EVERY:
+            self.last_plain = now
+            sys.stderr.write(line + "\n")
+        else:
+            return
         sys.stderr.flush()
 
 
@@ -498,8 +512,12 @@ _COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-V", "--version"):
+        print(f"zdshm {zdshm.__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in _COMMANDS:
-        print("usage: python -m zdshm {demo,list,describe,rm,bench} [...]\n\n"
+        print("usage: python -m zdshm {demo,list,describe,rm,bench} [...]\n"
+              "       python -m zdshm --version\n\n"
               "  demo [--seconds 4] [--shape 1080 1920 3]\n"
               "                 frames through a posix segment vs multiprocessing.Queue\n"
               "  list           zdshm segments in /dev/shm (ALIVE/STALE, live readers)\n"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -28,6 +29,13 @@ def test_usage():
     assert p.returncode == 2 and "demo" in p.stderr
     assert run("--help").returncode == 0
     assert run("nonsense").returncode == 2
+
+
+def test_version():
+    for flag in ("--version", "-V"):
+        p = run(flag)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout == f"zdshm {zdshm.__version__}\n"
 
 
 def test_list_describe_rm(posix_factory):
@@ -113,8 +121,40 @@ def test_demo_short_run():
     assert "zdshm (posix shm):" in p.stdout
     assert "multiprocessing.Queue:" in p.stdout
     assert "ratio:" in p.stdout
-    assert "\r" in p.stderr and "frames/s" in p.stderr
+    # stderr is a pipe here: plain lines, no carriage returns.
+    assert "\r" not in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if "frames/s" in ln]
+    assert len(lines) >= 2, p.stderr            # at least one per leg
     assert _demo_segments() == before
+
+
+def test_demo_progress_is_live_on_a_terminal():
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run([sys.executable, "-m", "zdshm", "demo", "--seconds", "0.5",
+                            "--shape", "64", "64", "3"], stdout=subprocess.PIPE,
+                           stderr=slave, timeout=120)
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:             # EIO: the child side is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert p.returncode == 0
+    err = b"".join(chunks).decode()
+    # A carriage return that is not the terminal's own "\r\n" rewrites the line.
+    assert re.search("\r(?!\n)", err) and "frames/s" in err, err
 
 
 def test_demo_cleans_up_on_ctrl_c():
