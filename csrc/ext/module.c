@@ -801,28 +801,28 @@ zdext_validate_name(PyObject *Py_UNUSED(module), PyObject *arg)
 
 static PyMethodDef zdext_methods[] = {
 	{"list_segments", zdext_list_segments, METH_NOARGS,
-	 "list_segments() -> list[str]\n--\n\n"
+	 "list_segments()\n--\n\n"
 	 "Names of the zdshm segments in /dev/shm (sorted), whoever owns them.  "
 	 "Each entry is validated with pread (nothing is mapped); one that "
 	 "does not validate is skipped."},
 	{"describe", (PyCFunction)(void (*)(void))zdext_describe,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "describe(name, *, allow_owner=None) -> dict\n--\n\n"
+	 "describe(name, *, allow_owner=None)\n--\n\n"
 	 "Describes a posix segment without attaching to it or mapping it (the "
 	 "header and tables are read with pread).  The owner policy is "
 	 "attach's: by default only an object owned by this process's "
 	 "effective uid without group/other write bits (SegmentOwnerError "
 	 "otherwise); allow_owner=UID also accepts that owner, 'any' every one."},
 	{"unlink", zdext_unlink, METH_O,
-	 "unlink(name) -> None\n--\n\n"
+	 "unlink(name, /)\n--\n\n"
 	 "Removes a posix segment's name; open handles stay valid."},
 	{"unlink_stale", zdext_unlink_stale, METH_O,
-	 "unlink_stale(name) -> bool\n--\n\n"
+	 "unlink_stale(name, /)\n--\n\n"
 	 "Removes a posix segment's name only if it is stale: its creator is dead "
 	 "(or closed it) and no live process has it attached.  True if removed, "
 	 "False if it is alive (never removed)."},
 	{"validate_name", zdext_validate_name, METH_O,
-	 "validate_name(name) -> None\n--\n\n"
+	 "validate_name(name, /)\n--\n\n"
 	 "Raises TypeError or ValueError if name is not a valid segment name."},
 	{NULL, NULL, 0, NULL},
 };

@@ -1558,54 +1558,60 @@ static PyGetSetDef segment_getset[] = {
 static PyMethodDef segment_methods[] = {
 	{"reserve", (PyCFunction)(void (*)(void))seg_reserve,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "reserve(active_readers_mask=0) -> Loan\n--\n\n"
-	 "Loans the free slot with the lowest index (NoFreeSlotError if none)."},
+	 "reserve($self, /, active_readers_mask=0)\n--\n\n"
+	 "Loans the free slot with the lowest index: a Loan (NoFreeSlotError if none)."},
 	{"next_unread", (PyCFunction)seg_next_unread, METH_O,
-	 "next_unread(reader) -> int | None\n--\n\n"
-	 "The committed slot with the smallest sequence number not read by reader."},
+	 "next_unread($self, reader, /)\n--\n\n"
+	 "The committed slot with the smallest sequence number not read by reader, or None."},
 	{"read", (PyCFunction)seg_read, METH_O,
-	 "read(slot) -> Sample\n--\n\n"
-	 "Zero-copy view of a committed slot; pins the slot until released."},
+	 "read($self, slot, /)\n--\n\n"
+	 "A Sample: zero-copy view of a committed slot; pins the slot until released."},
 	{"read_copy", (PyCFunction)seg_read_copy, METH_O,
-	 "read_copy(slot) -> (header, bytes)\n--\n\n"
+	 "read_copy($self, slot, /)\n--\n\n"
 	 "Copies a committed slot: ({sn, size, commit_ns, read_mask}, bytes)."},
 	{"mark_read", (PyCFunction)(void (*)(void))seg_mark_read,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "mark_read(slot, reader) -> None\n--\n\nSets reader's bit in the slot's read mask."},
+	 "mark_read($self, /, slot, reader)\n--\n\nSets reader's bit in the slot's read mask."},
 	{"mark_reader_disconnected", (PyCFunction)seg_mark_reader_disconnected,
 	 METH_O,
-	 "mark_reader_disconnected(reader) -> None\n--\n\n"
+	 "mark_reader_disconnected($self, reader, /)\n--\n\n"
 	 "Sets reader's bit on every committed slot."},
 	{"evict_stale", (PyCFunction)(void (*)(void))seg_evict_stale,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "evict_stale(max_age, active_mask, *, now_ns=None) -> int\n--\n\n"
-	 "Frees committed, unpinned, not fully read slots older than max_age seconds."},
+	 "evict_stale($self, /, max_age, active_mask, *, now_ns=None)\n--\n\n"
+	 "Frees committed, unpinned, not fully read slots older than max_age "
+	 "seconds; returns how many."},
 	{"wait_for_change", (PyCFunction)(void (*)(void))seg_wait_for_change,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "wait_for_change(last, timeout=None) -> bool\n--\n\n"
+	 "wait_for_change($self, /, last, timeout=None)\n--\n\n"
 	 "Waits until notify_generation differs from last (True) or the timeout (False)."},
 	{"slot_state", (PyCFunction)seg_slot_state, METH_O,
-	 "slot_state(slot) -> 'free' | 'loaned' | 'committed'\n--\n\n"},
+	 "slot_state($self, slot, /)\n--\n\n"
+	 "The slot's state: 'free', 'loaned' or 'committed'."},
 	{"info", (PyCFunction)seg_info, METH_NOARGS,
-	 "info() -> dict\n--\n\nHeader fields, counters and this handle's open objects."},
+	 "info($self, /)\n--\n\nHeader fields, counters and this handle's open objects."},
 	{"reap", (PyCFunction)seg_reap, METH_NOARGS,
-	 "reap() -> (readers_reaped, loans_reclaimed)\n--\n\n"
-	 "Disconnects dead readers and frees the loans of dead attachments."},
+	 "reap($self, /)\n--\n\n"
+	 "Disconnects dead readers and frees the loans of dead attachments; "
+	 "returns (readers_reaped, loans_reclaimed)."},
 	{"writer", (PyCFunction)(void (*)(void))zdext_segment_writer,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "writer(overflow='block', timeout=None, spin=0.0) -> Writer\n--\n\n"},
+	 "writer($self, /, overflow='block', timeout=None, spin=0.0)\n--\n\n"
+	 "A Writer with this overflow policy ('block', 'fail', 'reclaim'), "
+	 "default loan timeout and spin before parking."},
 	{"reader", (PyCFunction)(void (*)(void))zdext_segment_reader,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "reader(join_last=0, spin=0.0) -> Reader\n--\n\n"
-	 "Registers a reader in the segment."},
+	 "reader($self, /, join_last=0, spin=0.0)\n--\n\n"
+	 "Registers a Reader in the segment."},
 	{"close", (PyCFunction)seg_close, METH_NOARGS,
-	 "close() -> None\n--\n\n"
+	 "close($self, /)\n--\n\n"
 	 "Says goodbye, discards live loans, releases samples, closes readers "
 	 "and unmaps (once views of committed loans are gone); "
 	 "ViewsAliveError while a live loan or a sample has views."},
-	{"__enter__", (PyCFunction)seg_enter, METH_NOARGS, NULL},
+	{"__enter__", (PyCFunction)seg_enter, METH_NOARGS,
+	 "__enter__($self, /)\n--\n\nThe segment itself."},
 	{"__exit__", (PyCFunction)(void (*)(void))seg_exit, METH_FASTCALL,
-	 "Closes like close(), but defers the unmap while views are alive."},
+	 "__exit__($self, /, *exc_info)\n--\n\nCloses like close(), but defers the unmap while views are alive."},
 	{"__reduce_ex__", (PyCFunction)segment_reduce_ex, METH_O,
 	 "__reduce_ex__($self, protocol, /)\n--\n\nRefused (TypeError) but by a PosixSegment, which pickles to an "
 	 "attach of its name."},
@@ -1664,14 +1670,14 @@ static PyGetSetDef posix_segment_getset[] = {
 static PyMethodDef posix_segment_methods[] = {
 	{"create", (PyCFunction)(void (*)(void))posix_segment_create,
 	 METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
-	 "create(name, slot_count, slot_capacity, *, type_hash=None, mode=0o600,"
-	 " replace_stale=False) -> PosixSegment\n--\n\n"
+	 "create($type, /, name, slot_count, slot_capacity, *, type_hash=None,"
+	 " mode=0o600, replace_stale=False)\n--\n\n"
 	 "Creates /dev/shm/<name> exclusively (SegmentExistsError if it exists).  "
 	 "replace_stale=True first removes a stale segment under the name (its "
 	 "creator dead, no live process attached); a live one is never touched."},
 	{"attach", (PyCFunction)(void (*)(void))posix_segment_attach,
 	 METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
-	 "attach(name, *, allow_owner=None) -> PosixSegment\n--\n\n"
+	 "attach($type, /, name, *, allow_owner=None)\n--\n\n"
 	 "Attaches to an existing segment.  By default only an object owned by "
 	 "this process's effective uid without group/other write bits is "
 	 "accepted (SegmentOwnerError otherwise): anyone who may write the "
@@ -1679,7 +1685,7 @@ static PyMethodDef posix_segment_methods[] = {
 	 "allow_owner=UID also accepts objects of that owner, whatever their "
 	 "mode; allow_owner='any' accepts every owner and mode."},
 	{"unlink", (PyCFunction)posix_segment_unlink, METH_NOARGS,
-	 "unlink() -> None\n--\n\nRemoves the segment's name; mappings stay valid."},
+	 "unlink($self, /)\n--\n\nRemoves the segment's name; mappings stay valid."},
 	{"__reduce_ex__", (PyCFunction)posix_segment_reduce_ex, METH_O,
 	 "__reduce_ex__($self, protocol, /)\n--\n\nPickles to an attach of the name that checks the segment's identity "
 	 "(creation time, creator pid, geometry, type hash) and carries the "
@@ -1719,11 +1725,11 @@ static PyGetSetDef anonymous_segment_getset[] = {
 
 static PyMethodDef anonymous_segment_methods[] = {
 	{"attach_fd", (PyCFunction)anonymous_segment_attach_fd, METH_O | METH_CLASS,
-	 "attach_fd(fd) -> AnonymousSegment\n--\n\n"
+	 "attach_fd($type, fd, /)\n--\n\n"
 	 "Attaches to the segment behind descriptor fd (open read-write).  fd "
 	 "stays the caller's: close it when it is no longer needed."},
 	{"fileno", (PyCFunction)anonymous_segment_fileno, METH_NOARGS,
-	 "fileno() -> int\n--\n\n"
+	 "fileno($self, /)\n--\n\n"
 	 "The descriptor to hand to another process (pass_fds, send_segment). "
 	 "Owned by the segment: closed by close(); not inheritable."},
 	{NULL, NULL, 0, NULL},

@@ -61,9 +61,11 @@ from zdshm._zdshm import (
     unlink_stale,
     validate_name,
 )
+from zdshm._types import ReaderStats
 from zdshm.fdpass import recv_segment, send_segment
 
 __all__ = [
+    "ReaderStats",
     "ATTACH_MAX",
     "COUNTER_NAMES",
     "LAYOUT_VERSION",
