@@ -10,6 +10,10 @@ import gc
 import importlib
 import multiprocessing as mp
 import os
+import pathlib
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -381,6 +385,21 @@ def test_torch_loan_writable(seg):
     gc.collect()
     loan.commit()
     assert np.asarray(r.take(timeout=1)).tolist() == [[3.0, 3.0], [3.0, 3.0]]
+
+
+def test_readme_dlpack_block_runs_verbatim():
+    """The README's DLPack example (numpy and torch) in a fresh process."""
+    _torch()
+    readme = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+    text = readme.read_text()
+    section = text[text.index("\n## torch and JAX via DLPack\n"):]
+    section = section[:section.index("\n## ", 1)]
+    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", block],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.splitlines() == ["float32 (3, 4) False torch.float32 True"]
 
 
 # ---------------------------------------------------------------------------
