@@ -14,6 +14,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -174,6 +175,40 @@ def test_legacy_capsule_consumed_by_deleter(seg):
     m.deleter(addr)
     assert s.exports == 0
     s.release()
+
+
+def test_deleter_called_from_another_thread(seg):
+    """A consumer may delete from any thread (ctypes calls the deleter
+    without the GIL; the deleter takes it)."""
+    r, s = _take(seg, np.arange(4, dtype=np.uint16))
+    cap = s.__dlpack__(max_version=(1, 0))
+    addr = _pointer(cap, b"dltensor_versioned")
+    rename = ctypes.pythonapi.PyCapsule_SetName
+    rename.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    used = ctypes.c_char_p(b"used_dltensor_versioned")
+    assert rename(cap, used) == 0
+    del cap
+    m = _VersionedManaged.from_address(addr)
+    t = threading.Thread(target=m.deleter, args=(addr,))
+    t.start()
+    t.join(10)
+    assert not t.is_alive() and s.exports == 0
+    s.release()
+
+
+def test_with_segment_defers_close_for_a_dlpack_array(make_segment):
+    seg = make_segment()
+    with seg:
+        w = seg.writer()
+        r = seg.reader()
+        w.publish(np.arange(5, dtype=np.int32))
+        arr = np.from_dlpack(r.take(timeout=1))
+    assert seg.closed
+    assert arr.tolist() == [0, 1, 2, 3, 4]       # still pinned and mapped
+    assert "closed" not in repr(seg)
+    del arr
+    gc.collect()
+    assert "closed" in repr(seg)                 # really closed now
 
 
 def test_copy_true_is_a_private_writable_copy(seg):
