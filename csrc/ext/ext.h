@@ -17,9 +17,10 @@
  * --------------
  * Every Loan, Sample and Reader holds a strong reference to its Segment and
  * sits on the segment's intrusive child list (borrowed pointers).  A Loan or
- * Sample counts its buffer exports; a view (memoryview, numpy array, slice)
- * holds a reference to its exporter, so exporter -> segment -> mapping is
- * alive for as long as any view is.  Segment.close() raises ViewsAliveError
+ * Sample counts its buffer exports; a view (memoryview, numpy array, slice,
+ * and a DLPack tensor, which holds a buffer export until its deleter runs:
+ * interop.c) holds a reference to its exporter, so exporter -> segment ->
+ * mapping is alive for as long as any view is.  Segment.close() raises ViewsAliveError
  * while a live loan or an unreleased sample has exports; otherwise it
  * discards live loans, releases samples, closes readers and unmaps.
  * Segment.__exit__ defers instead: the segment refuses new operations at
