@@ -11,14 +11,16 @@
  *   sample.c   Sample: read-only buffer exporter over a pinned committed slot
  *   writer.c   Writer: loan/publish under an overflow policy
  *   reader.c   Reader: registered reader, take/try_take/iteration
+ *   interop.c  DLPack export and __array__, shared by Loan and Sample
  *
  * Lifetime model
  * --------------
  * Every Loan, Sample and Reader holds a strong reference to its Segment and
  * sits on the segment's intrusive child list (borrowed pointers).  A Loan or
- * Sample counts its buffer exports; a view (memoryview, numpy array, slice)
- * holds a reference to its exporter, so exporter -> segment -> mapping is
- * alive for as long as any view is.  Segment.close() raises ViewsAliveError
+ * Sample counts its buffer exports; a view (memoryview, numpy array, slice,
+ * and a DLPack tensor, which holds a buffer export until its deleter runs:
+ * interop.c) holds a reference to its exporter, so exporter -> segment ->
+ * mapping is alive for as long as any view is.  Segment.close() raises ViewsAliveError
  * while a live loan or an unreleased sample has exports; otherwise it
  * discards live loans, releases samples, closes readers and unmaps.
  * Segment.__exit__ defers instead: the segment refuses new operations at
@@ -293,6 +295,10 @@ int zdext_bind(const char *fname, PyObject *const *args, Py_ssize_t nargs,
 	       PyObject *kwnames, const char *const *names, int nparams,
 	       int maxpos, PyObject **out);
 
+/* The description of bytes without a valid meta: 1-D unsigned bytes
+ * ("B") of `size` bytes. */
+void zdext_layout_raw(zdext_layout *lay, uint64_t size);
+
 /* A layout from Loan.set_format arguments for a slot of `capacity` bytes
  * (TypeError/ValueError/OverflowError naming the value; SampleTooLargeError
  * when it needs more than the capacity). */
@@ -493,5 +499,28 @@ PyObject *zdext_segment_writer(PyObject *seg, PyObject *const *args,
 			       Py_ssize_t nargs, PyObject *kwnames);
 PyObject *zdext_segment_reader(PyObject *seg, PyObject *const *args,
 			       Py_ssize_t nargs, PyObject *kwnames);
+
+/* interop.c: DLPack and __array__ for Sample and Loan. */
+typedef struct zdext_dlpack_req {
+	int versioned;            /* max_version >= (1, 0): versioned capsule */
+	int copy;                 /* -1 None, 0 False, 1 True                 */
+} zdext_dlpack_req;
+/* Checks the keyword-only __dlpack__ arguments (stream, max_version,
+ * dl_device, copy) before anything else is done: TypeError for a wrong
+ * type, BufferError for a device other than (1, 0), ValueError for a
+ * stream other than None.  0 or -1. */
+int zdext_dlpack_args(PyObject *const *args, Py_ssize_t nargs,
+		      PyObject *kwnames, zdext_dlpack_req *req);
+/* A DLPack capsule over the buffer of `owner` (a Sample or Loan, checked
+ * usable by the caller) described by `lay`: holds one buffer export of
+ * owner until the consumer's deleter runs (none for a copy). */
+PyObject *zdext_dlpack_export(PyObject *owner, const zdext_layout *lay,
+			      int readonly, const zdext_dlpack_req *req);
+/* __dlpack_device__: (1, 0), kDLCPU. */
+PyObject *zdext_dlpack_device(PyObject *self, PyObject *ignored);
+/* __array__(dtype=None, copy=None): numpy.asarray of a memoryview of self,
+ * so that the buffer's error propagates instead of an object array. */
+PyObject *zdext_dunder_array(PyObject *self, PyObject *const *args,
+			     Py_ssize_t nargs, PyObject *kwnames);
 
 #endif

@@ -229,6 +229,27 @@ loan_set_format(LoanObject *l, PyObject *const *args, Py_ssize_t nargs,
 	Py_RETURN_NONE;
 }
 
+static int loan_can_export(LoanObject *l);
+
+static PyObject *
+loan_dlpack(LoanObject *l, PyObject *const *args, Py_ssize_t nargs,
+	    PyObject *kwnames)
+{
+	zdext_dlpack_req req;
+	zdext_layout lay;
+
+	if (zdext_dlpack_args(args, nargs, kwnames, &req) < 0 ||
+	    loan_can_export(l) < 0)
+		return NULL;
+	/* The set_format description (decoded as a reader would), else the
+	 * whole slot as bytes. */
+	if (!l->has_format ||
+	    !zdext_meta_decode(l->meta, l->fmt_nbytes, (uint64_t)l->capacity,
+			       &lay))
+		zdext_layout_raw(&lay, (uint64_t)l->capacity);
+	return zdext_dlpack_export((PyObject *)l, &lay, 0, &req);
+}
+
 static PyObject *
 loan_enter(LoanObject *l, PyObject *Py_UNUSED(ignored))
 {
@@ -266,24 +287,31 @@ loan_exit(LoanObject *l, PyObject *const *args, Py_ssize_t nargs)
  * Buffer protocol
  * ------------------------------------------------------------------------ */
 
+/* 0 if a new view (buffer or DLPack export) may be made, else -1. */
 static int
-loan_getbuffer(LoanObject *l, Py_buffer *view, int flags)
+loan_can_export(LoanObject *l)
 {
-	if (zdext_check_owner(l->segment, "the loan") < 0) {
-		view->obj = NULL;
+	if (zdext_check_owner(l->segment, "the loan") < 0)
 		return -1;
-	}
 	if (l->segment->closed || l->segment->seg == NULL) {
-		view->obj = NULL;
 		zdext_closed(zdext_state_of((PyObject *)l), "the loan's segment");
 		return -1;
 	}
 	if (l->state != ZDEXT_LOAN_LIVE) {
-		view->obj = NULL;
 		PyErr_Format(PyExc_BufferError,
 			     "the loan of slot %u was already %s: no new views",
 			     (unsigned)l->slot, l->state == ZDEXT_LOAN_COMMITTED
 			     ? "committed" : "discarded");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+loan_getbuffer(LoanObject *l, Py_buffer *view, int flags)
+{
+	if (loan_can_export(l) < 0) {
+		view->obj = NULL;
 		return -1;
 	}
 	if (PyBuffer_FillInfo(view, (PyObject *)l, l->data, l->capacity, 0,
@@ -412,6 +440,19 @@ static PyMethodDef loan_methods[] = {
 	 "Commits on success, discards on exception."},
 	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
 	 "Refused (TypeError): commit it and take the sample in the other process."},
+	{"__dlpack__", (PyCFunction)(void (*)(void))loan_dlpack,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "__dlpack__($self, /, *, stream=None, max_version=None, dl_device=None, "
+	 "copy=None)\n--\n\n"
+	 "A writable DLPack capsule of the loan (the set_format description, "
+	 "else the slot's bytes); an export like a memoryview: commit() refuses "
+	 "while the consumer's tensor is alive."},
+	{"__dlpack_device__", (PyCFunction)zdext_dlpack_device, METH_NOARGS,
+	 "__dlpack_device__($self, /)\n--\n\n(1, 0): host memory (kDLCPU)."},
+	{"__array__", (PyCFunction)(void (*)(void))zdext_dunder_array,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "__array__($self, /, dtype=None, copy=None)\n--\n\n"
+	 "numpy.asarray(memoryview(self)): BufferError once committed."},
 #if PY_VERSION_HEX < 0x030C0000
 	{"__buffer__", (PyCFunction)zdext_dunder_buffer, METH_O, NULL},
 #endif

@@ -159,8 +159,8 @@ layout_bound(zdext_layout *lay, const uint64_t *dims, int ndim,
 }
 
 /* The description of a sample without a valid meta: 1-D unsigned bytes. */
-static void
-layout_raw_bytes(zdext_layout *lay, uint64_t size)
+void
+zdext_layout_raw(zdext_layout *lay, uint64_t size)
 {
 	memset(lay, 0, sizeof(*lay));
 	lay->ndim = 1;
@@ -184,7 +184,7 @@ zdext_meta_decode(const uint8_t *meta, uint64_t size, uint64_t capacity,
 
 	/* One copy out of shared memory; nothing below reads it again. */
 	memcpy(m, meta, sizeof(m));
-	layout_raw_bytes(lay, size);
+	zdext_layout_raw(lay, size);
 	if (m[0] != ZDEXT_META_MAGIC0 || m[1] != ZDEXT_META_MAGIC1)
 		return 0;
 	ndim = m[2];

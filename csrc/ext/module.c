@@ -154,8 +154,8 @@ zdext_views_alive(zdext_state *st, Py_ssize_t n, const char *what,
 {
 	PyErr_Format(st->ViewsAliveError,
 		     "cannot %s: %zd view%s of %s %s still alive "
-		     "(memoryview, numpy array, slice); del the array%s or call "
-		     ".release() on the memoryview%s first",
+		     "(memoryview, numpy array, slice, DLPack tensor); del the "
+		     "array%s or call .release() on the memoryview%s first",
 		     action, n, n == 1 ? "" : "s", what, n == 1 ? "is" : "are",
 		     n == 1 ? "" : "s", n == 1 ? "" : "s");
 	return NULL;

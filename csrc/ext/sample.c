@@ -97,7 +97,10 @@ sample_getbuffer(SampleObject *s, Py_buffer *view, int flags)
 	}
 	sample_parse(s);
 	lay = &s->layout;
-	if ((flags & PyBUF_F_CONTIGUOUS) == PyBUF_F_CONTIGUOUS && lay->ndim > 1) {
+	/* C-contiguous; also Fortran-contiguous with at most one dimension
+	 * above 1, or when empty (as PyBuffer_IsContiguous has it). */
+	if ((flags & PyBUF_F_CONTIGUOUS) == PyBUF_F_CONTIGUOUS && lay->ndim > 1 &&
+	    lay->nbytes != 0) {
 		int d, big = 0;
 
 		for (d = 0; d < lay->ndim; d++)
@@ -186,6 +189,19 @@ sample_tobytes(SampleObject *s, PyObject *Py_UNUSED(ignored))
 	if (sample_check(s) < 0)
 		return NULL;
 	return PyBytes_FromStringAndSize(s->view.data, (Py_ssize_t)s->view.size);
+}
+
+static PyObject *
+sample_dlpack(SampleObject *s, PyObject *const *args, Py_ssize_t nargs,
+	      PyObject *kwnames)
+{
+	zdext_dlpack_req req;
+
+	if (zdext_dlpack_args(args, nargs, kwnames, &req) < 0 ||
+	    sample_check(s) < 0)
+		return NULL;
+	sample_parse(s);
+	return zdext_dlpack_export((PyObject *)s, &s->layout, 1, &req);
 }
 
 static PyObject *
@@ -339,6 +355,18 @@ static PyMethodDef sample_methods[] = {
 	 "Releases the sample."},
 	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
 	 "Refused (TypeError): pickle a copy, or take the sample in the other process."},
+	{"__dlpack__", (PyCFunction)(void (*)(void))sample_dlpack,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "__dlpack__($self, /, *, stream=None, max_version=None, dl_device=None, "
+	 "copy=None)\n--\n\n"
+	 "A DLPack capsule of the sample (read-only, zero-copy unless copy=True); "
+	 "the sample stays pinned until the consumer's tensor is gone."},
+	{"__dlpack_device__", (PyCFunction)zdext_dlpack_device, METH_NOARGS,
+	 "__dlpack_device__($self, /)\n--\n\n(1, 0): host memory (kDLCPU)."},
+	{"__array__", (PyCFunction)(void (*)(void))zdext_dunder_array,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "__array__($self, /, dtype=None, copy=None)\n--\n\n"
+	 "numpy.asarray(memoryview(self)): ClosedError once released."},
 #if PY_VERSION_HEX < 0x030C0000
 	{"__buffer__", (PyCFunction)zdext_dunder_buffer, METH_O, NULL},
 #endif

@@ -333,3 +333,39 @@ def test_views_alive_error_names_what_is_alive(make_segment):
         loan.commit()
     del views, lv
     seg.close()
+
+
+# Regression: numpy used to wrap a released sample in a 0-d object array
+# (its buffer request failed, and numpy falls back to treating the object as
+# a scalar); __array__ now lets the buffer's error through.
+@pytest.mark.parametrize("convert", [np.asarray, np.array,
+                                     lambda s: np.asarray(s, dtype=np.uint8),
+                                     lambda s: np.array(s, copy=True)])
+def test_asarray_of_released_sample_raises_closed(seg, convert):
+    r, s = _one_sample(seg)
+    s.release()
+    with pytest.raises(zdshm.ClosedError, match="released"):
+        convert(s)
+    with pytest.raises(zdshm.ClosedError):
+        s.__array__()
+
+
+def test_asarray_of_ended_loan_raises_buffer_error(seg):
+    loan = seg.reserve()
+    loan.commit(1)
+    with pytest.raises(BufferError, match="already committed"):
+        np.asarray(loan)
+    loan = seg.reserve()
+    loan.discard()
+    with pytest.raises(BufferError, match="already discarded"):
+        np.asarray(loan)
+
+
+def test_dunder_array_of_live_sample(seg):
+    r, s = _one_sample(seg)
+    a = s.__array__()
+    assert a.tobytes() == s.tobytes() and not a.flags.writeable
+    assert a.__array_interface__["data"][0] == s.address
+    assert s.__array__(np.int8).dtype == np.int8
+    assert s.__array__(copy=True).flags.writeable
+    del a

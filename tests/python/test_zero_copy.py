@@ -90,3 +90,64 @@ def test_publish_copies_exactly_once(seg):
     assert not np.shares_memory(out, src)       # publish is a copy-in...
     src[:] = 0
     assert out[5] == 5                          # ...taken at publish time
+
+
+class _PyBuffer(ctypes.Structure):
+    _fields_ = [("buf", ctypes.c_void_p), ("obj", ctypes.py_object),
+                ("len", ctypes.c_ssize_t), ("itemsize", ctypes.c_ssize_t),
+                ("readonly", ctypes.c_int), ("ndim", ctypes.c_int),
+                ("format", ctypes.c_char_p),
+                ("shape", ctypes.POINTER(ctypes.c_ssize_t)),
+                ("strides", ctypes.POINTER(ctypes.c_ssize_t)),
+                ("suboffsets", ctypes.c_void_p), ("internal", ctypes.c_void_p)]
+
+
+PyBUF_F_CONTIGUOUS = 0x0040 | 0x0010 | 0x0008     # with PyBUF_STRIDES, ND
+PyBUF_C_CONTIGUOUS = 0x0020 | 0x0010 | 0x0008
+
+
+def _contiguous_request(obj, flags) -> tuple[int, bool, bool]:
+    """PyObject_GetBuffer(obj, flags): (ndim, C-contiguous, F-contiguous)
+    as PyBuffer_IsContiguous judges the view; raises what the exporter
+    raised."""
+    get = ctypes.pythonapi.PyObject_GetBuffer
+    get.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
+    release = ctypes.pythonapi.PyBuffer_Release
+    release.argtypes = [ctypes.POINTER(_PyBuffer)]
+    iscontig = ctypes.pythonapi.PyBuffer_IsContiguous
+    iscontig.argtypes = [ctypes.POINTER(_PyBuffer), ctypes.c_char]
+    view = _PyBuffer()
+    get(obj, ctypes.byref(view), flags)           # raises on failure
+    try:
+        return (view.ndim, bool(iscontig(ctypes.byref(view), b"C")),
+                bool(iscontig(ctypes.byref(view), b"F")))
+    finally:
+        release(ctypes.byref(view))
+
+
+# Regression: a Fortran-contiguous request of an empty multi-dimensional
+# sample was refused, though an empty array is both C- and F-contiguous.
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (2, 0, 4), (0, 0), (5, 4, 0)])
+def test_fortran_request_of_empty_sample(seg, shape):
+    w, r = seg.writer(), seg.reader()
+    w.publish(np.zeros(shape, dtype=np.float32))
+    s = r.take(1)
+    assert s.shape == shape
+    assert _contiguous_request(s, PyBUF_F_CONTIGUOUS) == (len(shape), True, True)
+    assert _contiguous_request(s, PyBUF_C_CONTIGUOUS) == (len(shape), True, True)
+    assert s.exports == 0
+    s.release()
+
+
+def test_fortran_request_of_nonempty_sample(seg):
+    w, r = seg.writer(), seg.reader()
+    w.publish(np.zeros((2, 3), dtype=np.float32))
+    w.publish(np.zeros((1, 3, 1), dtype=np.float32))
+    s = r.take(1)
+    with pytest.raises(BufferError, match="not Fortran-contiguous"):
+        _contiguous_request(s, PyBUF_F_CONTIGUOUS)
+    assert s.exports == 0
+    s.release()
+    s = r.take(1)                       # one dimension above 1: both
+    assert _contiguous_request(s, PyBUF_F_CONTIGUOUS) == (3, True, True)
+    s.release()

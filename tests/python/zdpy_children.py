@@ -36,6 +36,23 @@ def echo_arrays(in_name: str, out_name: str, count: int, ready, done) -> None:
     seg_out.close()
 
 
+def dlpack_fill(name: str, specs) -> None:
+    """For each (format, shape): loans a slot, fills it through a DLPack
+    array with 1, 2, 3, ... and commits."""
+    import numpy as np
+
+    seg = zdshm.PosixSegment.attach(name)
+    w = seg.writer(timeout=30)
+    for fmt, shape in specs:
+        loan = w.loan()
+        loan.set_format(fmt, shape)
+        t = np.from_dlpack(loan)
+        t[...] = np.arange(1, t.size + 1).reshape(shape)
+        del t
+        loan.commit()
+    seg.close()
+
+
 def idle_reader(name: str, ready) -> None:
     """Registers a reader and never reads (killed by the test)."""
     seg = zdshm.PosixSegment.attach(name)
