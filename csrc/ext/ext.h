@@ -223,6 +223,10 @@ PyObject *zdext_raise_hint(zdext_state *st, int rc, const char *what,
 /* PEP 688's __buffer__ for Pythons that do not derive it from the buffer
  * slots (3.11): a memoryview over `self`, for Loan and Sample alike. */
 PyObject *zdext_dunder_buffer(PyObject *self, PyObject *flags);
+#define ZDEXT_BUFFER_DOC \
+	"__buffer__($self, flags, /)\n--\n\n" \
+	"A memoryview of the object (the buffer protocol, for Python 3.11)."
+
 #endif
 
 /* Raises ViewsAliveError for `n` live views of `what`; returns NULL. */

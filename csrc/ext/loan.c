@@ -422,23 +422,28 @@ static PyGetSetDef loan_getset[] = {
 static PyMethodDef loan_methods[] = {
 	{"commit", (PyCFunction)(void (*)(void))loan_commit,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "commit(nbytes=None) -> int\n--\n\n"
+	 "commit($self, /, nbytes=None)\n--\n\n"
 	 "Publishes nbytes (default: the set_format size, else the capacity) and "
 	 "returns the sequence number.  ViewsAliveError while views are alive."},
 	{"discard", (PyCFunction)loan_discard, METH_NOARGS,
-	 "discard() -> None\n--\n\nEnds the loan without publishing."},
+	 "discard($self, /)\n--\n\nEnds the loan without publishing."},
 	{"set_format", (PyCFunction)(void (*)(void))loan_set_format,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "set_format(format, shape) -> None\n--\n\n"
+	 "set_format($self, /, format, shape)\n--\n\n"
 	 "Stores a PEP 3118 format and shape in the slot's meta area."},
 	{"_commit_sealed", (PyCFunction)(void (*)(void))loan_commit_sealed,
-	 METH_FASTCALL, "commit() allowing one remaining (read-only) export."},
+	 METH_FASTCALL,
+	 "_commit_sealed($self, nbytes=None, /)\n--\n\n"
+	 "commit() allowing one remaining (read-only) export."},
 	{"_discard_sealed", (PyCFunction)loan_discard_sealed, METH_NOARGS,
+	 "_discard_sealed($self, /)\n--\n\n"
 	 "discard() allowing one remaining (read-only) export."},
-	{"__enter__", (PyCFunction)loan_enter, METH_NOARGS, NULL},
+	{"__enter__", (PyCFunction)loan_enter, METH_NOARGS,
+	 "__enter__($self, /)\n--\n\nThe loan itself."},
 	{"__exit__", (PyCFunction)(void (*)(void))loan_exit, METH_FASTCALL,
-	 "Commits on success, discards on exception."},
+	 "__exit__($self, /, *exc_info)\n--\n\nCommits on success, discards on exception."},
 	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
+	 "__reduce_ex__($self, protocol, /)\n--\n\n"
 	 "Refused (TypeError): commit it and take the sample in the other process."},
 	{"__dlpack__", (PyCFunction)(void (*)(void))loan_dlpack,
 	 METH_FASTCALL | METH_KEYWORDS,
@@ -454,7 +459,7 @@ static PyMethodDef loan_methods[] = {
 	 "__array__($self, /, dtype=None, copy=None)\n--\n\n"
 	 "numpy.asarray(memoryview(self)): BufferError once committed."},
 #if PY_VERSION_HEX < 0x030C0000
-	{"__buffer__", (PyCFunction)zdext_dunder_buffer, METH_O, NULL},
+	{"__buffer__", (PyCFunction)zdext_dunder_buffer, METH_O, ZDEXT_BUFFER_DOC},
 #endif
 	{NULL, NULL, 0, NULL},
 };

@@ -307,20 +307,23 @@ static PyGetSetDef reader_getset[] = {
 static PyMethodDef reader_methods[] = {
 	{"take", (PyCFunction)(void (*)(void))reader_take,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "take(timeout=None) -> Sample\n--\n\n"
+	 "take($self, /, timeout=None)\n--\n\n"
 	 "The oldest unread sample; waits (GIL released, Ctrl-C works).  "
 	 "WaitTimeoutError, SegmentClosedError after the creator's goodbye, "
 	 "CreatorDeadError once the creator died (each after every sample "
 	 "committed before is taken)."},
 	{"try_take", (PyCFunction)reader_try_take, METH_NOARGS,
-	 "try_take() -> Sample | None\n--\n\nThe oldest unread sample, or None."},
+	 "try_take($self, /)\n--\n\nThe oldest unread sample, or None."},
 	{"stats", (PyCFunction)reader_stats, METH_NOARGS,
-	 "stats() -> dict\n--\n\ntaken, dropped, lag, last_sn (None before the first)."},
+	 "stats($self, /)\n--\n\nA dict: taken, dropped, lag, last_sn (None before the first)."},
 	{"close", (PyCFunction)reader_close, METH_NOARGS,
-	 "close() -> None\n--\n\nUnregisters; taken samples stay valid."},
-	{"__enter__", (PyCFunction)reader_enter, METH_NOARGS, NULL},
-	{"__exit__", (PyCFunction)(void (*)(void))reader_exit, METH_FASTCALL, NULL},
+	 "close($self, /)\n--\n\nUnregisters; taken samples stay valid."},
+	{"__enter__", (PyCFunction)reader_enter, METH_NOARGS,
+	 "__enter__($self, /)\n--\n\nThe reader itself."},
+	{"__exit__", (PyCFunction)(void (*)(void))reader_exit, METH_FASTCALL,
+	 "__exit__($self, /, *exc_info)\n--\n\nCloses the reader."},
 	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
+	 "__reduce_ex__($self, protocol, /)\n--\n\n"
 	 "Refused (TypeError): pass the segment name and open a reader in the other process."},
 	{NULL, NULL, 0, NULL},
 };

@@ -346,14 +346,16 @@ static PyGetSetDef sample_getset[] = {
 
 static PyMethodDef sample_methods[] = {
 	{"release", (PyCFunction)sample_release, METH_NOARGS,
-	 "release() -> None\n--\n\n"
+	 "release($self, /)\n--\n\n"
 	 "Unpins the slot; ViewsAliveError while views are alive."},
 	{"tobytes", (PyCFunction)sample_tobytes, METH_NOARGS,
-	 "tobytes() -> bytes\n--\n\nA copy of the sample's bytes."},
-	{"__enter__", (PyCFunction)sample_enter, METH_NOARGS, NULL},
+	 "tobytes($self, /)\n--\n\nA copy of the sample's bytes."},
+	{"__enter__", (PyCFunction)sample_enter, METH_NOARGS,
+	 "__enter__($self, /)\n--\n\nThe sample itself."},
 	{"__exit__", (PyCFunction)(void (*)(void))sample_exit, METH_FASTCALL,
-	 "Releases the sample."},
+	 "__exit__($self, /, *exc_info)\n--\n\nReleases the sample."},
 	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
+	 "__reduce_ex__($self, protocol, /)\n--\n\n"
 	 "Refused (TypeError): pickle a copy, or take the sample in the other process."},
 	{"__dlpack__", (PyCFunction)(void (*)(void))sample_dlpack,
 	 METH_FASTCALL | METH_KEYWORDS,
@@ -368,7 +370,7 @@ static PyMethodDef sample_methods[] = {
 	 "__array__($self, /, dtype=None, copy=None)\n--\n\n"
 	 "numpy.asarray(memoryview(self)): ClosedError once released."},
 #if PY_VERSION_HEX < 0x030C0000
-	{"__buffer__", (PyCFunction)zdext_dunder_buffer, METH_O, NULL},
+	{"__buffer__", (PyCFunction)zdext_dunder_buffer, METH_O, ZDEXT_BUFFER_DOC},
 #endif
 	{NULL, NULL, 0, NULL},
 };

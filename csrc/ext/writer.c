@@ -127,7 +127,8 @@ writer_check(WriterObject *w)
 static int
 timeout_arg(WriterObject *w, PyObject *o, uint64_t *ns)
 {
-	if (o == NULL) {
+	/* Absent or ... (the default the signature shows): the writer's. */
+	if (o == NULL || o == Py_Ellipsis) {
 		*ns = w->timeout_ns;
 		return 0;
 	}
@@ -262,6 +263,56 @@ writer_loan_array(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 				   kwnames);
 }
 
+/* wait_for_readers: one slice waits for the next change of the segment's
+ * generation (a reader's registration bumps the space count) unless enough
+ * readers are registered already. */
+struct readers_ctx {
+	zd_segment_t *seg;
+	uint64_t want;
+};
+
+static int
+readers_slice(void *p, uint64_t deadline, uint64_t spin)
+{
+	struct readers_ctx *c = p;
+	uint64_t last = zd_notify_generation(c->seg);
+	int rc;
+
+	if ((uint64_t)__builtin_popcountll(zd_segment_active_mask(c->seg)) >= c->want)
+		return 0;
+	rc = zd_notify_wait(c->seg, last, deadline, spin);
+	return rc == 0 ? -EINTR : rc;   /* changed: look again */
+}
+
+static PyObject *
+writer_wait_for_readers(WriterObject *w, PyObject *const *args,
+			Py_ssize_t nargs, PyObject *kwnames)
+{
+	static const char *const names[] = {"n", "timeout"};
+	zdext_state *st = zdext_state_of((PyObject *)w);
+	PyObject *a[2];
+	struct readers_ctx ctx;
+	uint64_t timeout = UINT64_MAX;
+	int rc;
+
+	if (zdext_bind("wait_for_readers", args, nargs, kwnames, names, 2, 2, a) < 0)
+		return NULL;
+	if (a[0] == NULL) {
+		PyErr_SetString(PyExc_TypeError, "wait_for_readers() needs n");
+		return NULL;
+	}
+	if (zdext_u64_arg(a[0], "n", 0, ZD_READER_MAX, &ctx.want) < 0 ||
+	    (a[1] != NULL &&
+	     zdext_seconds_arg(a[1], "timeout", 1, 0.0, &timeout) < 0) ||
+	    writer_check(w) < 0)
+		return NULL;
+	ctx.seg = w->segment->seg;
+	rc = zdext_wait(w->segment, readers_slice, &ctx, timeout, 0, NULL);
+	if (rc < 0)
+		return zdext_raise(st, rc, "wait_for_readers");
+	return PyLong_FromLong(__builtin_popcountll(zd_segment_active_mask(ctx.seg)));
+}
+
 static PyObject *
 writer_close(WriterObject *w, PyObject *Py_UNUSED(ignored))
 {
@@ -351,23 +402,34 @@ static PyGetSetDef writer_getset[] = {
 static PyMethodDef writer_methods[] = {
 	{"loan", (PyCFunction)(void (*)(void))writer_loan,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "loan(timeout=<writer's>) -> Loan\n--\n\n"
-	 "Loans a slot under the writer's overflow policy."},
+	 "loan($self, /, timeout=...)\n--\n\n"
+	 "Loans a slot under the writer's overflow policy (a Loan); timeout "
+	 "defaults to the writer's."},
 	{"publish", (PyCFunction)(void (*)(void))writer_publish,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "publish(obj, timeout=<writer's>) -> int\n--\n\n"
+	 "publish($self, /, obj, timeout=...)\n--\n\n"
 	 "Copies a C-contiguous buffer into a slot, with its format and shape, "
-	 "commits it and returns the sequence number."},
+	 "commits it and returns the sequence number; timeout defaults to the "
+	 "writer's."},
 	{"loan_array", (PyCFunction)(void (*)(void))writer_loan_array,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "loan_array(shape, dtype, timeout=<writer's>)\n--\n\n"
+	 "loan_array($self, /, shape, dtype, timeout=...)\n--\n\n"
 	 "zdshm.arrays.loan_array(self, shape, dtype, timeout): a context manager "
 	 "yielding a writable numpy array over a loan; commit on exit."},
+	{"wait_for_readers", (PyCFunction)(void (*)(void))writer_wait_for_readers,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "wait_for_readers($self, /, n, timeout=None)\n--\n\n"
+	 "Waits (GIL released, Ctrl-C works) until at least n readers are "
+	 "registered in the segment and returns how many are; "
+	 "WaitTimeoutError after timeout seconds."},
 	{"close", (PyCFunction)writer_close, METH_NOARGS,
-	 "close() -> None\n--\n\nFurther loans raise ClosedError."},
-	{"__enter__", (PyCFunction)writer_enter, METH_NOARGS, NULL},
-	{"__exit__", (PyCFunction)(void (*)(void))writer_exit, METH_FASTCALL, NULL},
+	 "close($self, /)\n--\n\nFurther loans raise ClosedError."},
+	{"__enter__", (PyCFunction)writer_enter, METH_NOARGS,
+	 "__enter__($self, /)\n--\n\nThe writer itself."},
+	{"__exit__", (PyCFunction)(void (*)(void))writer_exit, METH_FASTCALL,
+	 "__exit__($self, /, *exc_info)\n--\n\nCloses the writer."},
 	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
+	 "__reduce_ex__($self, protocol, /)\n--\n\n"
 	 "Refused (TypeError): pass the segment name and open a writer in the other process."},
 	{NULL, NULL, 0, NULL},
 };

@@ -121,7 +121,7 @@ def _shape_tuple(shape: Any) -> tuple[int, ...]:
     return tuple(shape)
 
 
-_DEFAULT: Any = object()
+_DEFAULT: Any = ...       # "the writer's timeout", as the C methods' signatures show it
 
 _FRAME: Any = None
 

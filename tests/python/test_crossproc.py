@@ -150,3 +150,29 @@ def test_sigint_interrupts_blocking_take_in_child(posix_factory):
         if p.is_alive():
             p.kill()
             p.join()
+
+
+def test_wait_for_readers_woken_by_registrations_in_other_processes(posix_factory):
+    seg = posix_factory(slot_count=2, slot_capacity=64)
+    w = seg.writer()
+    assert w.wait_for_readers(0, timeout=0) == 0
+    with pytest.raises(zdshm.WaitTimeoutError):
+        w.wait_for_readers(1, timeout=0.05)
+    events = [CTX.Event() for _ in range(2)]
+    procs = [CTX.Process(target=zdpy_children.idle_reader, args=(seg.name, ev))
+             for ev in events]
+    try:
+        t0 = time.monotonic()
+        for p in procs:
+            p.start()
+        assert w.wait_for_readers(2, timeout=60) == 2
+        waited = time.monotonic() - t0
+        assert all(ev.is_set() for ev in events)
+        assert bin(seg.active_mask).count("1") == 2
+        assert waited < 60
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+            p.join(10)
+    seg.reap()

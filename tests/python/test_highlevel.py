@@ -435,3 +435,49 @@ def test_reader_close_with_held_sample(make_segment):
     w.publish(b"c")                          # "b" is no longer needed by anyone
     assert bytes(s) == b"a"
     s.release()
+
+
+def test_wait_for_readers_wakes_on_registration(seg):
+    w = seg.writer()
+    readers = []
+    timer = threading.Timer(0.1, lambda: readers.append(seg.reader()))
+    t0 = time.monotonic()
+    timer.start()
+    try:
+        assert w.wait_for_readers(1, timeout=10) == 1
+        assert 0.05 < time.monotonic() - t0 < 5
+        assert len(readers) == 1
+        # Already enough: returns at once with the count.
+        assert w.wait_for_readers(1, timeout=0) == 1
+        with pytest.raises(zdshm.WaitTimeoutError):
+            w.wait_for_readers(2, timeout=0.05)
+    finally:
+        timer.join()
+        for r in readers:
+            r.close()
+
+
+@pytest.mark.parametrize("n, exc", [(-1, ValueError), (zdshm.READER_MAX + 1, ValueError),
+                                    ("2", TypeError), (True, TypeError), (2**70, OverflowError)])
+def test_wait_for_readers_bad_n(seg, n, exc):
+    with pytest.raises(exc, match="n"):
+        seg.writer().wait_for_readers(n, timeout=0)
+
+
+def test_wait_for_readers_bad_timeout(seg):
+    with pytest.raises(ValueError, match="timeout"):
+        seg.writer().wait_for_readers(1, timeout=-1)
+
+
+def test_timeout_ellipsis_means_the_writers(make_segment):
+    seg = make_segment(slot_count=1, slot_capacity=64)
+    r = seg.reader()
+    w = seg.writer(overflow="block", timeout=0.05)
+    w.publish(b"held", timeout=...)
+    for call in (lambda: w.loan(timeout=...), lambda: w.publish(b"x", timeout=...),
+                 lambda: w.loan_array(4, "u1", timeout=...).__enter__()):
+        t0 = time.monotonic()
+        with pytest.raises(zdshm.WaitTimeoutError):
+            call()
+        assert time.monotonic() - t0 < 5
+    r.close()

@@ -238,3 +238,45 @@ def test_list_segments_ignores_foreign_files():
     finally:
         path.unlink()
     assert all(not n.startswith(PREFIX + "x") for n in zdshm.list_segments())
+
+
+def _c_callables():
+    """Every function of the extension and every method its types define."""
+    for name in dir(_zdshm):
+        obj = getattr(_zdshm, name)
+        if callable(obj) and not isinstance(obj, type):
+            yield name, obj
+        elif isinstance(obj, type) and obj.__module__ == "zdshm" \
+                and not issubclass(obj, BaseException):
+            yield name, obj
+            for attr, member in vars(obj).items():
+                if callable(member) or isinstance(member, (classmethod, staticmethod)):
+                    yield f"{name}.{attr}", getattr(obj, attr)
+
+
+def test_every_c_callable_has_a_signature():
+    import inspect
+
+    missing = []
+    for name, obj in _c_callables():
+        if isinstance(obj, type) and name in ("Segment", "PosixSegment", "Loan", "Sample",
+                                              "Reader", "Writer"):
+            continue     # not instantiable: no constructor signature to give
+        try:
+            inspect.signature(obj)
+        except (ValueError, TypeError) as e:
+            missing.append(f"{name}: {e}")
+    assert missing == []
+
+
+def test_help_shows_no_signature_markers():
+    import pydoc
+
+    for cls in (zdshm.Segment, zdshm.PosixSegment, zdshm.MemorySegment,
+                zdshm.AnonymousSegment, zdshm.Loan, zdshm.Sample, zdshm.Reader,
+                zdshm.Writer):
+        text = pydoc.render_doc(cls, renderer=pydoc.plaintext)
+        assert "\n--\n" not in text and "--\n\n" not in text, cls
+        assert ") ->" not in text.replace("-> Self", ""), cls
+    text = pydoc.render_doc(_zdshm, renderer=pydoc.plaintext)
+    assert "--\n" not in text.replace("----", "")
