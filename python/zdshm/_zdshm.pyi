@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Literal, NoReturn, Self, SupportsIndex, final
+from typing import Any, Literal, NoReturn, Self, SupportsIndex, TypeAlias, final
 
 import numpy.typing
 
@@ -24,6 +24,10 @@ if sys.version_info >= (3, 12):
     from collections.abc import Buffer
 else:                                   # the same protocol, for type checkers on 3.11
     from typing_extensions import Buffer
+
+# What publish() copies in: any buffer.  numpy declares ndarray's __buffer__
+# only from 3.12 on, so an ndarray is named explicitly for 3.11.
+_BufferLike: TypeAlias = Buffer | numpy.typing.NDArray[Any]
 
 __version__: str
 READER_MAX: int          # 64
@@ -236,7 +240,7 @@ class Writer:
     @property
     def overflow(self) -> str: ...
     def loan(self, timeout: float | None = ...) -> Loan: ...
-    def publish(self, obj: Buffer, timeout: float | None = ...) -> int: ...  # copy-in; keeps format/shape
+    def publish(self, obj: _BufferLike, timeout: float | None = ...) -> int: ...  # copy-in; keeps format/shape
     def wait_for_readers(self, n: int, timeout: float | None = None) -> int: ...  # WaitTimeoutError; returns the registered count
     def close(self) -> None: ...
     # additions
