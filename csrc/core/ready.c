@@ -226,6 +226,27 @@ static int tx_socket(zd_segment_t *seg)
 	return fd;
 }
 
+/* One datagram to entry i's socket, counted. */
+static void send_to(zd_segment_t *seg, int space, uint32_t i)
+{
+	uint64_t token = zdi_load_acquire_u64(token_word(seg, space, i));
+	int fd = tx_socket(seg);
+	struct sockaddr_un sa;
+	socklen_t len;
+
+	if (token == 0 || fd < 0) {
+		ZDI_HCOUNT(seg, ready_send_errors);
+		return;
+	}
+	len = ready_name(seg, space, i, token, &sa);
+	/* EAGAIN: its queue is full, so it is readable already. */
+	if (sendto(fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL,
+		   (struct sockaddr *)&sa, len) == 1 || errno == EAGAIN)
+		ZDI_HCOUNT(seg, ready_sends);
+	else
+		ZDI_HCOUNT(seg, ready_send_errors);
+}
+
 void zdi_ready_send(zd_segment_t *seg, int space)
 {
 	struct zdi_channel *ch = channel(seg, space);
@@ -233,29 +254,26 @@ void zdi_ready_send(zd_segment_t *seg, int space)
 
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t *armed = armed_word(seg, space, i);
-		struct sockaddr_un sa;
-		socklen_t len;
-		uint64_t token;
-		int fd;
 
 		if (zdi_load_relaxed_u32(armed) == 0 ||
 		    zdi_exchange_seqcst_u32(armed, 0) == 0)
 			continue;
+		/* The exchange made us the one that sends (the token was
+		 * stored before the arm, see the top). */
 		zdi_fetch_sub_seqcst_u32(&ch->armed, 1);
-		token = zdi_load_acquire_u64(token_word(seg, space, i));
-		fd = tx_socket(seg);
-		if (token == 0 || fd < 0) {
-			ZDI_HCOUNT(seg, ready_send_errors);
-			continue;
-		}
-		len = ready_name(seg, space, i, token, &sa);
-		/* EAGAIN: its queue is full, so it is readable already. */
-		if (sendto(fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL,
-			   (struct sockaddr *)&sa, len) == 1 || errno == EAGAIN)
-			ZDI_HCOUNT(seg, ready_sends);
-		else
-			ZDI_HCOUNT(seg, ready_send_errors);
+		send_to(seg, space, i);
 	}
+}
+
+int zd_reader_ready_poke(zd_segment_t *seg, const zd_reader_t *r)
+{
+	int fd = zd_reader_ready_fd(seg, r);
+
+	if (fd < 0)
+		return fd;
+	disarm(seg, 0, r->index);
+	send_to(seg, 0, r->index);
+	return 0;
 }
 
 void zdi_ready_clear(zd_segment_t *seg, uint32_t r, uint32_t a)

@@ -75,6 +75,12 @@ int zd_reader_ready_arm(zd_segment_t *seg, const zd_reader_t *r,
 /* Disarms reader r (a waiter that stops waiting).  Harmless when not armed. */
 void zd_reader_ready_disarm(zd_segment_t *seg, const zd_reader_t *r);
 
+/* Makes reader r's descriptor readable now (one datagram to itself, counted
+ * in ready_sends) and disarms it: for a caller that knows a sample is
+ * waiting and wants the event loop to come back to it.
+ * Returns 0 or the codes of zd_reader_ready_fd. */
+int zd_reader_ready_poke(zd_segment_t *seg, const zd_reader_t *r);
+
 /* The same for this handle's writers: the descriptor of the handle's
  * attachment entry, readable after an arm when a slot may have come free
  * (a release, a discard, an eviction, a reap, a reader that left).  arm
