@@ -115,17 +115,24 @@ static int entry_fd(zd_segment_t *seg, int space, uint32_t i, uint32_t *slot)
 	return fd;
 }
 
+/* One recv: arming is one-shot, so at most one datagram is usually
+ * queued; a second one only makes the next wait return early, and that
+ * wait drains it. */
 static void drain(int fd)
 {
 	char buf[16];
 
-	while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
-		;
+	(void)recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 }
 
 static void disarm(zd_segment_t *seg, int space, uint32_t i)
 {
-	if (zdi_exchange_seqcst_u32(armed_word(seg, space, i), 0) != 0)
+	uint32_t *armed = armed_word(seg, space, i);
+
+	/* Only the owner sets the flag, so a 0 it reads stays 0 (notifiers
+	 * only clear it): no read-modify-write on the common path. */
+	if (zdi_load_relaxed_u32(armed) != 0 &&
+	    zdi_exchange_seqcst_u32(armed, 0) != 0)
 		zdi_fetch_sub_seqcst_u32(&channel(seg, space)->armed, 1);
 }
 

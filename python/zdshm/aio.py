@@ -32,12 +32,88 @@ RECHECK = 0.1
 
 _DEFAULT: Any = object()
 
-# Per event loop: descriptor -> the futures waiting for it to become
-# readable.  One add_reader per descriptor, however many waiters (the
-# writers of one segment handle share one descriptor).
-_waiters: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, list[asyncio.Future[None]]]]" = (
-    weakref.WeakKeyDictionary()
-)
+
+class _Watch:
+    """The readiness descriptors one event loop watches.
+
+    One ``add_reader`` per descriptor, however many waiters (the writers of
+    one segment handle share one descriptor).  A descriptor whose waiters
+    were all woken stays registered until the loop has run the woken tasks
+    once (``_idle``): a task that takes its sample and waits again at once,
+    as a consumer loop does, then costs no registration system call.  One
+    timer per loop wakes every waiter each RECHECK seconds.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.fds: dict[int, list[asyncio.Future[None]]] = {}
+        self.ticker: asyncio.TimerHandle | None = None
+
+    def wait(self, fd: int) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = self.loop.create_future()
+        futures = self.fds.get(fd)
+        if futures is None:
+            self.fds[fd] = [fut]
+            self.loop.add_reader(fd, self._ready, fd)
+        else:
+            futures.append(fut)
+        if self.ticker is None:
+            self.ticker = self.loop.call_later(RECHECK, self._tick)
+        return fut
+
+    def leave(self, fd: int, fut: asyncio.Future[None]) -> None:
+        """A waiter that was not woken through fd (cancelled, timed out)."""
+        futures = self.fds.get(fd)
+        if futures is not None and fut in futures:
+            futures.remove(fut)
+            if not futures:
+                self._unregister(fd)
+
+    def _unregister(self, fd: int) -> None:
+        del self.fds[fd]
+        try:
+            self.loop.remove_reader(fd)
+        except OSError:
+            pass                      # closed meanwhile: the kernel forgot it
+
+    def _ready(self, fd: int) -> None:
+        futures = self.fds.get(fd)
+        if not futures:
+            if futures is not None:
+                self._unregister(fd)  # readable with nobody waiting
+            return
+        self.fds[fd] = []
+        for fut in futures:
+            if not fut.done():
+                fut.set_result(None)
+        self.loop.call_soon(self._idle, fd)
+
+    def _idle(self, fd: int) -> None:
+        if self.fds.get(fd) == []:
+            self._unregister(fd)
+
+    def _tick(self) -> None:
+        self.ticker = None
+        for futures in self.fds.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.set_result(None)
+
+
+_watches: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watch]" = weakref.WeakKeyDictionary()
+
+
+def _watch(loop: asyncio.AbstractEventLoop) -> _Watch:
+    w = _watches.get(loop)
+    if w is None:
+        w = _watches[loop] = _Watch(loop)
+    return w
+
+
+def _registered(loop: asyncio.AbstractEventLoop) -> dict[int, int]:
+    """Descriptors this module has registered with loop: fd -> waiters."""
+    w = _watches.get(loop)
+    return {fd: len(f) for fd, f in w.fds.items()} if w is not None else {}
 
 
 def _seconds(value: Any, what: str) -> float | None:
@@ -54,42 +130,24 @@ def _seconds(value: Any, what: str) -> float | None:
     return t
 
 
-def _on_readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
-    table = _waiters.get(loop)
-    futures = table.pop(fd, None) if table is not None else None
-    loop.remove_reader(fd)
-    for fut in futures or ():
-        if not fut.done():
-            fut.set_result(None)
-
-
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
 
 
-async def _readable(loop: asyncio.AbstractEventLoop, fd: int, timeout: float) -> None:
-    """Returns when fd is readable or after timeout seconds."""
-    table = _waiters.get(loop)
-    if table is None:
-        table = _waiters[loop] = {}
-    fut: asyncio.Future[None] = loop.create_future()
-    futures = table.get(fd)
-    if futures is None:
-        futures = table[fd] = []
-        loop.add_reader(fd, _on_readable, loop, fd)
-    futures.append(fut)
-    timer = loop.call_later(timeout, _wake, fut)
+async def _readable(watch: _Watch, fd: int, deadline: float | None) -> None:
+    """Returns when fd is readable, at the next RECHECK tick, or at the
+    deadline (loop time)."""
+    fut = watch.wait(fd)
+    timer = None
+    if deadline is not None:
+        timer = watch.loop.call_at(deadline, _wake, fut)
     try:
         await fut
     finally:
-        timer.cancel()
-        futures = table.get(fd)
-        if futures is not None and fut in futures:
-            futures.remove(fut)
-            if not futures:
-                del table[fd]
-                loop.remove_reader(fd)
+        if timer is not None:
+            timer.cancel()
+        watch.leave(fd, fut)
 
 
 async def atake(reader: Any, timeout: float | None = None) -> Any:
@@ -100,11 +158,11 @@ async def atake(reader: Any, timeout: float | None = None) -> Any:
     if sample is not None:
         return sample
     loop = asyncio.get_running_loop()
+    watch = _watch(loop)
     deadline = None if limit is None else loop.time() + limit
     try:
         while True:
-            await _readable(loop, fd, RECHECK if deadline is None
-                            else max(0.0, min(RECHECK, deadline - loop.time())))
+            await _readable(watch, fd, deadline)
             sample = reader.try_take()
             if sample is not None:
                 return sample
@@ -137,18 +195,15 @@ async def _await_space(writer: Any, attempt: Any, timeout: Any, what: str) -> An
     if got is not None:
         return got
     loop = asyncio.get_running_loop()
+    watch = _watch(loop)
     deadline = None if limit is None else loop.time() + limit
     fd = writer.fileno()
     try:
         while True:
             if writer._arm(last):
-                wait = RECHECK
-                if deadline is not None:
-                    left = deadline - loop.time()
-                    if left <= 0:
-                        raise WaitTimeoutError(f"{what}: no free slot within {limit!r} s")
-                    wait = min(wait, left)
-                await _readable(loop, fd, wait)
+                if deadline is not None and loop.time() >= deadline:
+                    raise WaitTimeoutError(f"{what}: no free slot within {limit!r} s")
+                await _readable(watch, fd, deadline)
             last = seg.notify_generation
             got = attempt()
             if got is not None:

@@ -52,7 +52,7 @@ def ready_sockets(seg: zdshm.Segment) -> int:
 
 def registered(loop: asyncio.AbstractEventLoop) -> dict:
     """Our descriptor registrations with this loop (fd -> waiters)."""
-    return dict(aio._waiters.get(loop, {}))
+    return aio._registered(loop)
 
 
 # ---- cross-process delivery --------------------------------------------------
