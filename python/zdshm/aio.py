@@ -103,10 +103,18 @@ class _Watch:
 _watches: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watch]" = weakref.WeakKeyDictionary()
 
 
+_last: _Watch | None = None   # the watch of the loop that asked last
+
+
 def _watch(loop: asyncio.AbstractEventLoop) -> _Watch:
+    global _last
+    w = _last
+    if w is not None and w.loop is loop:
+        return w
     w = _watches.get(loop)
     if w is None:
         w = _watches[loop] = _Watch(loop)
+    _last = w
     return w
 
 
@@ -159,14 +167,31 @@ async def atake(reader: Any, timeout: float | None = None) -> Any:
         return sample
     loop = asyncio.get_running_loop()
     watch = _watch(loop)
-    deadline = None if limit is None else loop.time() + limit
+    if limit is not None:
+        return await _atake_until(reader, watch, fd, loop.time() + limit, timeout)
+    try:
+        while True:
+            fut = watch.wait(fd)
+            try:
+                await fut
+            finally:
+                watch.leave(fd, fut)
+            sample = reader.try_take()
+            if sample is not None:
+                return sample
+    finally:
+        reader._disarm()
+
+
+async def _atake_until(reader: Any, watch: _Watch, fd: int, deadline: float,
+                       timeout: Any) -> Any:
     try:
         while True:
             await _readable(watch, fd, deadline)
             sample = reader.try_take()
             if sample is not None:
                 return sample
-            if deadline is not None and loop.time() >= deadline:
+            if watch.loop.time() >= deadline:
                 raise WaitTimeoutError(f"atake: no sample within {timeout!r} s")
     finally:
         reader._disarm()

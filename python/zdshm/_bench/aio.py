@@ -6,7 +6,8 @@ Round trip, 64 B, between two processes (as S1, measured in the same run):
 - ``socket asyncio``: the same loop shape over a ``socket.socketpair`` with
   ``loop.sock_sendall`` / ``loop.sock_recv`` (what an asyncio service would
   use without zdshm);
-- the blocking parked zdshm round trip (pingpong.zdshm_pingpong) beside them.
+- the blocking parked zdshm round trip (pingpong.zdshm_pingpong) beside them;
+- ``zdshm uvloop``: the zdshm asyncio round trip on uvloop, when installed.
 
 Commit cost, one process: publish + try_take + release of 64 B with a
 reader that never called fileno() ("plain") and with one whose descriptor
@@ -25,10 +26,29 @@ from .common import Child, child_ready, unique_name, usage, usage_delta
 from .pingpong import SLOTS, _add_peer, _intervals, _stamps, payload
 
 
+def have_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _run(coro: Any, loop: str) -> Any:
+    """Runs coro on a fresh event loop: "asyncio" (the default) or "uvloop"."""
+    factory = None
+    if loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as r:
+        return r.run(coro)
+
+
 def _zd_aio_child(ctrl: Any, a: tuple) -> dict:
     import zdshm
 
-    na, nb, sizes, iters, warm = a
+    na, nb, sizes, iters, warm, loop = a
     sa = zdshm.PosixSegment.attach(na)
     sb = zdshm.PosixSegment.attach(nb)
     ra = sa.reader()
@@ -55,7 +75,7 @@ def _zd_aio_child(ctrl: Any, a: tuple) -> dict:
             s.release()
         return reps
 
-    reps = asyncio.run(echo())
+    reps = _run(echo(), loop)
     ra.close()
     wb.close()
     sa.close()
@@ -63,8 +83,9 @@ def _zd_aio_child(ctrl: Any, a: tuple) -> dict:
     return {"per_size": reps}
 
 
-def zdshm_aio_pingpong(sizes: list[int], iters: int, warm: int, timeout: float) -> list[dict]:
-    """zdshm round trip with await atake() on both sides."""
+def zdshm_aio_pingpong(sizes: list[int], iters: int, warm: int, timeout: float,
+                       loop: str = "asyncio") -> list[dict]:
+    """zdshm round trip with await atake() on both sides, on the given loop."""
     import zdshm
 
     cap = max(sizes)
@@ -77,8 +98,8 @@ def zdshm_aio_pingpong(sizes: list[int], iters: int, warm: int, timeout: float) 
         rb = sb.reader()
         wa = sa.writer()
         rb.fileno()
-        with Child(_zd_aio_child, (na, nb, sizes, iters, warm), timeout=timeout,
-                   label="zdshm asyncio") as ch:
+        with Child(_zd_aio_child, (na, nb, sizes, iters, warm, loop), timeout=timeout,
+                   label=f"zdshm {loop}") as ch:
             ch.expect("ready")
             sa.unlink()
             sb.unlink()
@@ -106,7 +127,7 @@ def zdshm_aio_pingpong(sizes: list[int], iters: int, warm: int, timeout: float) 
                     s.release()
                     out.append({"intervals": _intervals(ts), "measuring": ud, "check_ok": ok})
 
-            asyncio.run(drive())
+            _run(drive(), loop)
             rep = ch.result()
         rb.close()
         wa.close()

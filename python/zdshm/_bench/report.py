@@ -197,6 +197,9 @@ def targets(records: list[dict]) -> list[dict]:
     ratio_row("aio-rtt-vs-parked", "aio", "asyncio round trip 64 B (await atake in both processes) vs the "
               "blocking parked round trip", "<=", 1.5, aio("zdshm", "asyncio"), aio("zdshm", "parked"),
               "asyncio p50", "parked p50")
+    ratio_row("aio-uvloop-vs-parked", "aio", "the same on uvloop vs the blocking parked round trip",
+              "<=", 1.5, aio("zdshm", "uvloop"), aio("zdshm", "parked"), "uvloop p50", "parked p50")
+    out[-1]["note"] = "informational"
     ratio_row("aio-vs-socket", "aio", "asyncio round trip 64 B: socketpair sock_recv / zdshm atake",
               ">=", 1, aio("socket", "asyncio"), aio("zdshm", "asyncio"), "socket p50", "zdshm p50")
     out[-1]["note"] = "informational"

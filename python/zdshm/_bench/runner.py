@@ -125,7 +125,7 @@ class Run:
         if self.want("scaling"):
             n += scaling.steps(self.p)
         if self.want("aio"):
-            n += self.p["aio_rounds"] * 3 + 1
+            n += self.p["aio_rounds"] * (4 if aio_mod.have_uvloop() else 3) + 1
         return n
 
     def run(self) -> dict[str, Any]:
@@ -481,6 +481,9 @@ class Run:
         kinds = (("zdshm", "parked", lambda: pingpong.zdshm_pingpong([64], iters, warm, p["timeout"])),
                  ("zdshm", "asyncio", lambda: aio_mod.zdshm_aio_pingpong([64], iters, warm, p["timeout"])),
                  ("socket", "asyncio", lambda: aio_mod.socket_aio_pingpong([64], iters, warm, p["timeout"])))
+        if aio_mod.have_uvloop():
+            kinds += (("zdshm", "uvloop",
+                       lambda: aio_mod.zdshm_aio_pingpong([64], iters, warm, p["timeout"], loop="uvloop")),)
         acc: dict[tuple, dict] = {}
         for rnd in range(p["aio_rounds"]):
             for impl, variant, fn in kinds:
