@@ -160,7 +160,7 @@ async def _readable(watch: _Watch, fd: int, deadline: float | None) -> None:
 
 async def atake(reader: Any, timeout: float | None = None) -> Any:
     """The oldest unread sample of reader, awaited (see Reader.take)."""
-    limit = _seconds(timeout, "timeout")
+    limit = None if timeout is None else _seconds(timeout, "timeout")
     fd = reader.fileno()
     sample = reader.try_take()        # with a descriptor: takes or arms
     if sample is not None:

@@ -470,3 +470,27 @@ def test_two_writers_of_one_handle_share_the_descriptor(make_segment, run):
         return sorted(await asyncio.gather(t1, t2))
 
     assert run(main()) == [2, 3]
+
+
+def test_readme_asyncio_block_runs_verbatim():
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    from zdpy_support import shm_listing, unique_name
+
+    text = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("\n## asyncio and readiness\n"):]
+    section = section[:section.index("\n## ", 1)]
+    block = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+    name = unique_name("aio")
+    assert block.count('"frames"') == 2
+    try:
+        proc = subprocess.run([sys.executable, "-c", block.replace('"frames"', repr(name))],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        if name in shm_listing():
+            zdshm.unlink(name)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[b'frame 0', b'frame 1', b'frame 2']"]
