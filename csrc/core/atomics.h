@@ -35,6 +35,8 @@
 	{ return __atomic_fetch_and(p, v, __ATOMIC_ACQ_REL); }                 \
 	static inline T zdi_fetch_and_seqcst_##S(T *p, T v)                    \
 	{ return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST); }                 \
+	static inline T zdi_exchange_seqcst_##S(T *p, T v)                     \
+	{ return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }                \
 	/* On failure *expected gets the current value. */                      \
 	static inline bool zdi_cas_acq_rel_##S(T *p, T *expected, T desired)   \
 	{ return __atomic_compare_exchange_n(p, expected, desired, false,      \

@@ -56,8 +56,15 @@ struct zd_segment {
 	uint64_t last_reap_ns;         /* rate limit of the writer's reap */
 	uint64_t last_creator_check_ns; /* rate limit of the creator check */
 	uint32_t creator_dead;         /* 1 once the creator was found dead */
-	uint64_t futex_waits;          /* futex(2) waits this handle made    */
-	uint64_t futex_wakes;          /* futex(2) wakes this handle made    */
+	zd_handle_counters_t hc;       /* this handle's system calls (relaxed) */
+
+	/* Readiness sockets of this handle (ready.c), each stored as the
+	 * descriptor + 1 so that 0 (a zeroed handle) means none: the unbound
+	 * socket datagrams are sent from (made on first use, by CAS), the
+	 * bound socket of each of its readers, and of its attachment. */
+	uint32_t ready_tx;
+	uint32_t ready_rx[ZD_READER_MAX];
+	uint32_t ready_space_rx;
 
 	/* Handle pins: how many views this handle holds per slot (under
 	 * pin_mu); the shared handle_pins bit is set while the count is > 0. */
@@ -226,6 +233,19 @@ void zdi_wake_space(zd_segment_t *seg);
  * -ETIMEDOUT, -EINTR. */
 int zdi_wait(zd_segment_t *seg, struct zdi_channel *ch, uint32_t last,
 	     uint64_t deadline_ns, uint64_t spin_ns);
+
+/* Readiness (ready.c).  zdi_ready_send: the channel's armed count was
+ * seen non-zero: sends to every armed entry of that channel. */
+void zdi_ready_send(zd_segment_t *seg, int space);
+/* Disarms entry r (or the attachment a; UINT32_MAX: none) and forgets its
+ * token (cleanup of an entry). */
+void zdi_ready_clear(zd_segment_t *seg, uint32_t r, uint32_t a);
+/* Closes this handle's sockets of reader r / of everything. */
+void zdi_ready_close_reader(zd_segment_t *seg, uint32_t r);
+void zdi_ready_close_all(zd_segment_t *seg);
+
+#define ZDI_HCOUNT(seg, field) \
+	zdi_fetch_add_relaxed_u64(&(seg)->hc.field, 1)
 
 /* Registry (registry.c). */
 void zdi_reader_cleanup(zd_segment_t *seg, uint32_t r);

@@ -26,12 +26,16 @@ struct zdi_counters {
 _Static_assert(sizeof(struct zdi_counters) == 64, "the counters fill line 9");
 
 /* A wake-up channel: an event count (the futex word) and the number of
- * sleepers on it, a Dekker pair (see notify.c).  Everyone, seq_cst. */
+ * sleepers on it, a Dekker pair (see notify.c); and the number of entries
+ * armed for a readiness datagram on it, a second Dekker pair with the same
+ * event count (see ready.c).  Everyone, seq_cst. */
 struct zdi_channel {
 	uint32_t gen;
 	uint32_t waiters;
-	uint8_t pad[56];
+	uint32_t armed;
+	uint8_t pad[52];
 };
+_Static_assert(sizeof(struct zdi_channel) == ZDI_CACHE_LINE, "a channel per line");
 
 struct zdi_segment_header {
 	/* Lines 0-2: immutable.  Written by the creator before init_done;
@@ -105,25 +109,32 @@ struct zdi_reader_entry {
 	uint32_t state;         /* ZDI_ENTRY_*; release store by the owner */
 	uint32_t epoch;         /* +1 at every claim */
 	int32_t pid;
-	uint32_t pad0;
+	uint32_t ready_armed;   /* 1: send a readiness datagram at the next
+				   commit or goodbye (ready.c); the owner sets
+				   it, whoever exchanges it back to 0 sends */
 	uint64_t start_sn;      /* 0 while the join is under way */
 	uint64_t cursor;        /* next sequence number to deliver; CAS */
 	uint64_t last_sn;       /* UINT64_MAX: none taken yet */
 	uint64_t taken;
 	uint64_t dropped;
-	uint64_t pad1;
+	uint64_t ready_token;   /* 0, or the random part of the name of the
+				   owner's readiness socket (ready.c) */
 };
 _Static_assert(sizeof(struct zdi_reader_entry) == ZDI_ENTRY_SIZE, "entry ABI");
+_Static_assert(offsetof(struct zdi_reader_entry, ready_armed) == 12, "entry ABI");
+_Static_assert(offsetof(struct zdi_reader_entry, ready_token) == 56, "entry ABI");
 
 /* One open handle (attachment); owns the loans it makes. */
 struct zdi_attach_entry {
 	uint32_t state;         /* ZDI_ENTRY_*; release store by the owner */
 	uint32_t epoch;         /* +1 at every claim; low 16 bits go in loans */
 	int32_t pid;
-	uint32_t pad0;
-	uint64_t pad1[6];
+	uint32_t ready_armed;   /* as in the reader entry, for "a slot came free" */
+	uint64_t ready_token;   /* as in the reader entry */
+	uint64_t pad1[5];
 };
 _Static_assert(sizeof(struct zdi_attach_entry) == ZDI_ENTRY_SIZE, "entry ABI");
+_Static_assert(offsetof(struct zdi_attach_entry, ready_token) == 16, "entry ABI");
 
 /* Slot header: the first cache line is control, the second the caller's
  * meta bytes.  sn, size, commit_ns, read_mask and meta are written by the

@@ -42,19 +42,25 @@ static void wake(zd_segment_t *seg, struct zdi_channel *ch)
 {
 	zdi_fetch_add_seqcst_u32(&ch->gen, 1);
 	if (zdi_load_seqcst_u32(&ch->waiters) != 0) {
-		zdi_fetch_add_relaxed_u64(&seg->futex_wakes, 1);
+		ZDI_HCOUNT(seg, futex_wakes);
 		seg->ops->futex_wake(&ch->gen);
 	}
 }
 
+/* After the futex pair, the readiness pair (ready.c): the count was bumped
+ * (seq_cst) before the armed count is loaded (seq_cst). */
 void zdi_wake_data(zd_segment_t *seg)
 {
 	wake(seg, &seg->hdr->data);
+	if (zdi_load_seqcst_u32(&seg->hdr->data.armed) != 0)
+		zdi_ready_send(seg, 0);
 }
 
 void zdi_wake_space(zd_segment_t *seg)
 {
 	wake(seg, &seg->hdr->space);
+	if (zdi_load_seqcst_u32(&seg->hdr->space.armed) != 0)
+		zdi_ready_send(seg, 1);
 }
 
 /* Spins until *word != want or spin_ns (capped by the deadline) pass.
@@ -95,7 +101,7 @@ int zdi_wait(zd_segment_t *seg, struct zdi_channel *ch, uint32_t last,
 			rc = -ETIMEDOUT;
 			break;
 		}
-		zdi_fetch_add_relaxed_u64(&seg->futex_waits, 1);
+		ZDI_HCOUNT(seg, futex_waits);
 		rc = seg->ops->futex_wait(&ch->gen, last, deadline_ns);
 		if (rc == -EINTR)
 			break;
@@ -139,7 +145,7 @@ int zd_notify_wait(zd_segment_t *seg, uint64_t last, uint64_t deadline_ns,
 			rc = -ETIMEDOUT;
 			break;
 		}
-		zdi_fetch_add_relaxed_u64(&seg->futex_waits, 1);
+		ZDI_HCOUNT(seg, futex_waits);
 		rc = seg->ops->futex_wait2(&d->gen, want_d, &s->gen, want_s,
 					   deadline_ns);
 		if (rc == -EINTR)

@@ -152,6 +152,7 @@ int zd_reader_close(zd_segment_t *seg, zd_reader_t *r)
 		if (zdi_load_acquire_u64(&zdi_slot(seg, i)->reader_pins) & bit)
 			return -EBUSY;  /* index kept until the views are released */
 	zdi_reader_cleanup(seg, r->index);
+	zdi_ready_close_reader(seg, r->index);
 	zdi_fetch_and_acq_rel_u64(&seg->own_readers, ~bit);
 	seg->ops->lock_release(seg, ZDI_LOCK_READER(r->index));
 	return 0;

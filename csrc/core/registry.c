@@ -28,6 +28,8 @@ int zdi_attach_claim(zd_segment_t *seg)
 		if (zdi_load_acquire_u32(&e->state) == ZDI_ENTRY_ACTIVE) {
 			uint32_t n = zdi_forget(seg, UINT32_MAX, a);
 
+			zdi_ready_clear(seg, UINT32_MAX, a);
+
 			zdi_fetch_add_relaxed_u64(&seg->hdr->counters.loans_reclaimed, n);
 		}
 		epoch = zdi_load_relaxed_u32(&e->epoch) + 1u;
@@ -47,6 +49,7 @@ void zdi_attach_release(zd_segment_t *seg)
 	uint32_t a = seg->attach_index;
 	uint32_t n = zdi_forget(seg, UINT32_MAX, a);
 
+	zdi_ready_clear(seg, UINT32_MAX, a);
 	zdi_fetch_add_relaxed_u64(&seg->hdr->counters.discards, n);
 	zdi_store_release_u32(&seg->attach[a].state, ZDI_ENTRY_FREE);
 	seg->ops->lock_release(seg, ZDI_LOCK_ATTACH(a));
@@ -73,6 +76,7 @@ void zdi_reader_disconnect(zd_segment_t *seg, uint32_t r)
 void zdi_reader_cleanup(zd_segment_t *seg, uint32_t r)
 {
 	zdi_reader_disconnect(seg, r);
+	zdi_ready_clear(seg, r, UINT32_MAX);
 	zdi_forget(seg, r, UINT32_MAX);
 	zdi_store_release_u32(&seg->readers[r].state, ZDI_ENTRY_FREE);
 }
@@ -178,6 +182,7 @@ int zd_segment_reap(zd_segment_t *seg, uint32_t *readers_reaped,
 			continue;
 		if (zdi_load_acquire_u32(&seg->attach[a].state) == ZDI_ENTRY_ACTIVE) {
 			nl += zdi_forget(seg, UINT32_MAX, a);
+			zdi_ready_clear(seg, UINT32_MAX, a);
 			zdi_store_release_u32(&seg->attach[a].state, ZDI_ENTRY_FREE);
 		}
 		seg->ops->lock_release(seg, ZDI_LOCK_ATTACH(a));

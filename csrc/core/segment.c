@@ -187,6 +187,7 @@ void zdi_segment_free(zd_segment_t *seg)
 		zdi_attach_release(seg);
 	if (seg->pin_count != NULL && seg->pin_version != NULL)
 		pthread_mutex_destroy(&seg->pin_mu);
+	zdi_ready_close_all(seg);
 	seg->ops->unmap(seg);
 	free(seg->pin_count);
 	free(seg->pin_version);
@@ -212,6 +213,7 @@ int zd_segment_detach(zd_segment_t *seg)
 	for (uint32_t r = 0; r < ZD_READER_MAX; r++) {
 		if (own & zdi_bit(r)) {
 			zdi_reader_cleanup(seg, r);
+			zdi_ready_close_reader(seg, r);
 			seg->ops->lock_release(seg, ZDI_LOCK_READER(r));
 		}
 	}
@@ -241,6 +243,7 @@ int zd_segment_abandon(zd_segment_t *seg)
 	 * descriptor, and an OFD lock lives until the last descriptor of its
 	 * open file description is closed, so the owner keeps its locks. */
 	seg->ops->unmap(seg);
+	zdi_ready_close_all(seg);      /* this process's sockets only */
 	free(seg->pin_count);
 	free(seg->pin_version);
 	free(seg);
@@ -324,7 +327,9 @@ int zd_segment_info(const zd_segment_t *seg, zd_segment_info_t *out)
 	out->counters.name = zdi_load_relaxed_u64(&c->name);
 	ZD_COUNTERS(COPY_COUNTER)
 #undef COPY_COUNTER
-	out->futex_waits = zdi_load_relaxed_u64(&seg->futex_waits);
-	out->futex_wakes = zdi_load_relaxed_u64(&seg->futex_wakes);
+#define COPY_HANDLE_COUNTER(name, doc) \
+	out->handle.name = zdi_load_relaxed_u64(&seg->hc.name);
+	ZD_HANDLE_COUNTERS(COPY_HANDLE_COUNTER)
+#undef COPY_HANDLE_COUNTER
 	return 0;
 }

@@ -190,6 +190,7 @@ typedef struct zdext_state {
 	PyObject *str_committed;
 
 	PyObject *loan_array;       /* zdshm.arrays.loan_array, imported lazily */
+	PyObject *aio;              /* zdshm.aio, imported lazily              */
 } zdext_state;
 
 extern PyModuleDef zdext_module_def;
@@ -429,6 +430,7 @@ typedef struct ReaderObject {
 	int closed;
 	int closing;              /* close() waits for the waiter to leave    */
 	Py_ssize_t busy;          /* a take is waiting with the GIL released  */
+	int has_fd;               /* fileno() was called: try_take() arms     */
 } ReaderObject;
 
 extern PyType_Spec zdext_segment_spec;
@@ -497,6 +499,13 @@ void zdext_loan_drop_now(LoanObject *l);
 
 /* reader.c: close the registration and unlink; used by close. */
 void zdext_reader_close_now(ReaderObject *r);
+
+/* reader.c: calls zdshm.aio.<name>(self, *args, **kwargs), the asyncio
+ * side of Reader and Writer (written in Python: it drives the event loop
+ * through the readiness descriptors, see zdshm/ready.h). */
+PyObject *zdext_aio_call(PyObject *self, const char *name,
+			 PyObject *const *args, Py_ssize_t nargs,
+			 PyObject *kwnames);
 
 /* writer.c: Segment.writer(); reader.c: Segment.reader(). */
 PyObject *zdext_segment_writer(PyObject *seg, PyObject *const *args,

@@ -593,10 +593,13 @@ zdext_info_dict(const zd_segment_info_t *in)
 	    dict_set_u64(d, "live_readers", in->live_readers) < 0 ||
 	    dict_set_u64(d, "live_attachments", in->live_attachments) < 0 ||
 	    dict_set_u64(d, "active_mask", in->active_mask) < 0 ||
-	    dict_set_u64(d, "next_sn", in->next_sn) < 0 ||
-	    dict_set_u64(d, "futex_waits", in->futex_waits) < 0 ||
-	    dict_set_u64(d, "futex_wakes", in->futex_wakes) < 0)
+	    dict_set_u64(d, "next_sn", in->next_sn) < 0)
 		goto fail;
+#define SET_HANDLE_COUNTER(name, doc) \
+	if (dict_set_u64(d, #name, in->handle.name) < 0) \
+		goto fail;
+	ZD_HANDLE_COUNTERS(SET_HANDLE_COUNTER)
+#undef SET_HANDLE_COUNTER
 	c = PyDict_New();
 	if (c == NULL)
 		goto fail;

@@ -51,6 +51,7 @@ zdext_segment_reader(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
 	r->closed = 0;
 	r->closing = 0;
 	r->busy = 0;
+	r->has_fd = 0;
 	zdext_child_link(seg, &r->link, ZDEXT_CHILD_READER, (PyObject *)r);
 	r->linked = 1;
 	return (PyObject *)r;
@@ -149,6 +150,8 @@ reader_take(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
 	return reader_take_impl(r, timeout, 0);
 }
 
+static PyObject *reader_take_or_arm(ReaderObject *r);
+
 static PyObject *
 reader_try_take(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 {
@@ -168,12 +171,155 @@ reader_try_take(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 				"another thread is already waiting on this Reader");
 		return NULL;
 	}
+	if (r->has_fd)
+		return reader_take_or_arm(r);
 	rc = zd_reader_take(seg->seg, &r->r, &view);
 	if (rc == 0)
 		return zdext_sample_new(st, seg, &view);
 	if (rc == -EAGAIN)
 		Py_RETURN_NONE;
 	return zdext_raise(st, rc, "try_take");
+}
+
+/* Checks that the reader may be used now (not closed, not waited on by
+ * another thread).  Returns 0, or -1 with an exception. */
+static int
+reader_usable(ReaderObject *r)
+{
+	zdext_state *st = zdext_state_of((PyObject *)r);
+
+	if (zdext_check_owner(r->segment, "the reader") < 0)
+		return -1;
+	if (r->closed || r->closing) {
+		zdext_closed(st, "the reader");
+		return -1;
+	}
+	if (zdext_segment_check(r->segment) < 0)
+		return -1;
+	if (r->busy) {
+		PyErr_SetString(PyExc_RuntimeError,
+				"another thread is already waiting on this Reader");
+		return -1;
+	}
+	return 0;
+}
+
+static PyObject *
+reader_fileno(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+{
+	int fd;
+
+	if (reader_usable(r) < 0)
+		return NULL;
+	fd = zd_reader_ready_fd(r->segment->seg, &r->r);
+	if (fd < 0)
+		return zdext_raise(zdext_state_of((PyObject *)r), fd, "fileno");
+	if (!r->has_fd) {
+		/* From now on try_take() arms.  Samples already waiting make
+		 * the new descriptor readable at once. */
+		zd_reader_stats_t s;
+
+		r->has_fd = 1;
+		if (zd_reader_stats(r->segment->seg, &r->r, &s) == 0 && s.lag > 0)
+			zd_reader_ready_poke(r->segment->seg, &r->r);
+		else
+			zd_reader_ready_arm(r->segment->seg, &r->r,
+					    zd_notify_generation(r->segment->seg));
+	}
+	return PyLong_FromLong(fd);
+}
+
+#define ZDEXT_ARM_TRIES 64
+
+/* try_take() once the reader has a readiness descriptor: takes if a
+ * sample is there (the reader then stays disarmed), else arms the
+ * descriptor and takes again if a commit came in between.  Returns a
+ * Sample, or None when armed with nothing to take (the descriptor becomes
+ * readable at the next commit or goodbye).  The reader is usable. */
+static PyObject *
+reader_take_or_arm(ReaderObject *r)
+{
+	zdext_state *st = zdext_state_of((PyObject *)r);
+	zd_segment_t *h = r->segment->seg;
+	zd_view_t view;
+	int rc = 1;
+
+	for (int i = 0; i < ZDEXT_ARM_TRIES && rc == 1; i++) {
+		uint64_t last = zd_notify_generation(h);
+
+		rc = zd_reader_take(h, &r->r, &view);
+		if (rc == 0) {
+			zd_reader_ready_disarm(h, &r->r);
+			return zdext_sample_new(st, r->segment, &view);
+		}
+		if (rc != -EAGAIN) {
+			zd_reader_ready_disarm(h, &r->r);
+			return zdext_raise(st, rc, "take");
+		}
+		rc = zd_reader_ready_arm(h, &r->r, last);
+		if (rc < 0)
+			return zdext_raise(st, rc, "arm");
+	}
+	/* Armed.  After ZDEXT_ARM_TRIES busy rounds the caller waits anyway:
+	 * the next commit sends, and the caller re-checks on a timer. */
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+reader_disarm(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+{
+	/* Harmless on a closed reader: nothing is armed any more. */
+	if (!r->closed && r->segment->seg != NULL && !zdext_foreign(r->segment))
+		zd_reader_ready_disarm(r->segment->seg, &r->r);
+	Py_RETURN_NONE;
+}
+
+PyObject *
+zdext_aio_call(PyObject *self, const char *name, PyObject *const *args,
+	       Py_ssize_t nargs, PyObject *kwnames)
+{
+	zdext_state *st = zdext_state_of(self);
+	PyObject *stack[8], *fn, *res;
+	Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i;
+
+	if (st->aio == NULL) {
+		st->aio = PyImport_ImportModule("zdshm.aio");
+		if (st->aio == NULL)
+			return NULL;
+	}
+	if (1 + nargs + nkw > (Py_ssize_t)(sizeof(stack) / sizeof(stack[0]))) {
+		PyErr_Format(PyExc_TypeError, "%s(): too many arguments", name);
+		return NULL;
+	}
+	fn = PyObject_GetAttrString(st->aio, name);
+	if (fn == NULL)
+		return NULL;
+	stack[0] = self;
+	for (i = 0; i < nargs + nkw; i++)
+		stack[1 + i] = args[i];
+	res = PyObject_Vectorcall(fn, stack, (size_t)(1 + nargs), kwnames);
+	Py_DECREF(fn);
+	return res;
+}
+
+static PyObject *
+reader_atake(PyObject *r, PyObject *const *args, Py_ssize_t nargs,
+	     PyObject *kwnames)
+{
+	return zdext_aio_call(r, "atake", args, nargs, kwnames);
+}
+
+static PyObject *
+reader_aiter_method(PyObject *r, PyObject *const *args, Py_ssize_t nargs,
+		    PyObject *kwnames)
+{
+	return zdext_aio_call(r, "aiter", args, nargs, kwnames);
+}
+
+static PyObject *
+reader_am_aiter(PyObject *r)
+{
+	return zdext_aio_call(r, "aiter", NULL, 0, NULL);
 }
 
 static PyObject *
@@ -313,7 +459,28 @@ static PyMethodDef reader_methods[] = {
 	 "CreatorDeadError once the creator died (each after every sample "
 	 "committed before is taken)."},
 	{"try_take", (PyCFunction)reader_try_take, METH_NOARGS,
-	 "try_take($self, /)\n--\n\nThe oldest unread sample, or None."},
+	 "try_take($self, /)\n--\n\nThe oldest unread sample, or None.  "
+	 "Once fileno() was called, a None also arms the descriptor: it becomes "
+	 "readable at the next commit or goodbye."},
+	{"fileno", (PyCFunction)reader_fileno, METH_NOARGS,
+	 "fileno($self, /)\n--\n\n"
+	 "The readiness descriptor (made on first call, closed with the "
+	 "reader; do not close it), for select/poll/event loops: wait until "
+	 "it is readable, then call try_take() until it returns None (which "
+	 "arms it again).  Readable at once if samples are waiting."},
+	{"atake", (PyCFunction)(void (*)(void))reader_atake,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "atake($self, /, timeout=None)\n--\n\n"
+	 "Coroutine: the oldest unread sample, awaited without blocking the "
+	 "event loop (WaitTimeoutError, SegmentClosedError, CreatorDeadError "
+	 "as take()).  Cancelling it leaves nothing behind."},
+	{"aiter", (PyCFunction)(void (*)(void))reader_aiter_method,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "aiter($self, /)\n--\n\n"
+	 "Asynchronous iterator of samples (also `async for s in reader`); "
+	 "ends like the blocking iterator."},
+	{"_disarm", (PyCFunction)reader_disarm, METH_NOARGS,
+	 "_disarm($self, /)\n--\n\nStops an armed wait."},
 	{"stats", (PyCFunction)reader_stats, METH_NOARGS,
 	 "stats($self, /)\n--\n\nA dict: taken, dropped, lag, last_sn (None before the first)."},
 	{"close", (PyCFunction)reader_close, METH_NOARGS,
@@ -339,6 +506,7 @@ static PyType_Slot reader_slots[] = {
 	{Py_tp_methods, reader_methods},
 	{Py_tp_iter, PyObject_SelfIter},
 	{Py_tp_iternext, reader_iternext},
+	{Py_am_aiter, reader_am_aiter},
 	{0, NULL},
 };
 

@@ -111,6 +111,19 @@ writer_loan_slot(WriterObject *w, uint64_t timeout_ns, uint32_t *slot)
 	return rc;
 }
 
+/* One loan attempt that never waits (the reclaim policy reclaims).
+ * Returns 0 (*slot loaned), 1 (no slot now), or a negative code. */
+static int
+writer_try_slot(WriterObject *w, uint32_t *slot)
+{
+	int rc = zd_writer_loan(w->segment->seg,
+				w->policy == ZD_OVERFLOW_RECLAIM
+				? ZD_OVERFLOW_RECLAIM : ZD_OVERFLOW_FAIL,
+				0, 0, slot);
+
+	return rc == -EAGAIN || rc == -ETIMEDOUT ? 1 : rc;
+}
+
 static int
 writer_check(WriterObject *w)
 {
@@ -159,9 +172,11 @@ writer_loan(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 	return zdext_loan_new(st, w->segment, slot);
 }
 
+/* publish() and, with `try_` set, try_publish(): the same copy-in, but
+ * try_publish never waits and returns None when no slot is free now. */
 static PyObject *
-writer_publish(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
-	       PyObject *kwnames)
+publish_impl(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
+	     PyObject *kwnames, int try_)
 {
 	static const char *const names[] = {"obj", "timeout"};
 	zdext_state *st = zdext_state_of((PyObject *)w);
@@ -169,18 +184,20 @@ writer_publish(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 	PyObject *a[2];
 	Py_buffer v;
 	zdext_layout lay;
-	uint64_t timeout, cap, sn = 0;
+	uint64_t timeout = 0, cap, sn = 0;
 	uint32_t slot;
 	void *data = NULL, *meta = NULL;
 	int rc;
 
-	if (zdext_bind("publish", args, nargs, kwnames, names, 2, 2, a) < 0)
+	if (zdext_bind(try_ ? "try_publish" : "publish", args, nargs, kwnames,
+		       names, try_ ? 1 : 2, try_ ? 1 : 2, a) < 0)
 		return NULL;
 	if (a[0] == NULL) {
-		PyErr_SetString(PyExc_TypeError, "publish() needs obj");
+		PyErr_Format(PyExc_TypeError, "%s() needs obj",
+			     try_ ? "try_publish" : "publish");
 		return NULL;
 	}
-	if (timeout_arg(w, a[1], &timeout) < 0)
+	if (!try_ && timeout_arg(w, a[1], &timeout) < 0)
 		return NULL;
 	if (!PyObject_CheckBuffer(a[0])) {
 		PyErr_Format(PyExc_TypeError,
@@ -199,7 +216,11 @@ writer_publish(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 		goto fail;
 	if (writer_check(w) < 0)
 		goto fail;
-	rc = writer_loan_slot(w, timeout, &slot);
+	rc = try_ ? writer_try_slot(w, &slot) : writer_loan_slot(w, timeout, &slot);
+	if (rc == 1) {
+		PyBuffer_Release(&v);
+		Py_RETURN_NONE;
+	}
 	if (rc < 0) {
 		zdext_raise(st, rc, "publish");
 		goto fail;
@@ -231,6 +252,92 @@ writer_publish(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 fail:
 	PyBuffer_Release(&v);
 	return NULL;
+}
+
+static PyObject *
+writer_publish(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
+	       PyObject *kwnames)
+{
+	return publish_impl(w, args, nargs, kwnames, 0);
+}
+
+static PyObject *
+writer_try_publish(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
+		   PyObject *kwnames)
+{
+	return publish_impl(w, args, nargs, kwnames, 1);
+}
+
+static PyObject *
+writer_try_loan(WriterObject *w, PyObject *Py_UNUSED(ignored))
+{
+	zdext_state *st = zdext_state_of((PyObject *)w);
+	uint32_t slot;
+	int rc;
+
+	if (writer_check(w) < 0)
+		return NULL;
+	rc = writer_try_slot(w, &slot);
+	if (rc == 1)
+		Py_RETURN_NONE;
+	if (rc < 0)
+		return zdext_raise(st, rc, "try_loan");
+	return zdext_loan_new(st, w->segment, slot);
+}
+
+static PyObject *
+writer_fileno(WriterObject *w, PyObject *Py_UNUSED(ignored))
+{
+	int fd;
+
+	if (writer_check(w) < 0)
+		return NULL;
+	fd = zd_writer_ready_fd(w->segment->seg);
+	if (fd < 0)
+		return zdext_raise(zdext_state_of((PyObject *)w), fd, "fileno");
+	return PyLong_FromLong(fd);
+}
+
+/* _arm(last): arms the handle's readiness descriptor for "a slot came
+ * free"; last is a notify_generation read before the caller's last try.
+ * True: wait for fileno(); False: something changed since, try again. */
+static PyObject *
+writer_arm(WriterObject *w, PyObject *arg)
+{
+	unsigned long long last;
+	int rc;
+
+	if (writer_check(w) < 0)
+		return NULL;
+	last = PyLong_AsUnsignedLongLong(arg);
+	if (last == (unsigned long long)-1 && PyErr_Occurred())
+		return NULL;
+	rc = zd_writer_ready_arm(w->segment->seg, (uint64_t)last);
+	if (rc < 0)
+		return zdext_raise(zdext_state_of((PyObject *)w), rc, "arm");
+	return PyBool_FromLong(rc == 0);
+}
+
+static PyObject *
+writer_disarm(WriterObject *w, PyObject *Py_UNUSED(ignored))
+{
+	if (w->segment->seg != NULL && !zdext_foreign(w->segment))
+		zd_writer_ready_disarm(w->segment->seg);
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+writer_aloan(PyObject *w, PyObject *const *args, Py_ssize_t nargs,
+	     PyObject *kwnames)
+{
+	return zdext_aio_call(w, "aloan", args, nargs, kwnames);
+}
+
+static PyObject *
+writer_apublish(PyObject *w, PyObject *const *args, Py_ssize_t nargs,
+		PyObject *kwnames)
+{
+	return zdext_aio_call(w, "apublish", args, nargs, kwnames);
 }
 
 /* Writer.loan_array(shape, dtype, ...) is zdshm.arrays.loan_array(self, ...):
@@ -411,6 +518,33 @@ static PyMethodDef writer_methods[] = {
 	 "Copies a C-contiguous buffer into a slot, with its format and shape, "
 	 "commits it and returns the sequence number; timeout defaults to the "
 	 "writer's."},
+	{"try_loan", (PyCFunction)writer_try_loan, METH_NOARGS,
+	 "try_loan($self, /)\n--\n\n"
+	 "A loan if a slot is free now (the reclaim policy reclaims), else None."},
+	{"try_publish", (PyCFunction)(void (*)(void))writer_try_publish,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "try_publish($self, /, obj)\n--\n\n"
+	 "publish() without waiting: the sequence number, or None when no slot "
+	 "is free now."},
+	{"fileno", (PyCFunction)writer_fileno, METH_NOARGS,
+	 "fileno($self, /)\n--\n\n"
+	 "The readiness descriptor of this handle's writers (one per segment "
+	 "handle, closed with it; do not close it): readable after an armed "
+	 "wait when a slot may have come free."},
+	{"aloan", (PyCFunction)(void (*)(void))writer_aloan,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "aloan($self, /, timeout=...)\n--\n\n"
+	 "Coroutine: loan() awaited without blocking the event loop; timeout "
+	 "defaults to the writer's."},
+	{"apublish", (PyCFunction)(void (*)(void))writer_apublish,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "apublish($self, /, obj, timeout=...)\n--\n\n"
+	 "Coroutine: publish() awaited without blocking the event loop; "
+	 "timeout defaults to the writer's."},
+	{"_arm", (PyCFunction)writer_arm, METH_O,
+	 "_arm($self, last, /)\n--\n\nArms the readiness descriptor; True: wait."},
+	{"_disarm", (PyCFunction)writer_disarm, METH_NOARGS,
+	 "_disarm($self, /)\n--\n\nStops an armed wait."},
 	{"loan_array", (PyCFunction)(void (*)(void))writer_loan_array,
 	 METH_FASTCALL | METH_KEYWORDS,
 	 "loan_array($self, /, shape, dtype, timeout=...)\n--\n\n"

@@ -27,6 +27,7 @@ TARGET_IDS = {
     "scaling-1024-vs-4-loan_commit", "scaling-1024-vs-4-take_release", "scaling-1024-vs-4-two_process",
     "scaling-16384-vs-4-loan_commit", "scaling-16384-vs-4-take_release",
     "scaling-16384-vs-4-two_process", "scaling-futex-parked", "scaling-futex-nobody-sleeps",
+    "aio-rtt-vs-parked", "aio-vs-socket", "aio-commit-no-waiter",
 }
 
 
@@ -104,7 +105,7 @@ def test_every_record_is_well_formed(quick_run: tuple[dict, str, Path]) -> None:
 def test_every_scenario_measured_zdshm(quick_run: tuple[dict, str, Path]) -> None:
     res, _, _ = quick_run
     recs = res["records"]
-    zd_errors = [e for e in res["errors"] if "zdshm" in e["what"] or e["scenario"] in ("S4", "scaling")]
+    zd_errors = [e for e in res["errors"] if "zdshm" in e["what"] or e["scenario"] in ("S4", "scaling", "aio")]
     assert not zd_errors, zd_errors
 
     def has(**kw: object) -> bool:
@@ -126,6 +127,9 @@ def test_every_scenario_measured_zdshm(quick_run: tuple[dict, str, Path]) -> Non
         for variant in ("mv", "bare", "publish", "lowlevel", "numpy"):
             for metric in ("loan_commit_per_s", "take_release_per_s"):
                 assert has(scenario="S4", impl="zdshm", backend=backend, variant=variant, metric=metric)
+    for variant in ("parked", "asyncio", "commit-plain", "commit-fd"):
+        assert has(scenario="aio", impl="zdshm", variant=variant), variant
+    assert has(scenario="aio", impl="socket", variant="asyncio")
     for slots in (4, 16, 64, 256, 1024, 16384):
         for variant in ("steady", "fresh"):
             for backend in ("memory", "posix"):
@@ -189,6 +193,7 @@ def test_targets_table(quick_run: tuple[dict, str, Path]) -> None:
     needs_only_zdshm = {"S2-64M-vs-1M", "S4-memory-loan_commit_per_s", "S4-memory-take_release_per_s",
                         "S4-posix-loan_commit_per_s", "S4-posix-take_release_per_s", "steady-faults"}
     needs_only_zdshm |= {t for t in TARGET_IDS if t.startswith("scaling-")}
+    needs_only_zdshm |= {"aio-rtt-vs-parked", "aio-commit-no-waiter"}
     for t in res["targets"]:
         if t["id"] in needs_only_zdshm:
             assert _num(t["measured"]), t

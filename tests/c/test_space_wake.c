@@ -81,7 +81,7 @@ static uint64_t futex_waits(zd_segment_t *h)
 	zd_segment_info_t i;
 
 	REQUIRE_OK(zd_segment_info(h, &i));
-	return i.futex_waits;
+	return i.handle.futex_waits;
 }
 
 static uint64_t futex_wakes(zd_segment_t *h)
@@ -89,7 +89,7 @@ static uint64_t futex_wakes(zd_segment_t *h)
 	zd_segment_info_t i;
 
 	REQUIRE_OK(zd_segment_info(h, &i));
-	return i.futex_wakes;
+	return i.handle.futex_wakes;
 }
 
 /* Waits until the sleeper's handle has made a futex wait beyond `before`

@@ -21,6 +21,14 @@
 	X(readers_reaped,  "dead readers disconnected")                      \
 	X(corrupt_dropped, "committed slots with a bad header")
 
+/* ZD_HANDLE_COUNTERS(X): the same for the counters of one handle: private
+ * to the process, counting the system calls made through that handle. */
+#define ZD_HANDLE_COUNTERS(X)                                                \
+	X(futex_waits,       "futex(2) waits")                               \
+	X(futex_wakes,       "futex(2) wakes")                               \
+	X(ready_sends,       "readiness datagrams sent")                     \
+	X(ready_send_errors, "readiness datagrams that found no socket")
+
 /* X for a struct with one uint64_t field per counter. */
 #define ZD_COUNTER_FIELD(name, doc) uint64_t name;
 

@@ -13,7 +13,7 @@
 extern "C" {
 #endif
 
-#define ZD_LAYOUT_VERSION 3u       /* 3: the delivery ring, free maps, two channels */
+#define ZD_LAYOUT_VERSION 4u       /* 4: readiness sockets (armed counts, tokens) */
 #define ZD_READER_MAX 64u          /* readers per segment (bits of a mask)   */
 #define ZD_ATTACH_MAX 64u          /* open handles per segment               */
 #define ZD_SLOT_COUNT_MAX (1u << 20)
@@ -69,6 +69,12 @@ typedef struct zd_segment_counters {
 	ZD_COUNTERS(ZD_COUNTER_FIELD)
 } zd_segment_counters_t;
 
+/* Counters of one handle (private, relaxed), one uint64_t per entry of
+ * ZD_HANDLE_COUNTERS in its order. */
+typedef struct zd_handle_counters {
+	ZD_HANDLE_COUNTERS(ZD_COUNTER_FIELD)
+} zd_handle_counters_t;
+
 /* What can be learned about a segment without taking part in it. */
 typedef struct zd_segment_info {
 	zd_backend_kind_t backend;
@@ -87,8 +93,8 @@ typedef struct zd_segment_info {
 	uint64_t active_mask;
 	uint64_t next_sn;          /* sequence number the next commit gets    */
 	zd_segment_counters_t counters;
-	uint64_t futex_waits;      /* futex(2) waits made through this handle  */
-	uint64_t futex_wakes;      /* futex(2) wakes made through this handle  */
+	zd_handle_counters_t handle; /* this handle's system calls, see
+					ZD_HANDLE_COUNTERS */
 } zd_segment_info_t;
 
 /* Checks a posix segment name: 1..ZD_NAME_MAX characters of [A-Za-z0-9._-],

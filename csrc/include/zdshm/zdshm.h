@@ -126,5 +126,6 @@
 #include "zdshm/reader.h"
 #include "zdshm/writer.h"
 #include "zdshm/notify.h"
+#include "zdshm/ready.h"
 
 #endif

@@ -191,6 +191,22 @@ def targets(records: list[dict]) -> list[dict]:
 
     _scaling_targets(records, out, ratio_row)
 
+    def aio(impl: str, variant: str) -> dict | None:
+        return _find(records, scenario="aio", impl=impl, variant=variant)
+
+    ratio_row("aio-rtt-vs-parked", "aio", "asyncio round trip 64 B (await atake in both processes) vs the "
+              "blocking parked round trip", "<=", 1.5, aio("zdshm", "asyncio"), aio("zdshm", "parked"),
+              "asyncio p50", "parked p50")
+    ratio_row("aio-uvloop-vs-parked", "aio", "the same on uvloop vs the blocking parked round trip",
+              "<=", 1.5, aio("zdshm", "uvloop"), aio("zdshm", "parked"), "uvloop p50", "parked p50")
+    out[-1]["note"] = "informational"
+    ratio_row("aio-vs-socket", "aio", "asyncio round trip 64 B: socketpair sock_recv / zdshm atake",
+              ">=", 1, aio("socket", "asyncio"), aio("zdshm", "asyncio"), "socket p50", "zdshm p50")
+    out[-1]["note"] = "informational"
+    ratio_row("aio-commit-no-waiter", "aio", "publish + take + release with a readiness descriptor and no "
+              "waiter vs without one", "<=", 1.05, aio("zdshm", "commit-fd"), aio("zdshm", "commit-plain"),
+              "with descriptor", "plain")
+
     # steady state faults: every zdshm record measured after warm-up
     worst = None
     offenders = []

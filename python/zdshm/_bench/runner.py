@@ -18,6 +18,7 @@ from typing import Any
 from collections.abc import Callable
 
 from . import floors as floors_mod
+from . import aio as aio_mod
 from . import local, peers, pingpong, scaling, stream
 from .common import BenchError, Progress, env_record, median, sample_stats
 
@@ -35,6 +36,7 @@ MODES: dict[str, dict[str, Any]] = {
         "sc_rounds": 1, "sc_batches": 150, "sc_warm": 10, "sc_fresh_batches": 100,
         "sc_procs": 2, "sc_2p_count": 300, "sc_2p_warm": 20, "sc_fx_paced": 40,
         "sc_fx_count": 300, "sc_rate_count": 300,
+        "aio_rounds": 3, "aio_iters": 2_000, "aio_warm": 200, "aio_batch": 100_000,
     },
     "full": {
         "rounds": 3, "pp_iters": 10_000, "pp_warm": 1_000,
@@ -47,13 +49,14 @@ MODES: dict[str, dict[str, Any]] = {
         "sc_rounds": 3, "sc_batches": 2_000, "sc_warm": 50, "sc_fresh_batches": 400,
         "sc_procs": 8, "sc_2p_count": 4_000, "sc_2p_warm": 100, "sc_fx_paced": 400,
         "sc_fx_count": 3_000, "sc_rate_count": 3_000,
+        "aio_rounds": 5, "aio_iters": 10_000, "aio_warm": 1_000, "aio_batch": 300_000,
     },
 }
 
 S1_SIZES = [64, 4096]
 S2_SIZES = [4096, 1 << 20, 64 << 20]
 S3_SIZE = 1 << 20
-SCENARIOS = ("floors", "S1", "S2", "S3", "S4", "S5", "scaling")
+SCENARIOS = ("floors", "S1", "S2", "S3", "S4", "S5", "scaling", "aio")
 
 
 class Run:
@@ -121,6 +124,8 @@ class Run:
             n += 4
         if self.want("scaling"):
             n += scaling.steps(self.p)
+        if self.want("aio"):
+            n += self.p["aio_rounds"] * (4 if aio_mod.have_uvloop() else 3) + 1
         return n
 
     def run(self) -> dict[str, Any]:
@@ -145,6 +150,8 @@ class Run:
                 self.run_s5()
             if self.want("scaling"):
                 scaling.run_all(self)
+            if self.want("aio"):
+                self.run_aio()
         finally:
             self.floors.close()
         return {
@@ -462,6 +469,48 @@ class Run:
                                   f"{vals['first_message_ns'] / 1e3:.0f} us, next "
                                   f"{vals['second_message_ns'] / 1e3:.0f} us")
             self.guarded("S5", kind, one)
+
+    # ------------------------------------------------------------------
+    def run_aio(self) -> None:
+        """asyncio round trips beside the parked one, interleaved rounds;
+        then the commit cost with and without a readiness descriptor."""
+        import numpy as np
+
+        p = self.p
+        iters, warm = p["aio_iters"], p["aio_warm"]
+        kinds = (("zdshm", "parked", lambda: pingpong.zdshm_pingpong([64], iters, warm, p["timeout"])),
+                 ("zdshm", "asyncio", lambda: aio_mod.zdshm_aio_pingpong([64], iters, warm, p["timeout"])),
+                 ("socket", "asyncio", lambda: aio_mod.socket_aio_pingpong([64], iters, warm, p["timeout"])))
+        if aio_mod.have_uvloop():
+            kinds += (("zdshm", "uvloop",
+                       lambda: aio_mod.zdshm_aio_pingpong([64], iters, warm, p["timeout"], loop="uvloop")),)
+        acc: dict[tuple, dict] = {}
+        for rnd in range(p["aio_rounds"]):
+            for impl, variant, fn in kinds:
+                def one(impl: str = impl, variant: str = variant, fn: Any = fn) -> None:
+                    r = fn()[0]
+                    a = acc.setdefault((impl, variant), {"iv": [], "p50s": [], "ok": True, "m": [], "peer": []})
+                    a["iv"].append(np.asarray(r["intervals"], dtype=np.float64))
+                    a["p50s"].append(float(np.median(r["intervals"])))
+                    a["ok"] = a["ok"] and r["check_ok"]
+                    a["m"].append(r.get("measuring"))
+                    a["peer"].append(r.get("peer"))
+                    self.progress.end(f"p50 {a['p50s'][-1] / 1e3:7.2f} us")
+                self.guarded("aio", f"{impl} {variant} round trip 64 B (round {rnd + 1})", one)
+        for (impl, variant), a in acc.items():
+            st = sample_stats(np.concatenate(a["iv"]))
+            self.add(scenario="aio", impl=impl, variant=variant, size=64, metric="rtt_ns", unit="ns",
+                     value=st["p50"], stats=st, rounds_p50=a["p50s"], check_ok=a["ok"],
+                     measuring=_avg_usage([m for m in a["m"] if m]),
+                     peer=_avg_usage([m for m in a["peer"] if m]))
+
+        def commits() -> None:
+            r = aio_mod.commit_cost(p["aio_rounds"], p["aio_batch"])
+            for variant, vals in r.items():
+                self.add(scenario="aio", impl="zdshm", variant=f"commit-{variant}", size=64,
+                         metric="ns_per_op", unit="ns", value=median(vals), rounds_p50=vals)
+            self.progress.end(f"plain {median(r['plain']):.0f} ns, fd no waiter {median(r['fd']):.0f} ns")
+        self.guarded("aio", "publish + take + release, with and without a descriptor", commits)
 
 
 # --------------------------------------------------------------------------
