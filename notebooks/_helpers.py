@@ -13,6 +13,9 @@ handles (``with``) and reports through a ``multiprocessing`` queue.  Times are
 from __future__ import annotations
 
 import time
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
+from typing import Any
 
 import numpy as np
 
@@ -26,8 +29,9 @@ def frame_value(i: int) -> int:
     return (i * 7 + 3) % 256
 
 
-def produce_frames(name: str, start, n_frames: int, shape: tuple[int, ...],
-                   results, fps: float | None = None) -> None:
+def produce_frames(name: str, start: Event, n_frames: int, shape: tuple[int, ...],
+                   results: Queue[tuple[str, dict[str, Any]]],
+                   fps: float | None = None) -> None:
     """Producer process: fills n_frames uint8 frames in place, in the slot,
     at most fps frames per second (None: as fast as the slots allow)."""
     with zdshm.PosixSegment.attach(name) as seg:
@@ -47,11 +51,12 @@ def produce_frames(name: str, start, n_frames: int, shape: tuple[int, ...],
                                   "seconds": (time.monotonic_ns() - t0) / 1e9}))
 
 
-def consume_frames(name: str, ready, n_frames: int, results) -> None:
+def consume_frames(name: str, ready: Event, n_frames: int,
+                   results: Queue[tuple[str, dict[str, Any]]]) -> None:
     """Consumer process: takes every frame, checks it, records its latency."""
     with zdshm.PosixSegment.attach(name) as seg, seg.reader() as reader:
         ready.set()                       # registered: from now on it gets every frame
-        latencies_ns = []
+        latencies_ns: list[int] = []
         bad = 0
         for i in range(n_frames):
             with reader.take(timeout=30.0) as sample:
@@ -72,7 +77,8 @@ def consume_frames(name: str, ready, n_frames: int, results) -> None:
 
 # --- 02: throughput against multiprocessing.Queue -----------------------------
 
-def zdshm_sink(name: str, ready, n_msgs: int, results) -> None:
+def zdshm_sink(name: str, ready: Event, n_msgs: int,
+               results: Queue[tuple[int, int]]) -> None:
     """Takes n_msgs arrays, checks the stamp in element 0, reports the end time."""
     with zdshm.PosixSegment.attach(name) as seg, seg.reader() as reader:
         ready.set()
@@ -85,7 +91,8 @@ def zdshm_sink(name: str, ready, n_msgs: int, results) -> None:
         results.put((time.monotonic_ns(), bad))
 
 
-def queue_sink(queue, ready, n_msgs: int, results) -> None:
+def queue_sink(queue: Queue[Any], ready: Event, n_msgs: int,
+               results: Queue[tuple[int, int]]) -> None:
     """The same consumer over a multiprocessing.Queue (pickle + copies)."""
     ready.set()
     bad = 0
