@@ -31,7 +31,6 @@ pytestmark = pytest.mark.timeout(300)
 MYPY_INI = """\
 [mypy]
 strict = True
-warn_unreachable = True
 
 [mypy-torch.*]
 implicit_reexport = True
