@@ -281,6 +281,23 @@ static inline void zdi_takers_leave(zd_segment_t *seg, uint32_t r)
 	zdi_fetch_sub_seqcst_u32(&seg->takers[r].n, 1);
 }
 
+/* 0 if r is an open registration of this handle (its bit in own_readers,
+ * the entry ACTIVE with r's epoch), else -ENOTCONN; -EINVAL for a bad
+ * index.  Pairs with the release store that activates an entry. */
+static inline int zdi_reader_live(const zd_segment_t *seg, const zd_reader_t *r)
+{
+	const struct zdi_reader_entry *e;
+
+	if (seg == NULL || r == NULL || r->index >= ZD_READER_MAX)
+		return -EINVAL;
+	e = &seg->readers[r->index];
+	if (!(zdi_load_acquire_u64(&seg->own_readers) & zdi_bit(r->index)) ||
+	    zdi_load_acquire_u32(&e->state) != ZDI_ENTRY_ACTIVE ||
+	    zdi_load_relaxed_u32(&e->epoch) != r->epoch)
+		return -ENOTCONN;
+	return 0;
+}
+
 #define ZDI_COUNT(seg, field) \
 	zdi_fetch_add_relaxed_u64(&(seg)->hdr->counters.field, 1)
 

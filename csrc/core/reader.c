@@ -41,24 +41,10 @@ static int stream_end(zd_segment_t *seg)
 	return dead ? -EOWNERDEAD : 0;
 }
 
-static int reader_live(const zd_segment_t *seg, const zd_reader_t *r)
-{
-	const struct zdi_reader_entry *e;
-
-	if (r == NULL || r->index >= ZD_READER_MAX)
-		return -EINVAL;
-	e = &seg->readers[r->index];
-	if (!(zdi_load_acquire_u64(&seg->own_readers) & zdi_bit(r->index)) ||
-	    zdi_load_acquire_u32(&e->state) != ZDI_ENTRY_ACTIVE ||
-	    zdi_load_relaxed_u32(&e->epoch) != r->epoch)
-		return -ENOTCONN;
-	return 0;
-}
-
 static int take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view)
 {
 	int ended = 0;
-	int rc = reader_live(seg, r);
+	int rc = zdi_reader_live(seg, r);
 
 	if (rc < 0)
 		return rc;
@@ -125,7 +111,7 @@ int zd_reader_stats(const zd_segment_t *seg, const zd_reader_t *r,
 {
 	const struct zdi_reader_entry *e;
 	uint64_t next, done;
-	int rc = reader_live(seg, r);
+	int rc = zdi_reader_live(seg, r);
 
 	if (rc < 0)
 		return rc;
@@ -142,7 +128,7 @@ int zd_reader_stats(const zd_segment_t *seg, const zd_reader_t *r,
 int zd_reader_close(zd_segment_t *seg, zd_reader_t *r)
 {
 	uint64_t bit;
-	int rc = reader_live(seg, r);
+	int rc = zdi_reader_live(seg, r);
 
 	if (rc < 0)
 		return rc;

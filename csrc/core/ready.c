@@ -152,23 +152,9 @@ static int arm(zd_segment_t *seg, int space, uint32_t i, uint32_t *slot,
 	return zdi_load_seqcst_u32(&ch->gen) != last ? 1 : 0;
 }
 
-static int own_reader(const zd_segment_t *seg, const zd_reader_t *r)
-{
-	const struct zdi_reader_entry *e;
-
-	if (seg == NULL || r == NULL || r->index >= ZD_READER_MAX)
-		return -EINVAL;
-	e = &seg->readers[r->index];
-	if (!(zdi_load_acquire_u64(&seg->own_readers) & zdi_bit(r->index)) ||
-	    zdi_load_acquire_u32(&e->state) != ZDI_ENTRY_ACTIVE ||
-	    zdi_load_relaxed_u32(&e->epoch) != r->epoch)
-		return -ENOTCONN;
-	return 0;
-}
-
 int zd_reader_ready_fd(zd_segment_t *seg, const zd_reader_t *r)
 {
-	int rc = own_reader(seg, r);
+	int rc = zdi_reader_live(seg, r);
 
 	if (rc < 0)
 		return rc;
@@ -177,7 +163,7 @@ int zd_reader_ready_fd(zd_segment_t *seg, const zd_reader_t *r)
 
 int zd_reader_ready_arm(zd_segment_t *seg, const zd_reader_t *r, uint64_t last)
 {
-	int rc = own_reader(seg, r);
+	int rc = zdi_reader_live(seg, r);
 
 	if (rc < 0)
 		return rc;
@@ -186,7 +172,7 @@ int zd_reader_ready_arm(zd_segment_t *seg, const zd_reader_t *r, uint64_t last)
 
 void zd_reader_ready_disarm(zd_segment_t *seg, const zd_reader_t *r)
 {
-	if (own_reader(seg, r) == 0)
+	if (zdi_reader_live(seg, r) == 0)
 		disarm(seg, 0, r->index);
 }
 

@@ -101,7 +101,7 @@ static void reader_claim(zd_segment_t *seg, uint32_t r, uint64_t join_last,
 	start = zdi_join(seg, r, next, join_last);
 	zdi_store_relaxed_u64(&e->cursor, start);
 	zdi_store_release_u64(&e->start_sn, start);
-	/* Pairs with the acquire loads of reader_live and zdi_needed_by. */
+	/* Pairs with the acquire loads of zdi_reader_live and zdi_needed_by. */
 	zdi_store_release_u32(&e->state, ZDI_ENTRY_ACTIVE);
 	zdi_wake_space(seg);    /* samples below start are not ours to wait for */
 	out->index = r;
