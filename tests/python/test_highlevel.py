@@ -446,6 +446,7 @@ def test_wait_for_readers_wakes_on_registration(seg):
     try:
         assert w.wait_for_readers(1, timeout=10) == 1
         assert 0.05 < time.monotonic() - t0 < 5
+        timer.join()    # the registration is done; seg.reader() may not have returned yet
         assert len(readers) == 1
         # Already enough: returns at once with the count.
         assert w.wait_for_readers(1, timeout=0) == 1

@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("gcc", "cc", "c++", "g++", "clang", "cmake", "ninja", "make", "ld")
 # What the Python tests import beside zdshm; binary wheels only.
-TEST_DEPS = ("pytest", "pytest-timeout", "numpy", "hypothesis")
+TEST_DEPS = ("pytest", "pytest-timeout", "numpy", "hypothesis", "uvloop")
 LONG_SUITES = ("test_property.py", "test_soak.py", "test_hostile_sweep.py")
 
 
