@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import weakref
 from typing import Any, AsyncIterator
 
@@ -82,6 +83,13 @@ class _Watch:
             if futures is not None:
                 self._unregister(fd)  # readable with nobody waiting
             return
+        # Consume the datagram now: the descriptor is level-triggered and
+        # the woken tasks run only in the next iteration of the loop, which
+        # would otherwise see it readable again.
+        try:
+            os.read(fd, 64)
+        except OSError:
+            pass
         self.fds[fd] = []
         for fut in futures:
             if not fut.done():
