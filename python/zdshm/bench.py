@@ -7,7 +7,7 @@
 --quick (the default) takes well under a minute; --full a few minutes.
 Results go to DIR (default ``benchmarks/results/<mode>`` when run from the
 repository root, else ``./zdshm-bench-<mode>``): ``results.json`` and PNG
-plots.  The table of BRIEF section 5 (target, measured, met) is printed at
+plots.  The table of the performance targets (target, measured, met) is printed at
 the end.  ``--markdown FILE`` also writes the report (BENCHMARKS.md is made
 with ``python -m zdshm bench --full --out benchmarks/results/full
 --markdown BENCHMARKS.md``).  ``--from-json`` redoes the report and the
@@ -32,7 +32,7 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m zdshm bench",
-                                 description="zdshm benchmarks: peers, C floors, BRIEF section 5 targets")
+                                 description="zdshm benchmarks: peers, C floors, performance targets")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="mode", action="store_const", const="quick",
                    help="short run, under a minute (default)")
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     ap.add_argument("--from-json", metavar="FILE", help="report an earlier results.json, measure nothing")
     ap.add_argument("--check-targets", action="store_true",
-                    help="exit with status 3 when a target of BRIEF section 5 is not met")
+                    help="exit with status 3 when a performance target is not met")
     ap.set_defaults(mode="quick")
     return ap
 
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     files["json"] = json_path
 
     print()
-    print("zdshm vs BRIEF section 5 (ratios measured side by side in this run)")
+    print("zdshm vs its performance targets (ratios measured side by side in this run)")
     print(report.table_text(result))
     if result.get("errors"):
         print(f"\n{len(result['errors'])} measurement(s) failed:")

@@ -82,7 +82,7 @@ def test_schema_and_environment(quick_run: tuple[dict, str, Path]) -> None:
         assert isinstance(p["available"], bool), name
         if not p["available"]:
             assert p["reason"], f"{name} unavailable without a reason"
-    assert "BRIEF section 5" in stdout
+    assert "zdshm vs its performance targets" in stdout
 
 
 @pytest.mark.timeout(TIMEOUT + 60)

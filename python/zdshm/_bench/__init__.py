@@ -13,6 +13,6 @@ Modules:
   local     S4/S6 (API cost in one process, both backends) and S5 (setup)
   peers     which peers are installed, and their versions
   scaling   cost vs slot count, futex calls per message, writer rate vs readers
-  report    targets of BRIEF section 5 and issue 10, the printed table, Markdown, plots
+  report    the performance targets (core and scaling), the printed table, Markdown, plots
   runner    the order of a run, quick and full budgets
 """

@@ -6,7 +6,7 @@ registered reader):
 
   mv       loan+commit:  l = w.loan(); m = memoryview(l); m[0] = x; m.release(); l.commit(1)
            take+release: s = r.take(); m = memoryview(s); m[0]; m.release(); s.release()
-           (the target of BRIEF section 5: "through memoryviews")
+           (the target says "through memoryviews")
   bare     w.loan().commit(1)            /  r.take().release()
   publish  w.publish(b)  (64 B copy-in)  /  r.try_take().release()
   lowlevel seg.reserve(mask).commit(1)   /  seg.read(seg.next_unread(i)) + mark_read + release

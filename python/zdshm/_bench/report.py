@@ -1,4 +1,4 @@
-"""Ratios, the targets of BRIEF section 5, the printed table, Markdown and plots."""
+"""Ratios, the performance targets, the printed table, Markdown and plots."""
 from __future__ import annotations
 
 import math
@@ -91,7 +91,7 @@ def add_ratios(records: list[dict]) -> None:
 
 
 # ==========================================================================
-# targets (BRIEF section 5)
+# the performance targets
 # ==========================================================================
 def _target(tid: str, scenario: str, desc: str, op: str, threshold: float, measured: float | None,
             unit: str, detail: str, note: str = "") -> dict:
@@ -338,7 +338,7 @@ def markdown(result: dict, plots: dict[str, str], md_dir: str, command: str) -> 
     if unavailable:
         L.append("Unavailable peers: " + "; ".join(f"{k} ({v})" for k, v in unavailable.items()) + ".\n")
 
-    L.append("## Targets (BRIEF section 5)\n")
+    L.append("## Performance targets\n")
     L.append(_md_table(["scenario", "target", "measured", "met", "detail"],
                        [[t["description"], t["target"], _fmt_measured(t), _met(t), t["detail"]]
                         for t in result["targets"]]))
