@@ -240,7 +240,7 @@ def targets(records: list[dict]) -> list[dict]:
 
 
 def _scaling_targets(records: list[dict], out: list[dict], ratio_row: Any) -> None:
-    """Issue 10: cost at 1024 and 16384 slots vs 4 slots; futex calls per message."""
+    """Slot scaling: cost at 1024 and 16384 slots vs 4 slots; futex calls per message."""
     cases = (("loan_commit", "steady", "loan_commit_ns", "loan + commit, one process"),
              ("take_release", "steady", "take_release_ns", "take + release, one process"),
              ("two_process", "two-process", "per_msg_ns", "per message, writer and reader in two processes"))
