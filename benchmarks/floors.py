@@ -117,7 +117,7 @@ class Floors:
             self.core_src = _cache_value(self.build_dir, "CMAKE_HOME_DIRECTORY") or ROOT
 
     @staticmethod
-    def _run(binary: str | None, args: list[str], timeout: float) -> dict[str, Any]:
+    def _run(binary: str | None, args: list[object], timeout: float) -> dict[str, Any]:
         if binary is None:
             raise BenchError("not built")
         r = subprocess.run([binary, *map(str, args)], capture_output=True, text=True,
