@@ -1,14 +1,15 @@
 """Where the time of a message goes: system calls, futex calls, context switches,
 faults and CPU per message, counted by ``perf stat`` over the whole process tree.
 
-    python benchmarks/perf_breakdown.py [--iters N] [--cases a,b,...]
+    python -m benchmarks.perf_breakdown [--iters N] [--cases a,b,...]
 
 Each case runs twice in a fresh interpreter, with N/10 and N messages; the
 difference of the two counts divided by the difference of the message counts
 is the cost per message, free of start-up and set-up.  Needs ``perf`` with
 the syscalls tracepoints (``perf list | grep sys_enter_futex``) and the zdshm
-package; run it from the repository root so the C core floor can be built.
-This is a diagnostic companion of ``python -m zdshm bench``, not part of it.
+package; run it from the repository root (it uses the benchmark's modules and
+its C floors, built as ``python -m benchmarks`` builds them).  This is a
+diagnostic companion of ``python -m benchmarks``, not part of it.
 """
 from __future__ import annotations
 
@@ -17,34 +18,37 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]   # the children import benchmarks from here
 
 EVENTS = ["raw_syscalls:sys_enter", "syscalls:sys_enter_futex", "context-switches",
           "cpu-migrations", "minor-faults", "task-clock"]
 
 PY = {
     # name: python code run with N = number of messages (S1: round trips)
-    "zdshm parked 64B": "from zdshm._bench import pingpong as p; p.zdshm_pingpong([64], N, 200, 600)",
-    "zdshm spin 64B": "from zdshm._bench import pingpong as p; p.zdshm_pingpong([64], N, 200, 600, spin=50e-6)",
-    "mp.Pipe 64B": "from zdshm._bench import pingpong as p; p.pipe_pingpong([64], N, 200, 600)",
-    "mp.Queue 64B": "from zdshm._bench import pingpong as p; p.queue_pingpong([64], N, 200, 600)",
-    "iceoryx2 parked 64B": "from zdshm._bench import pingpong as p; p.iox_pingpong([64], N, 200, 600)",
-    "S2 zdshm header 1MiB": ("from zdshm._bench import stream as s; "
+    "zdshm parked 64B": "from benchmarks import pingpong as p; p.zdshm_pingpong([64], N, 200, 600)",
+    "zdshm spin 64B": "from benchmarks import pingpong as p; p.zdshm_pingpong([64], N, 200, 600, spin=50e-6)",
+    "mp.Pipe 64B": "from benchmarks import pingpong as p; p.pipe_pingpong([64], N, 200, 600)",
+    "mp.Queue 64B": "from benchmarks import pingpong as p; p.queue_pingpong([64], N, 200, 600)",
+    "iceoryx2 parked 64B": "from benchmarks import pingpong as p; p.iox_pingpong([64], N, 200, 600)",
+    "S2 zdshm header 1MiB": ("from benchmarks import stream as s; "
                              "s.stream_run('zdshm', [('header', 1 << 20)], lambda v, z, q: (N, 50), 600)"),
-    "S2 zdshm header-spin 1MiB": ("from zdshm._bench import stream as s; "
+    "S2 zdshm header-spin 1MiB": ("from benchmarks import stream as s; "
                                   "s.stream_run('zdshm', [('header-spin', 1 << 20)], lambda v, z, q: (N, 50), 600)"),
-    "S2 shm+Pipe header 1MiB": ("from zdshm._bench import stream as s; s.stream_run('shared_memory+Pipe', "
+    "S2 shm+Pipe header 1MiB": ("from benchmarks import stream as s; s.stream_run('shared_memory+Pipe', "
                                 "[('header', 1 << 20)], lambda v, z, q: (N, 50), 600)"),
-    "S2 iceoryx2 header 1MiB": ("from zdshm._bench import stream as s; s.stream_run('iceoryx2', "
+    "S2 iceoryx2 header 1MiB": ("from benchmarks import stream as s; s.stream_run('iceoryx2', "
                                 "[('header', 1 << 20)], lambda v, z, q: (N, 50), 600)"),
-    "S3 zdshm 1 reader": "from zdshm._bench import stream as s; s.fanout_run('zdshm', 1, 1 << 20, N, 20, 600)",
-    "S3 zdshm 2 readers": "from zdshm._bench import stream as s; s.fanout_run('zdshm', 2, 1 << 20, N, 20, 600)",
+    "S3 zdshm 1 reader": "from benchmarks import stream as s; s.fanout_run('zdshm', 1, 1 << 20, N, 20, 600)",
+    "S3 zdshm 2 readers": "from benchmarks import stream as s; s.fanout_run('zdshm', 2, 1 << 20, N, 20, 600)",
 }
 
 
 def perf_counts(cmd: list[str]) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("r", suffix=".csv") as out:
         subprocess.run(["perf", "stat", "-x", ",", "-o", out.name, "-e", ",".join(EVENTS), "--", *cmd],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         counts: dict[str, float] = {}
         for line in out.read().splitlines():
             parts = line.split(",")
@@ -72,7 +76,7 @@ def main() -> int:
     if shutil.which("perf") is None:
         print("perf is not installed", file=sys.stderr)
         return 2
-    from zdshm._bench.floors import Floors
+    from benchmarks.floors import Floors
 
     fl = Floors()
     fl.build()

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds and runs the C test programs (tests/c) three times: a plain
 # RelWithDebInfo build, an ASan+UBSan build and a TSan build, each in its
-# own CMake tree under build/.  Fails if any build or any test fails, or if
-# a test left an entry in /dev/shm.
+# own CMake tree under build/.  The plain and the ASan+UBSan builds also build
+# the benchmark's C floors (benchmarks/c, -DZD_BUILD_BENCH=ON) with the same
+# warnings as errors and run their self-checks.  Fails if any build or any
+# test fails, or if a test left an entry in /dev/shm.
 #
 # Usage: tests/run_c_suites.sh            (from anywhere)
 #        ZD_C_SUITES="release asan"  tests/run_c_suites.sh   (a subset)
@@ -54,8 +56,8 @@ start_all=$(date +%s)
 
 for suite in $suites; do
   case "$suite" in
-    release) dir=build/c-release; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
-    asan)    dir=build/c-asan;    opts=(-DCMAKE_BUILD_TYPE=Debug -DZD_SANITIZE=address) ;;
+    release) dir=build/c-release; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DZD_BUILD_BENCH=ON) ;;
+    asan)    dir=build/c-asan;    opts=(-DCMAKE_BUILD_TYPE=Debug -DZD_SANITIZE=address -DZD_BUILD_BENCH=ON) ;;
     tsan)    dir=build/c-tsan;    opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DZD_SANITIZE=thread) ;;
     *) echo "unknown suite '$suite' (release, asan, tsan)" >&2; exit 2 ;;
   esac

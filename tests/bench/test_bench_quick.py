@@ -1,4 +1,5 @@
-"""``python -m zdshm bench --quick`` runs, and its JSON has every scenario's numbers.
+"""``python -m benchmarks --quick`` runs from the source tree, and its JSON has
+every scenario's numbers.
 
 This checks that the benchmark works (schema, every scenario measured, echoes
 and message checks correct, /dev/shm left clean), not how fast zdshm is: the
@@ -54,7 +55,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path
     out = tmp_path_factory.mktemp("bench")
     before = _shm_names()
     proc = subprocess.run(
-        [sys.executable, "-m", "zdshm", "bench", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, check=False,
         stdin=subprocess.DEVNULL,
     )

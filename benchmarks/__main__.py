@@ -1,22 +1,26 @@
-"""``python -m zdshm bench``: zdshm side by side with its peers and the hardware floors.
+"""``python -m benchmarks``: zdshm side by side with its peers and the hardware floors.
 
-    python -m zdshm bench [--quick | --full] [--out DIR] [--markdown FILE]
-                          [--only S1,S2,...] [--no-pin] [--no-plots] [--quiet]
-                          [--from-json FILE] [--check-targets]
+Run from the repository root, with zdshm installed (``pip install '.[bench]'``
+also installs numpy, matplotlib and the peers)::
 
---quick (the default) takes well under a minute; --full a few minutes.
-Results go to DIR (default ``benchmarks/results/<mode>`` when run from the
-repository root, else ``./zdshm-bench-<mode>``): ``results.json`` and PNG
-plots.  The table of the performance targets (target, measured, met) is printed at
-the end.  ``--markdown FILE`` also writes the report (BENCHMARKS.md is made
-with ``python -m zdshm bench --full --out benchmarks/results/full
---markdown BENCHMARKS.md``).  ``--from-json`` redoes the report and the
-plots of an earlier run without measuring.
+    python -m benchmarks [--quick | --full] [--out DIR] [--markdown FILE]
+                         [--only S1,S2,...] [--no-pin] [--no-plots] [--quiet]
+                         [--from-json FILE] [--check-targets] [--build-dir DIR]
 
-The scenarios, the C floors and the JSON schema are described in
-``benchmarks/README.md`` of the source tree.  Peers (iceoryx2, SharedArray,
-faster-fifo) are optional: a missing one is recorded with the reason.
-Install everything with ``pip install 'zdshm[bench]'``.
+--quick (the default) takes about a minute; --full a few minutes.
+Results go to DIR (default ``benchmarks/results/<mode>``): ``results.json``
+and PNG plots.  The table of the performance targets (target, measured, met)
+is printed at the end.  ``--markdown FILE`` also writes the report
+(BENCHMARKS.md is made with ``python -m benchmarks --full --out
+benchmarks/results/full --markdown BENCHMARKS.md``).  ``--from-json`` redoes
+the report and the plots of an earlier run without measuring.
+
+The C floors (``benchmarks/c``) are configured once into ``build/bench`` (or
+``--build-dir DIR``, e.g. a tree of ``tests/run_c_suites.sh``) and rebuilt
+incrementally at the start of every run.  The scenarios, the C floors and the
+JSON schema are described in ``benchmarks/README.md``.  Peers (iceoryx2,
+SharedArray, faster-fifo) are optional: a missing one is recorded with the
+reason.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m zdshm bench",
+    ap = argparse.ArgumentParser(prog="python -m benchmarks",
                                  description="zdshm benchmarks: peers, C floors, performance targets")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="mode", action="store_const", const="quick",
@@ -49,14 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--from-json", metavar="FILE", help="report an earlier results.json, measure nothing")
     ap.add_argument("--check-targets", action="store_true",
                     help="exit with status 3 when a performance target is not met")
+    ap.add_argument("--build-dir", metavar="DIR",
+                    help="CMake tree of the C floors (default: build/bench under the repository)")
     ap.set_defaults(mode="quick")
     return ap
 
 
 def default_out(mode: str) -> str:
-    if os.path.isdir("benchmarks") and os.path.isdir(os.path.join("python", "zdshm")):
-        return os.path.join("benchmarks", "results", mode)
-    return f"zdshm-bench-{mode}"
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", mode)
 
 
 def _clean(o: Any) -> Any:
@@ -83,15 +87,21 @@ def _clean(o: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        import zdshm  # noqa: F401
+    except ImportError as exc:
+        print(f"python -m benchmarks measures the installed zdshm, which is not importable "
+              f"({exc}): pip install '.[bench]' first", file=sys.stderr)
+        return 2
+    try:
         import numpy  # noqa: F401
     except ImportError:
-        print("python -m zdshm bench needs numpy (and, for the plots and peers, "
-              "matplotlib, iceoryx2, SharedArray, faster-fifo): pip install 'zdshm[bench]'",
+        print("python -m benchmarks needs numpy (and, for the plots and peers, "
+              "matplotlib, iceoryx2, SharedArray, faster-fifo): pip install '.[bench]'",
               file=sys.stderr)
         return 2
 
-    from zdshm._bench import report
-    from zdshm._bench.common import Progress
+    from . import report
+    from .common import Progress
 
     if args.from_json:
         with open(args.from_json, encoding="utf-8") as f:
@@ -100,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         report.add_ratios(result["records"])
         result["targets"] = report.targets(result["records"])
     else:
-        from zdshm._bench.runner import SCENARIOS, Run
+        from .runner import SCENARIOS, Run
 
         only = None
         if args.only:
@@ -114,13 +124,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         out = args.out or default_out(args.mode)
         progress = Progress(1, quiet=args.quiet)
-        run = Run(args.mode, only, progress, pin=args.pin)
+        run = Run(args.mode, only, progress, pin=args.pin, build_dir=args.build_dir)
         if not args.pin:
-            from zdshm._bench import common
+            from . import common
 
             common.pair_cpus = lambda: (None, None)  # type: ignore[assignment]
         result = run.run()
-        result["command"] = "python -m zdshm bench " + " ".join(sys.argv[1:] if argv is None else argv)
+        result["command"] = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
         report.add_ratios(result["records"])
         result["targets"] = report.targets(result["records"])
     os.makedirs(out, exist_ok=True)
@@ -146,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     pngs = sorted(os.path.basename(v) for k, v in files.items() if k != "json")
     print(f"\nresults: {json_path}" + (f"; plots: {', '.join(pngs)}" if pngs else ""))
     if args.markdown:
-        cmd = result.get("command") or "python -m zdshm bench"
+        cmd = result.get("command") or "python -m benchmarks"
         md = report.markdown(result, files, os.path.dirname(os.path.abspath(args.markdown)),
                              cmd.strip())
         with open(args.markdown, "w", encoding="utf-8") as f:

@@ -61,7 +61,7 @@ SCENARIOS = ("floors", "S1", "S2", "S3", "S4", "S5", "scaling", "aio")
 
 class Run:
     def __init__(self, mode: str, only: set[str] | None, progress: Progress, *,
-                 pin: bool = True) -> None:
+                 pin: bool = True, build_dir: str | None = None) -> None:
         self.mode = mode
         self.p = MODES[mode]
         self.only = only
@@ -70,7 +70,7 @@ class Run:
         self.records: list[dict] = []
         self.errors: list[dict] = []
         self.peers = peers.probe()
-        self.floors = floors_mod.Floors()
+        self.floors = floors_mod.Floors(build_dir)
         self.cpu_count = os.cpu_count() or 1
         self.usable_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else self.cpu_count
 
@@ -107,7 +107,7 @@ class Run:
 
     # ------------------------------------------------------------------
     def plan_total(self) -> int:
-        n = 1  # compiling the floors
+        n = 1  # building the floors
         r = self.p["rounds"]
         if self.want("floors"):
             n += 1 + 2 * len(S2_SIZES) + 2
@@ -132,7 +132,7 @@ class Run:
         t_start = time.time()
         self.progress.total = self.plan_total()
         self.progress.note(f"zdshm benchmark, {self.mode} mode, {self.cpu_count} CPUs")
-        self.progress.start("compiling the C floors")
+        self.progress.start("building the C floors")
         self.floors.build()
         self.progress.end("ok" if self.floors.floor_bin else f"unavailable: {self.floors.floor_error}")
         try:
@@ -172,7 +172,8 @@ class Run:
             "peers": self.peers,
             "floors_build": {"compiler": self.floors.cc, "floor_error": self.floors.floor_error,
                              "core_error": self.floors.core_error,
-                             "core_sources": self.floors.core_src},
+                             "core_sources": self.floors.core_src,
+                             "build_dir": self.floors.build_dir},
             "records": self.records,
             "errors": self.errors,
         }
