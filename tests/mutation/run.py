@@ -143,6 +143,17 @@ MUTANTS = [
            "zdi_reader_deliver advances the cursor without pinning the sample",
            [Edit(DELIVERY, "zdi_reader_deliver",
                  "rc = zdi_pin(seg, i, s, &h->reader_pins, bit);", "rc = 0;")]),
+    Mutant("latest_skip_keeps_unread",
+           "a latest reader's take counts the older samples as skipped but does not "
+           "mark them read (their slots stay held)",
+           [Edit(DELIVERY, "skip_one",
+                 "set = !(zdi_fetch_or_seqcst_u64(&h->read_mask, bit) & bit);",
+                 "set = 1;")]),
+    Mutant("latest_takes_oldest",
+           "a latest reader's walk keeps the first unread sample it finds: it takes "
+           "the oldest, not the newest",
+           [Edit(DELIVERY, "newest_unread",
+                 "if (f == ZDI_FOUND &&", "if (f == ZDI_FOUND && !found &&")]),
     Mutant("join_ignores_join_last",
            "zdi_join starts every reader at next_sn (join_last ignored)",
            [Edit(DELIVERY, "zdi_join",
