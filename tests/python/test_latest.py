@@ -303,3 +303,18 @@ def test_killed_latest_reader_leaks_no_slot(posix_factory):
         if p.is_alive():
             p.kill()
             p.join()
+
+
+def test_readme_example_runs_verbatim():
+    import pathlib
+    import subprocess
+    import sys
+
+    text = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("\n## Latest-value readers\n"):]
+    section = section[:section.index("\n## ", 1)]
+    block = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+    proc = subprocess.run([sys.executable, "-c", block], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["9 9 3", "None"]
