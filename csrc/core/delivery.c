@@ -477,14 +477,14 @@ int zdi_reader_deliver_latest(zd_segment_t *seg, uint32_t r, zd_view_t *view,
 			return -EAGAIN;
 		lo = next - c > ring ? next - ring : c;
 		rc = newest_unread(seg, r, lo, next, &end, &i, &t, &s);
-		/* Samples below lo (their entries taken over) are older than
-		 * the window's but newer than nothing we have: the newest of
-		 * them, when the window has none. */
-		if (rc < 0 && lo > c && old_newest(seg, r, c, lo, &i, &t, &s) == 0)
+		/* When the walk found nothing: samples whose entries were
+		 * taken over (below lo, or during the walk) are in the old
+		 * map; the newest of them before end, if any. */
+		if (rc < 0 && old_newest(seg, r, c, end, &i, &t, &s) == 0)
 			rc = 0;
 		if (rc < 0) {
-			/* Nothing unread before end: what the cursor passes
-			 * is read or gone (none left to mark). */
+			/* Nothing unread before end, in the ring or the old
+			 * map: what the cursor passes is read or gone. */
 			if (end > c)
 				zdi_cas_acq_rel_u64(&e->cursor, &c, end);
 			return rc == -ENOENT ? -EAGAIN : rc;
