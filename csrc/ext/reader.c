@@ -484,12 +484,14 @@ static PyMethodDef reader_methods[] = {
 	{"take", (PyCFunction)(void (*)(void))reader_take,
 	 METH_FASTCALL | METH_KEYWORDS,
 	 "take($self, /, timeout=None)\n--\n\n"
-	 "The oldest unread sample; waits (GIL released, Ctrl-C works).  "
+	 "The oldest unread sample (a latest reader: the newest, skipping the "
+	 "older ones); waits (GIL released, Ctrl-C works).  "
 	 "WaitTimeoutError, SegmentClosedError after the creator's goodbye, "
 	 "CreatorDeadError once the creator died (each after every sample "
 	 "committed before is taken)."},
 	{"try_take", (PyCFunction)reader_try_take, METH_NOARGS,
-	 "try_take($self, /)\n--\n\nThe oldest unread sample, or None.  "
+	 "try_take($self, /)\n--\n\nThe oldest unread sample (a latest reader: "
+	 "the newest), or None.  "
 	 "Once fileno() was called, a None also arms the descriptor: it becomes "
 	 "readable at the next commit or goodbye."},
 	{"fileno", (PyCFunction)reader_fileno, METH_NOARGS,
@@ -501,7 +503,7 @@ static PyMethodDef reader_methods[] = {
 	{"atake", (PyCFunction)(void (*)(void))reader_atake,
 	 METH_FASTCALL | METH_KEYWORDS,
 	 "atake($self, /, timeout=None)\n--\n\n"
-	 "Coroutine: the oldest unread sample, awaited without blocking the "
+	 "Coroutine: the next sample (as take()), awaited without blocking the "
 	 "event loop (WaitTimeoutError, SegmentClosedError, CreatorDeadError "
 	 "as take()).  Cancelling it leaves nothing behind."},
 	{"aiter", (PyCFunction)(void (*)(void))reader_aiter_method,
