@@ -10,7 +10,8 @@
  *
  * API (internal.h): zdi_ring_find looks an sn up; zdi_ring_settle decides an
  * sn whose entry was never written; zdi_reader_deliver is the take of a
- * registered reader; zdi_join computes a new reader's first sn; the low-level
+ * registered reader, zdi_reader_deliver_latest that of a latest-value
+ * reader; zdi_join computes a new reader's first sn; the low-level
  * zd_slot_commit* and zd_slot_next_unread live here too.
  *
  * IMPLEMENTATION NOTES
@@ -56,6 +57,19 @@
  * an sn unpublished for a while scans the slots once (zdi_ring_settle): no
  * slot holding it means a hole, which it marks in the entry so that nobody
  * scans for it again.
+ *
+ * Latest-value readers.  A take of such a reader walks [cursor, next_sn)
+ * (at most ring_size entries; older ones are in the old map) with loads
+ * only, and picks the newest sn whose sample it has not read, stopping at
+ * the first sn in flight, which the cursor must not pass.  It pins that
+ * sample (the pin's state check proves the slot still holds it, and no
+ * recycler can take it from then on), moves the cursor past it with a
+ * CAS, and only then marks the older unread samples of the range read,
+ * each under a pin, counting those whose read bit its own fetch_or set:
+ * the CAS gives every range to one take, the fetch_or every sample to one
+ * marker, and a sample a writer recycled first is that writer's drop.  A
+ * reader that dies between the CAS and the marks leaves its bits clear;
+ * its reap disconnects it, which marks every slot read for it.
  *
  * Join.  A new reader becomes active first and then reads next_sn, so every
  * sample it is not given a start for is committed after it counts as
@@ -227,6 +241,25 @@ static uint64_t old_next(const zd_segment_t *seg, uint32_t r, uint64_t from)
 	return old_oldest(seg, r, from, &i, &sn, &s) == 0 ? sn : UINT64_MAX;
 }
 
+/* The end of a take: reader r pins slot i (as state s), its cursor is past
+ * the sample and its read bit set.  Fills *view and counts the take. */
+static int hand_over(zd_segment_t *seg, uint32_t r, uint32_t i, uint64_t s,
+		     zd_view_t *view)
+{
+	struct zdi_reader_entry *e = &seg->readers[r];
+	struct zdi_slot_header *h = zdi_slot(seg, i);
+	int rc = zdi_view_fill(seg, i, s, (int32_t)r, view);
+
+	if (rc < 0) {
+		zdi_unpin(seg, i, &h->reader_pins, zdi_bit(r));
+		ZDI_COUNT(seg, corrupt_dropped);
+		return rc;
+	}
+	zdi_fetch_add_relaxed_u64(&e->taken, 1);
+	zdi_store_relaxed_u64(&e->last_sn, view->sn);
+	return 0;
+}
+
 int zdi_reader_deliver(zd_segment_t *seg, uint32_t r, zd_view_t *view)
 {
 	struct zdi_reader_entry *e = &seg->readers[r];
@@ -305,15 +338,184 @@ int zdi_reader_deliver(zd_segment_t *seg, uint32_t r, zd_view_t *view)
 			zdi_unpin(seg, i, &h->reader_pins, bit);
 			continue;
 		}
-		rc = zdi_view_fill(seg, i, s, (int32_t)r, view);
+		return hand_over(seg, r, i, s, view);
+	}
+}
+
+/* ---- take of a latest-value reader --------------------------------------- */
+
+/* Marks the sample reader r skips (seen committed in slot i as state s)
+ * read, under r's pin, so that the bit cannot land on a later sample of
+ * the slot (a commit clears the mask before it publishes).  Returns 1 when
+ * this call set the bit (the fetch_or's old value says so: counted once),
+ * 0 when it was set already or the sample is gone (a recycler counted it
+ * as r's drop).  r's pin bit already set there can only be another take of
+ * r that pinned the sample as its own newest and is about to lose the
+ * cursor CAS to us and unpin: we wait for it, boundedly; a bit that stays
+ * set was written by someone else, and the sample then stays unread by r
+ * until r leaves (its disconnect marks it). */
+static int skip_one(zd_segment_t *seg, uint32_t r, uint32_t i, uint64_t s)
+{
+	struct zdi_slot_header *h = zdi_slot(seg, i);
+	uint64_t bit = zdi_bit(r);
+	int rc, set;
+
+	for (unsigned tries = 0;; tries++) {
+		rc = zdi_pin(seg, i, s, &h->reader_pins, bit);
+		if (rc != -EBUSY || tries == ZDI_PIN_TRIES)
+			break;
+		zdi_cpu_relax();
+	}
+	if (rc != 0)
+		return 0;
+	set = !(zdi_fetch_or_seqcst_u64(&h->read_mask, bit) & bit);
+	zdi_unpin(seg, i, &h->reader_pins, bit);        /* wakes writers */
+	return set;
+}
+
+/* Marks read every sample reader r has not read with from <= sn < to: those
+ * in the ring's reach, then those of the old map.  Called once the cursor
+ * moved from `from` to beyond `to` (the ranges of two takes of r never
+ * overlap).  Returns how many this call marked. */
+static uint64_t skip_range(zd_segment_t *seg, uint32_t r, uint64_t from,
+			   uint64_t to)
+{
+	uint64_t next = zdi_load_acquire_u64(&seg->hdr->next_sn);
+	uint64_t ring = seg->geo.ring_size, n = 0, x, sn, s;
+	uint32_t i;
+
+	/* Older entries were taken over: their samples are in the old map. */
+	x = next > ring && next - ring > from ? next - ring : from;
+	for (; x < to; x++)
+		if (zdi_ring_find(seg, x, &i, &s) == ZDI_FOUND &&
+		    !(zdi_load_acquire_u64(&zdi_slot(seg, i)->read_mask) & zdi_bit(r)))
+			n += (uint64_t)skip_one(seg, r, i, s);
+	for (x = from; old_oldest(seg, r, x, &i, &sn, &s) == 0 && sn < to; x = sn + 1u)
+		n += (uint64_t)skip_one(seg, r, i, s);
+	return n;
+}
+
+/* The walk of a latest take over [lo, next): the newest sn whose sample r
+ * has not read, stopping at the first sn still in flight (the cursor may
+ * not pass it: its sample would be published after we moved on and stay
+ * unread).  An sn in flight with nothing found before it is waited for a
+ * little and settled, as the plain take does.  Only loads, apart from the
+ * HOLE mark of zdi_ring_settle.  *end: where the walk stopped.  Returns 0
+ * (found: *slot, *sn, *state), -ENOENT (nothing unread before *end == next),
+ * -EINPROGRESS (nothing unread before the sn in flight at *end). */
+static int newest_unread(zd_segment_t *seg, uint32_t r, uint64_t lo,
+			 uint64_t next, uint64_t *end, uint32_t *slot,
+			 uint64_t *sn, uint64_t *state)
+{
+	uint64_t bit = zdi_bit(r);
+	unsigned settles = 0;
+	int found = 0;
+
+	for (uint64_t x = lo; x < next; x++) {
+		uint32_t i = 0;
+		uint64_t s = 0;
+		enum zdi_find f = zdi_ring_find(seg, x, &i, &s);
+
+		for (unsigned spins = 0; f == ZDI_INFLIGHT && !found &&
+					 spins < ZDI_INFLIGHT_SPINS; spins++) {
+			zdi_cpu_relax();
+			f = zdi_ring_find(seg, x, &i, &s);
+		}
+		if (f == ZDI_INFLIGHT && !found && settles++ < ZDI_SETTLES)
+			f = zdi_ring_settle(seg, x, &i, &s);
+		if (f == ZDI_INFLIGHT) {
+			*end = x;
+			return found ? 0 : -EINPROGRESS;
+		}
+		if (f == ZDI_FOUND &&
+		    !(zdi_load_acquire_u64(&zdi_slot(seg, i)->read_mask) & bit)) {
+			found = 1;
+			*slot = i;
+			*sn = x;
+			*state = s;
+		}
+	}
+	*end = next;
+	return found ? 0 : -ENOENT;
+}
+
+/* The newest sample of the old map that r has not read with from <= sn < to. */
+static int old_newest(zd_segment_t *seg, uint32_t r, uint64_t from, uint64_t to,
+		      uint32_t *slot, uint64_t *sn, uint64_t *state)
+{
+	uint64_t x = from, n, s;
+	uint32_t i;
+	int found = 0;
+
+	while (x < to && old_oldest(seg, r, x, &i, &n, &s) == 0 && n < to) {
+		found = 1;
+		*slot = i;
+		*sn = n;
+		*state = s;
+		x = n + 1u;
+	}
+	return found ? 0 : -ENOENT;
+}
+
+int zdi_reader_deliver_latest(zd_segment_t *seg, uint32_t r, zd_view_t *view,
+			      uint64_t *skipped)
+{
+	struct zdi_reader_entry *e = &seg->readers[r];
+	uint64_t bit = zdi_bit(r);
+	uint64_t ring = seg->geo.ring_size;
+	unsigned fails = 0;
+
+	for (;;) {
+		uint64_t c = zdi_load_acquire_u64(&e->cursor);
+		uint64_t next = zdi_load_acquire_u64(&seg->hdr->next_sn);
+		uint64_t lo, end = c, t = 0, s = 0;
+		struct zdi_slot_header *h;
+		uint32_t i = 0;
+		int rc;
+
+		if (c >= next)
+			return -EAGAIN;
+		lo = next - c > ring ? next - ring : c;
+		rc = newest_unread(seg, r, lo, next, &end, &i, &t, &s);
+		/* When the walk found nothing: samples whose entries were
+		 * taken over (below lo, or during the walk) are in the old
+		 * map; the newest of them before end, if any. */
+		if (rc < 0 && old_newest(seg, r, c, end, &i, &t, &s) == 0)
+			rc = 0;
 		if (rc < 0) {
-			zdi_unpin(seg, i, &h->reader_pins, bit);
-			ZDI_COUNT(seg, corrupt_dropped);
+			/* Nothing unread before end, in the ring or the old
+			 * map: what the cursor passes is read or gone. */
+			if (end > c)
+				zdi_cas_acq_rel_u64(&e->cursor, &c, end);
+			return rc == -ENOENT ? -EAGAIN : rc;
+		}
+		/* Pin first: from here no writer can recycle the sample, and
+		 * the state check inside proves it is still sn t's. */
+		h = zdi_slot(seg, i);
+		rc = zdi_pin(seg, i, s, &h->reader_pins, bit);
+		if (rc == -EBUSY)
+			rc = pin_refused(seg, r, i, s);
+		if (rc == -EBADMSG) {
+			if (zdi_cas_acq_rel_u64(&e->cursor, &c, t + 1u))
+				zdi_fetch_add_relaxed_u64(skipped, skip_range(seg, r, c, t));
 			return rc;
 		}
-		zdi_fetch_add_relaxed_u64(&e->taken, 1);
-		zdi_store_relaxed_u64(&e->last_sn, view->sn);
-		return 0;
+		if (rc != 0 || !zdi_cas_acq_rel_u64(&e->cursor, &c, t + 1u)) {
+			/* Recycled meanwhile, or another take of r moved on. */
+			if (rc == 0)
+				zdi_unpin(seg, i, &h->reader_pins, bit);
+			if (++fails == ZDI_TAKE_TRIES)
+				return -EAGAIN;
+			continue;
+		}
+		/* The cursor is past [c, t]: only this call marks that range. */
+		zdi_fetch_add_relaxed_u64(skipped, skip_range(seg, r, c, t));
+		if (zdi_fetch_or_seqcst_u64(&h->read_mask, bit) & bit) {
+			/* Marked read for us already (zd_slot_mark_read). */
+			zdi_unpin(seg, i, &h->reader_pins, bit);
+			continue;
+		}
+		return hand_over(seg, r, i, s, view);
 	}
 }
 

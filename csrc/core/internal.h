@@ -221,6 +221,11 @@ int zdi_old_best(const zd_segment_t *seg, uint64_t from,
 			       uint64_t sn, void *arg),
 		 void *arg, uint32_t *slot, uint64_t *sn, uint64_t *state);
 int zdi_reader_deliver(zd_segment_t *seg, uint32_t r, zd_view_t *view);
+/* The take of a latest-value reader: the newest sample r has not read,
+ * every older one marked read and added to *skipped (relaxed).  Returns as
+ * zdi_reader_deliver. */
+int zdi_reader_deliver_latest(zd_segment_t *seg, uint32_t r, zd_view_t *view,
+			      uint64_t *skipped);
 /* Join: the first sn a reader that wants the join_last newest held samples
  * receives, with every older held sample marked read for it and the newer
  * ones marked unread. */

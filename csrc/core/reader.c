@@ -49,7 +49,11 @@ static int take(zd_segment_t *seg, zd_reader_t *r, zd_view_t *view)
 	if (rc < 0)
 		return rc;
 	for (;;) {
-		rc = zdi_reader_deliver(seg, r->index, view);
+		if (r->flags & ZD_READER_LATEST)
+			rc = zdi_reader_deliver_latest(seg, r->index, view,
+						       &r->skipped);
+		else
+			rc = zdi_reader_deliver(seg, r->index, view);
 		if (rc == -EINPROGRESS) {
 			/* An older commit is in flight; if its writer died, the
 			 * reaper frees the loan and we go on. */
@@ -119,6 +123,7 @@ int zd_reader_stats(const zd_segment_t *seg, const zd_reader_t *r,
 	out->taken = zdi_load_relaxed_u64(&e->taken);
 	out->dropped = zdi_load_relaxed_u64(&e->dropped);
 	out->last_sn = zdi_load_relaxed_u64(&e->last_sn);
+	out->skipped = zdi_load_relaxed_u64(&r->skipped);
 	next = zdi_load_relaxed_u64(&seg->hdr->next_sn);
 	done = out->last_sn == UINT64_MAX ? r->start_sn : out->last_sn + 1u;
 	out->lag = next > done ? next - done : 0;

@@ -111,7 +111,14 @@ static void reader_claim(zd_segment_t *seg, uint32_t r, uint64_t join_last,
 
 int zd_reader_open(zd_segment_t *seg, uint64_t join_last, zd_reader_t *out)
 {
-	if (out == NULL)
+	return zd_reader_open_flags(seg, join_last, 0, out);
+}
+
+int zd_reader_open_flags(zd_segment_t *seg, uint64_t join_last, uint32_t flags,
+			 zd_reader_t *out)
+{
+	if (out == NULL || (flags & ~ZD_READER_FLAGS_KNOWN) != 0 ||
+	    ((flags & ZD_READER_LATEST) && join_last > 1))
 		return -EINVAL;
 	/* Pass 0 looks at FREE entries; pass 1 tries ACTIVE ones whose owner
 	 * may have died (their lock is free). */
@@ -136,6 +143,9 @@ int zd_reader_open(zd_segment_t *seg, uint64_t join_last, zd_reader_t *out)
 				ZDI_COUNT(seg, readers_reaped);
 			}
 			reader_claim(seg, r, join_last, out);
+			out->flags = flags;
+			out->reserved = 0;
+			out->skipped = 0;
 			return 0;
 		}
 	}

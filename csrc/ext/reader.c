@@ -1,4 +1,5 @@
-/* reader.c — Reader: a registered reader taking samples oldest-first.
+/* reader.c — Reader: a registered reader taking samples oldest-first, or
+ * (latest=True) the newest, skipping the older ones (the core's take).
  *
  * take() first tries without waiting, with the GIL held; then it waits in
  * slices of at most ZDEXT_SLICE_NS with the GIL released, checking signals
@@ -13,29 +14,48 @@ PyObject *
 zdext_segment_reader(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
 		     PyObject *kwnames)
 {
-	static const char *const names[] = {"join_last", "spin"};
+	static const char *const names[] = {"join_last", "spin", "latest"};
 	SegmentObject *seg = (SegmentObject *)self;
 	zdext_state *st = zdext_state_of(self);
-	PyObject *a[2];
+	PyObject *a[3];
 	uint64_t join_last = 0, spin = 0;
+	uint32_t flags = 0;
 	zd_reader_t reg;
 	zd_segment_t *h;
 	ReaderObject *r;
 	int rc;
 
-	if (zdext_bind("reader", args, nargs, kwnames, names, 2, 2, a) < 0)
+	/* join_last and spin may be positional; latest only by keyword. */
+	if (zdext_bind("reader", args, nargs, kwnames, names, 3, 2, a) < 0)
 		return NULL;
 	if (a[0] != NULL &&
 	    zdext_u64_arg(a[0], "join_last", 0, UINT64_MAX, &join_last) < 0)
 		return NULL;
 	if (a[1] != NULL && zdext_seconds_arg(a[1], "spin", 0, 10.0, &spin) < 0)
 		return NULL;
+	if (a[2] != NULL) {
+		if (!PyBool_Check(a[2])) {
+			PyErr_Format(PyExc_TypeError,
+				     "latest must be a bool, got %.200R (%s)",
+				     a[2], Py_TYPE(a[2])->tp_name);
+			return NULL;
+		}
+		if (a[2] == Py_True)
+			flags |= ZD_READER_LATEST;
+	}
+	if ((flags & ZD_READER_LATEST) && join_last > 1) {
+		PyErr_Format(PyExc_ValueError,
+			     "join_last must be 0 or 1 with latest=True (a latest "
+			     "reader only ever takes the newest sample), got %llu",
+			     (unsigned long long)join_last);
+		return NULL;
+	}
 	if (zdext_segment_check(seg) < 0)
 		return NULL;
 	h = seg->seg;
 	seg->inflight++;
 	Py_BEGIN_ALLOW_THREADS
-	rc = zd_reader_open(h, join_last, &reg);
+	rc = zd_reader_open_flags(h, join_last, flags, &reg);
 	Py_END_ALLOW_THREADS
 	seg->inflight--;
 	if (rc < 0)
@@ -351,9 +371,10 @@ reader_stats(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 		last = PyLong_FromUnsignedLongLong(s.last_sn);
 	if (last == NULL)
 		return NULL;
-	return Py_BuildValue("{s:K,s:K,s:K,s:N}", "taken",
+	return Py_BuildValue("{s:K,s:K,s:K,s:K,s:N}", "taken",
 			     (unsigned long long)s.taken, "dropped",
-			     (unsigned long long)s.dropped, "lag",
+			     (unsigned long long)s.dropped, "skipped",
+			     (unsigned long long)s.skipped, "lag",
 			     (unsigned long long)s.lag, "last_sn", last);
 }
 
@@ -419,8 +440,9 @@ reader_dealloc(ReaderObject *r)
 static PyObject *
 reader_repr(ReaderObject *r)
 {
-	return PyUnicode_FromFormat("<zdshm.Reader index=%u%s>",
+	return PyUnicode_FromFormat("<zdshm.Reader index=%u%s%s>",
 				    (unsigned)r->r.index,
+				    (r->r.flags & ZD_READER_LATEST) ? " latest" : "",
 				    r->closed ? " closed" : "");
 }
 
@@ -442,7 +464,15 @@ reader_get_segment(ReaderObject *r, void *Py_UNUSED(c))
 	return Py_NewRef(r->segment);
 }
 
+static PyObject *
+reader_get_latest(ReaderObject *r, void *Py_UNUSED(c))
+{
+	return PyBool_FromLong((r->r.flags & ZD_READER_LATEST) != 0);
+}
+
 static PyGetSetDef reader_getset[] = {
+	{"latest", (getter)reader_get_latest, NULL,
+	 "True for a latest-value reader (Segment.reader(latest=True)).", NULL},
 	{"index", (getter)reader_get_index, NULL,
 	 "This reader's bit in the read masks (0..63).", NULL},
 	{"closed", (getter)reader_get_closed, NULL, "True after close().", NULL},
@@ -454,12 +484,14 @@ static PyMethodDef reader_methods[] = {
 	{"take", (PyCFunction)(void (*)(void))reader_take,
 	 METH_FASTCALL | METH_KEYWORDS,
 	 "take($self, /, timeout=None)\n--\n\n"
-	 "The oldest unread sample; waits (GIL released, Ctrl-C works).  "
+	 "The oldest unread sample (a latest reader: the newest, skipping the "
+	 "older ones); waits (GIL released, Ctrl-C works).  "
 	 "WaitTimeoutError, SegmentClosedError after the creator's goodbye, "
 	 "CreatorDeadError once the creator died (each after every sample "
 	 "committed before is taken)."},
 	{"try_take", (PyCFunction)reader_try_take, METH_NOARGS,
-	 "try_take($self, /)\n--\n\nThe oldest unread sample, or None.  "
+	 "try_take($self, /)\n--\n\nThe oldest unread sample (a latest reader: "
+	 "the newest), or None.  "
 	 "Once fileno() was called, a None also arms the descriptor: it becomes "
 	 "readable at the next commit or goodbye."},
 	{"fileno", (PyCFunction)reader_fileno, METH_NOARGS,
@@ -471,7 +503,7 @@ static PyMethodDef reader_methods[] = {
 	{"atake", (PyCFunction)(void (*)(void))reader_atake,
 	 METH_FASTCALL | METH_KEYWORDS,
 	 "atake($self, /, timeout=None)\n--\n\n"
-	 "Coroutine: the oldest unread sample, awaited without blocking the "
+	 "Coroutine: the next sample (as take()), awaited without blocking the "
 	 "event loop (WaitTimeoutError, SegmentClosedError, CreatorDeadError "
 	 "as take()).  Cancelling it leaves nothing behind."},
 	{"aiter", (PyCFunction)(void (*)(void))reader_aiter_method,
@@ -482,7 +514,8 @@ static PyMethodDef reader_methods[] = {
 	{"_disarm", (PyCFunction)reader_disarm, METH_NOARGS,
 	 "_disarm($self, /)\n--\n\nStops an armed wait."},
 	{"stats", (PyCFunction)reader_stats, METH_NOARGS,
-	 "stats($self, /)\n--\n\nA dict: taken, dropped, lag, last_sn (None before the first)."},
+	 "stats($self, /)\n--\n\nA dict: taken, dropped, skipped (a latest reader's "
+	 "passed-over samples), lag, last_sn (None before the first)."},
 	{"close", (PyCFunction)reader_close, METH_NOARGS,
 	 "close($self, /)\n--\n\nUnregisters; taken samples stay valid."},
 	{"__enter__", (PyCFunction)reader_enter, METH_NOARGS,

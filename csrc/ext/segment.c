@@ -1601,8 +1601,9 @@ static PyMethodDef segment_methods[] = {
 	 "default loan timeout and spin before parking."},
 	{"reader", (PyCFunction)(void (*)(void))zdext_segment_reader,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "reader($self, /, join_last=0, spin=0.0)\n--\n\n"
-	 "Registers a Reader in the segment."},
+	 "reader($self, /, join_last=0, spin=0.0, *, latest=False)\n--\n\n"
+	 "Registers a Reader in the segment; latest=True: each take returns "
+	 "the newest sample and skips the older ones."},
 	{"close", (PyCFunction)seg_close, METH_NOARGS,
 	 "close($self, /)\n--\n\n"
 	 "Says goodbye, discards live loans, releases samples, closes readers "

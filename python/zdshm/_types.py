@@ -9,5 +9,6 @@ class ReaderStats(TypedDict):
 
     taken: int              #: samples taken
     dropped: int            #: samples lost to the writer's overflow policy, or corrupt
+    skipped: int            #: samples a latest reader passed over for a newer one (0 otherwise)
     lag: int                #: committed samples not yet taken
     last_sn: int | None     #: sn of the last sample taken (None before the first)

@@ -109,7 +109,7 @@ class Segment:
     # high level
     def writer(self, overflow: Literal["block", "fail", "reclaim"] = "block",
                timeout: float | None = None, spin: float = 0.0) -> Writer: ...
-    def reader(self, join_last: int = 0, spin: float = 0.0) -> Reader: ...
+    def reader(self, join_last: int = 0, spin: float = 0.0, *, latest: bool = False) -> Reader: ...  # latest: each take returns the newest sample, skipping older ones (join_last 0 or 1)
     def close(self) -> None: ...                         # ViewsAliveError while live loans/samples have views
     # Refused (TypeError, any protocol) but by PosixSegment: memory lives in one
     # process, an anonymous segment travels as a descriptor (send_segment).
@@ -271,6 +271,8 @@ class Reader:
     def index(self) -> int: ...
     @property
     def closed(self) -> bool: ...
+    @property
+    def latest(self) -> bool: ...                        # Segment.reader(latest=True)
     def take(self, timeout: float | None = None) -> Sample: ...   # WaitTimeoutError; SegmentClosedError at goodbye; CreatorDeadError
     def try_take(self) -> Sample | None: ...             # both: CorruptSegmentError once per corrupt sample (dropped, counted)
     def stats(self) -> ReaderStats: ...

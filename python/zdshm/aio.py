@@ -167,7 +167,8 @@ async def _readable(watch: _Watch, fd: int, deadline: float | None) -> None:
 
 
 async def atake(reader: Any, timeout: float | None = None) -> Any:
-    """The oldest unread sample of reader, awaited (see Reader.take)."""
+    """The next sample of reader (the oldest unread; the newest for a latest
+    reader), awaited (see Reader.take)."""
     limit = None if timeout is None else _seconds(timeout, "timeout")
     fd = reader.fileno()
     sample = reader.try_take()        # with a descriptor: takes or arms

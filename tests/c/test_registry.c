@@ -458,7 +458,7 @@ static void close_with_views_and_after(zdt_ctx_t *c)
 	CHECK_OK(zd_writer_loan(c->seg, ZD_OVERFLOW_FAIL, 0, 0, &x));
 	/* a garbage reader struct is refused, not trusted */
 	{
-		zd_reader_t bad = { ZD_READER_MAX + 3, 1, 0 };
+		zd_reader_t bad = { .index = ZD_READER_MAX + 3, .epoch = 1 };
 
 		CHECK(zd_reader_take(c->seg, &bad, &w) < 0);
 		CHECK(zd_reader_stats(c->seg, &bad, &st) < 0);

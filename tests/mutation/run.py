@@ -59,7 +59,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SUITE = ["tests/property/test_slot_machine.py", "tests/property/test_cross_process.py",
          "tests/property/test_wakeups.py", "tests/property/test_in_flight.py",
-         "tests/property/test_cleanup.py", "tests/property/test_pinned.py"]
+         "tests/property/test_cleanup.py", "tests/property/test_pinned.py",
+         "tests/property/test_latest.py"]
 VENV_PACKAGES = ["pytest", "pytest-timeout", "hypothesis", "numpy", "scikit-build-core"]
 
 
@@ -143,6 +144,17 @@ MUTANTS = [
            "zdi_reader_deliver advances the cursor without pinning the sample",
            [Edit(DELIVERY, "zdi_reader_deliver",
                  "rc = zdi_pin(seg, i, s, &h->reader_pins, bit);", "rc = 0;")]),
+    Mutant("latest_skip_keeps_unread",
+           "a latest reader's take counts the older samples as skipped but does not "
+           "mark them read (their slots stay held)",
+           [Edit(DELIVERY, "skip_one",
+                 "set = !(zdi_fetch_or_seqcst_u64(&h->read_mask, bit) & bit);",
+                 "set = 1;")]),
+    Mutant("latest_takes_oldest",
+           "a latest reader's walk keeps the first unread sample it finds: it takes "
+           "the oldest, not the newest",
+           [Edit(DELIVERY, "newest_unread",
+                 "if (f == ZDI_FOUND &&", "if (f == ZDI_FOUND && !found &&")]),
     Mutant("join_ignores_join_last",
            "zdi_join starts every reader at next_sn (join_last ignored)",
            [Edit(DELIVERY, "zdi_join",

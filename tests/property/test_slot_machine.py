@@ -104,7 +104,7 @@ class SlotMachine(RuleBasedStateMachine):
         assert self.seg.slot_capacity == geo.slot_capacity
         self.model = SegmentModel(geo.slot_count, geo.slot_capacity)
         for _ in range(n_readers):
-            self.open_reader(0)
+            self.open_reader(0, latest=data.draw(st.booleans(), label="latest"))
         for _ in range(n_samples):
             self.publish("fail", data, oversize=False)
 
@@ -410,12 +410,16 @@ class SlotMachine(RuleBasedStateMachine):
 
     # -- registered readers -------------------------------------------------------------
     @precondition(lambda self: len(self.readers) < MAX_REGISTERED)
-    @rule(join_last=st.sampled_from([0, 0, 1, 2, 5]), h=HANDLE)
-    def open_reader(self, join_last, h=0):
-        r, m = lockstep(f"reader(join_last={join_last})",
-                        lambda: self.handle(h).reader(join_last=join_last),
-                        lambda: self.model.reader(join_last=join_last))
+    @rule(join_last=st.sampled_from([0, 0, 1, 2, 5]), h=HANDLE, latest=st.booleans())
+    def open_reader(self, join_last, h=0, latest=False):
+        r, m = lockstep(f"reader(join_last={join_last}, latest={latest})",
+                        lambda: self.handle(h).reader(join_last=join_last, latest=latest),
+                        lambda: self.model.reader(join_last=join_last, latest=latest))
+        if latest and join_last > 1:
+            assert r.error == "ValueError"
+            return
         assert r.error is None
+        assert r.value.latest == latest
         assert r.value.index == m.value.index, "reader index differs from the model"
         assert not r.value.closed
         self.readers.append([r.value, m.value])
@@ -425,8 +429,19 @@ class SlotMachine(RuleBasedStateMachine):
     @rule(i=PICK, hold=st.booleans(), blocking=st.booleans())
     def take(self, i, hold, blocking):
         """A reader receives the unread sample with the smallest sn, never
-        twice, in commit order."""
+        twice, in commit order.  A latest reader receives the newest
+        committed sample it has not read (read off the real segment before
+        the take), never one older than it received before, and afterwards
+        every older committed sample is marked read for it (skipped: its
+        slot may be reused)."""
         real_r, model_r = self.readers[i % len(self.readers)]
+        bit = 1 << model_r.index
+        newest = None
+        if model_r.latest:
+            unread = [self.seg.read_copy(s)[0]["sn"] for s in range(self.seg.slot_count)
+                      if self.seg.slot_state(s) == "committed"
+                      and not self.seg.read_copy(s)[0]["read_mask"] & bit]
+            newest = max(unread, default=None)
         if blocking:
             r, m = lockstep("take(timeout=0)", lambda: real_r.take(timeout=0),
                             lambda: model_r.take(timeout=0))
@@ -438,9 +453,17 @@ class SlotMachine(RuleBasedStateMachine):
             assert (r.value is None) == (m.value is None), f"take: real {r} model {m}"
             if r.value is None:
                 event("try_take: nothing")
+                assert newest is None, f"latest reader got nothing, newest unread {newest}"
                 return
         real, model = r.value, m.value
-        event("take: got a sample")
+        event("take: got a sample" + (" (latest)" if model_r.latest else ""))
+        if model_r.latest:
+            assert real.sn == newest, f"latest reader got sn {real.sn}, newest unread {newest}"
+            for s in range(self.seg.slot_count):
+                if self.seg.slot_state(s) == "committed":
+                    hdr = self.seg.read_copy(s)[0]
+                    assert hdr["sn"] > real.sn or hdr["read_mask"] & bit, \
+                        f"latest reader left older sn {hdr['sn']} unread"
         assert (real.slot, real.sn, real.size) == (model.slot, model.sn, model.size)
         assert real.tobytes() == model.tobytes()
         got = self.received[id(model_r)]

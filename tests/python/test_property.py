@@ -3,7 +3,9 @@
 The model knows which slots are held (loaned, unread by an active reader, or
 pinned) and predicts: publish under overflow="fail" succeeds iff a slot is
 free; every reader receives exactly the samples committed after it joined,
-oldest first, never twice, with the right bytes.
+oldest first, never twice, with the right bytes.  A latest reader receives
+the newest sample committed since its last take and frees (skips) the older
+ones: never an older sample than before, its skipped count as predicted.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ class SlotMachine(RuleBasedStateMachine):
         self.factory = SegmentFactory(self.backend)
         self.seg = self.factory(slot_count=SLOTS, slot_capacity=16)
         self.w = self.seg.writer(overflow="fail")
-        self.readers: list = []          # [reader, expected (sn, bytes) queue, held samples]
+        # [reader, expected (sn, bytes) queue, held samples, latest, skipped]
+        self.readers: list = []
         self.held: list = []             # samples not yet released
         self.live: dict[int, int] = {}   # sn -> number of readers yet to take it
         self.pins: dict[int, int] = {}   # sn -> number of unreleased samples
@@ -58,19 +61,28 @@ class SlotMachine(RuleBasedStateMachine):
             entry[1].append((sn, payload))
 
     @precondition(lambda self: len(self.readers) < 3)
-    @rule()
-    def join(self):
-        self.readers.append([self.seg.reader(), [], []])
+    @rule(latest=st.booleans())
+    def join(self, latest):
+        self.readers.append([self.seg.reader(latest=latest), [], [], latest, 0])
 
     @precondition(lambda self: self.readers)
     @rule(i=st.integers(0, 2), keep=st.booleans())
     def take(self, i, keep):
-        r, expected, mine = self.readers[i % len(self.readers)]
+        entry = self.readers[i % len(self.readers)]
+        r, expected, mine, latest = entry[:4]
         s = r.try_take()
         if not expected:
             assert s is None
             return
-        sn, payload = expected.pop(0)
+        if latest:
+            # The newest; the older ones are skipped and their slots freed.
+            sn, payload = expected[-1]
+            for older, _ in expected[:-1]:
+                self.live[older] -= 1
+            entry[4] += len(expected) - 1
+            expected.clear()
+        else:
+            sn, payload = expected.pop(0)
         assert s is not None, f"expected sn {sn}"
         assert s.sn == sn and bytes(s) == payload
         self.live[sn] -= 1
@@ -80,6 +92,7 @@ class SlotMachine(RuleBasedStateMachine):
             self.pins[sn] = self.pins.get(sn, 0) + 1
         else:
             s.release()
+        assert r.stats()["skipped"] == entry[4]
 
     @precondition(lambda self: self.held)
     @rule(i=st.integers(0, 10))
@@ -100,7 +113,7 @@ class SlotMachine(RuleBasedStateMachine):
         idle = [e for e in self.readers if not e[2]]
         entry = idle[i % len(idle)]
         self.readers.remove(entry)
-        r, expected, _ = entry
+        r, expected = entry[0], entry[1]
         for sn, _ in expected:
             self.live[sn] -= 1
         r.close()

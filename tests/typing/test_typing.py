@@ -100,6 +100,9 @@ def contract(name: str) -> None:
             assert_type(stats, zdshm.ReaderStats)
             assert_type(stats["last_sn"], int | None)
             assert_type(stats["taken"], int)
+            with seg.reader(join_last=1, latest=True) as newest:
+                assert_type(newest.latest, bool)
+                assert_type(newest.stats()["skipped"], int)
             with r.take(timeout=1) as sample:
                 assert_type(sample, zdshm.Sample)
                 arr = np.asarray(sample)
@@ -128,6 +131,7 @@ seg.writer(overflow="drop")                 # not a policy
 seg.reader().stats()["nope"]                # not a key
 zdshm.unlink(name="x")                      # positional-only
 seg.writer().wait_for_readers("2")          # n is an int
+seg.reader(0, 0.0, True)                    # latest is keyword-only
 zdshm.PosixSegment.attach("x", None)        # allow_owner is keyword-only
 '''
 

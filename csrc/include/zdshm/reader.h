@@ -22,10 +22,23 @@ extern "C" {
 /* How often an idle reader asks whether the creator is alive (ns). */
 #define ZD_CREATOR_CHECK_NS 100000000ull
 
+/* zd_reader_open_flags: every take delivers the newest sample and marks
+ * the older unread ones read (skips them). */
+#define ZD_READER_LATEST 1u
+#define ZD_READER_FLAGS_KNOWN ZD_READER_LATEST
+
+/* Private to the opening handle: nothing here is shared.  A latest-value
+ * reader differs only in how its own takes move its cursor (writers and
+ * other processes need not know), so its mode and its skip count live
+ * here, not in the segment's reader entry. */
 typedef struct zd_reader {
 	uint32_t index;        /* bit in the masks                           */
 	uint32_t epoch;        /* entry epoch this reader was opened with    */
 	uint64_t start_sn;     /* first sequence number it may receive       */
+	uint32_t flags;        /* ZD_READER_*                                */
+	uint32_t reserved;
+	uint64_t skipped;      /* latest: samples marked read unseen (relaxed
+				  fetch_add by its takes)                   */
 } zd_reader_t;
 
 typedef struct zd_reader_stats {
@@ -33,6 +46,8 @@ typedef struct zd_reader_stats {
 	uint64_t dropped;      /* samples freed before it read them          */
 	uint64_t lag;          /* committed sequence numbers not yet taken   */
 	uint64_t last_sn;      /* last sequence number taken (UINT64_MAX: none) */
+	uint64_t skipped;      /* samples a latest reader passed over: marked
+				  read by its takes, never delivered         */
 } zd_reader_stats_t;
 
 /* Registers a reader.  join_last == 0: it receives samples committed from
@@ -42,7 +57,21 @@ typedef struct zd_reader_stats {
  * Returns 0, -EUSERS (all ZD_READER_MAX entries taken), -EINVAL. */
 int zd_reader_open(zd_segment_t *seg, uint64_t join_last, zd_reader_t *out);
 
-/* Takes the oldest unread sample: pins its slot, sets the reader's read bit
+/* zd_reader_open with flags.  ZD_READER_LATEST: each take delivers the
+ * newest committed sample this reader has not read (among those whose
+ * predecessors are all published: it does not pass an sn still in
+ * flight), and marks every older one it has not taken read, counting
+ * them in zd_reader_stats_t.skipped; a sample recycled before the take
+ * reaches it is the writer's drop, as for any reader.  join_last may then
+ * be 0 (samples from now on) or 1 (the newest held one too): more would
+ * only be skipped.  A take costs up to ring_size lookups.
+ * Returns 0, -EUSERS, -EINVAL (unknown flags, or join_last > 1 with
+ * ZD_READER_LATEST). */
+int zd_reader_open_flags(zd_segment_t *seg, uint64_t join_last, uint32_t flags,
+			 zd_reader_t *out);
+
+/* Takes the oldest unread sample (a ZD_READER_LATEST reader: the newest,
+ * skipping the older ones): pins its slot, sets the reader's read bit
  * and fills *view.  Release the view with zd_slot_release.
  * Returns 0, -EAGAIN (nothing unread), -ENOTCONN (this reader was
  * disconnected), -EPIPE (the creator said goodbye and nothing is unread),

@@ -26,7 +26,10 @@ What it models
   "from now" (older samples are marked read for it) or also receives the
   ``join_last`` newest samples still held in committed slots.  ``take``
   delivers the unread sample with the smallest sequence number, marks it
-  read and pins it until released.  ``close`` disconnects at once; samples
+  read and pins it until released.  A latest reader (``latest=True``,
+  ``join_last`` 0 or 1) takes the unread sample with the largest sequence
+  number instead and marks every older unread one read, counting it in
+  ``skipped``.  ``close`` disconnects at once; samples
   the reader still holds stay valid and keep its index taken until released.
 * ``evict_stale`` and the three writer overflow policies, each counting one
   drop per reader that had not read the sample it frees.
@@ -292,10 +295,13 @@ class SampleModel:
 class ReaderModel:
     """A registered reader (mirrors ``zdshm.Reader``)."""
 
-    def __init__(self, segment: SegmentModel, index: int, start_sn: int) -> None:
+    def __init__(self, segment: SegmentModel, index: int, start_sn: int,
+                 latest: bool = False) -> None:
         self._segment = segment
         self.index = index
         self.start_sn = start_sn
+        self.latest = latest
+        self.skipped = 0                  # latest: samples marked read unseen
         self.closed = False
         self.received: list[int] = []     # sequence numbers, in take order
 
@@ -311,14 +317,15 @@ class ReaderModel:
         return sample
 
     def stats(self) -> dict[str, int | None]:
-        """taken, dropped, lag, last_sn (None: nothing taken yet)."""
+        """taken, dropped, skipped, lag, last_sn (None: nothing taken yet)."""
         return self._segment._reader_stats(self)
 
     def close(self) -> None:
         self._segment._close_reader(self)
 
     def __repr__(self) -> str:
-        return f"<ReaderModel index={self.index} start_sn={self.start_sn} closed={self.closed}>"
+        return (f"<ReaderModel index={self.index} start_sn={self.start_sn} "
+                f"latest={self.latest} closed={self.closed}>")
 
 
 class WriterModel:
@@ -507,9 +514,15 @@ class SegmentModel:
                spin: float = 0.0) -> WriterModel:
         return WriterModel(self, overflow, timeout)
 
-    def reader(self, join_last: int = 0, spin: float = 0.0) -> ReaderModel:
+    def reader(self, join_last: int = 0, spin: float = 0.0, *,
+               latest: bool = False) -> ReaderModel:
         if isinstance(join_last, bool) or not isinstance(join_last, int) or join_last < 0:
             raise ValueError(f"join_last must be an int >= 0, got {join_last!r}")
+        if not isinstance(latest, bool):
+            raise TypeError(f"latest must be a bool, got {latest!r}")
+        if latest and join_last > 1:
+            raise ValueError("join_last must be 0 or 1 with latest=True, "
+                             f"got {join_last!r}")
         free = [r for r in range(READER_MAX)
                 if r not in self.readers and r not in self.closing_readers]
         if not free:
@@ -529,7 +542,7 @@ class SegmentModel:
                 s.read_mask |= bit          # never hold older samples hostage
             else:
                 s.read_mask &= ~bit         # the last join_last ones are ours
-        reader = ReaderModel(self, r, start)
+        reader = ReaderModel(self, r, start, latest)
         self.readers[r] = reader
         return reader
 
@@ -672,10 +685,17 @@ class SegmentModel:
             if s.sn < reader.start_sn:
                 s.read_mask |= bit          # committed before the join
                 continue
-            if best is None or s.sn < best.sn:
+            if best is None or (s.sn > best.sn if reader.latest else s.sn < best.sn):
                 best = s
         if best is None:
             return None
+        if reader.latest:
+            # Every older sample it has not taken is skipped: marked read
+            # (its slot may be reused), counted once.
+            for s in self.slots:
+                if s.state == COMMITTED and s.sn < best.sn and not (s.read_mask & bit):
+                    s.read_mask |= bit
+                    reader.skipped += 1
         assert not (best.reader_pins & bit), \
             f"model: reader {r} pins slot {best.index} without its read bit"
         best.reader_pins |= bit
@@ -691,7 +711,8 @@ class SegmentModel:
         last = self.entry_last_sn[r]
         done = reader.start_sn if last is None else last + 1
         return {"taken": self.entry_taken[r], "dropped": self.entry_dropped[r],
-                "lag": max(0, self.next_sn - done), "last_sn": last}
+                "skipped": reader.skipped, "lag": max(0, self.next_sn - done),
+                "last_sn": last}
 
     def _close_reader(self, reader: ReaderModel) -> None:
         """Disconnects at once: the bit leaves the active mask and every slot

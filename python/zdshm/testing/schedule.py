@@ -58,7 +58,7 @@ def role_of(op: Sequence[Any]) -> str | int:
 def normalize_stats(stats: dict[str, Any]) -> dict[str, Any]:
     """Reader stats with "nothing taken yet" spelled None whatever the
     backend says (None, -1 or 2**64-1)."""
-    out = {k: stats[k] for k in ("taken", "dropped", "lag", "last_sn")}
+    out = {k: stats[k] for k in ("taken", "dropped", "skipped", "lag", "last_sn")}
     if out["last_sn"] in (-1, _UINT64_MAX):
         out["last_sn"] = None
     return out
