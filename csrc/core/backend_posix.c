@@ -318,6 +318,7 @@ static void posix_take_geometry(zd_segment_t *seg,
 {
 	seg->geo = copy->geo;
 	seg->geo.total_size = size;
+	memcpy(seg->classes, copy->classes, sizeof(seg->classes));
 	seg->flags = copy->flags;
 	memcpy(seg->type_hash, copy->type_hash, sizeof(seg->type_hash));
 	seg->owner_pid = copy->owner_pid;
@@ -461,7 +462,8 @@ static int stale_remove(const char *name)
 /* The creator's last steps, once seg->fd is sized and locked: both
  * mappings, the header (init flag last), the attachment entry. */
 static int creator_map_init(zd_segment_t *seg, const zd_config_t *cfg,
-			    const zd_geometry_t *geo)
+			    const zd_geometry_t *geo,
+			    const zd_class_t classes[ZD_CLASS_MAX])
 {
 	uint64_t total = geo->total_size;
 	void *base = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE,
@@ -476,7 +478,7 @@ static int creator_map_init(zd_segment_t *seg, const zd_config_t *cfg,
 	if (rc < 0)
 		return rc;
 	seg->hdr = (struct zdi_segment_header *)seg->base;
-	zdi_segment_write_header(seg, cfg, geo);
+	zdi_segment_write_header(seg, cfg, geo, classes);
 	return zdi_segment_init_handle(seg);
 }
 
@@ -485,6 +487,7 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 {
 	char path[ZD_NAME_MAX + 2];
 	zd_geometry_t geo;
+	zd_class_t classes[ZD_CLASS_MAX];
 	uint64_t total;
 	zd_segment_t *seg;
 	int rc;
@@ -494,7 +497,7 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 	rc = zd_name_validate(name);
 	if (rc < 0)
 		return rc;
-	rc = zdi_config_geometry(cfg, &geo);
+	rc = zdi_config_geometry(cfg, &geo, classes);
 	total = geo.total_size;
 	if (rc < 0)
 		return rc;
@@ -533,7 +536,7 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 		rc = -rc;
 		goto fail;
 	}
-	rc = creator_map_init(seg, cfg, &geo);
+	rc = creator_map_init(seg, cfg, &geo, classes);
 	if (rc < 0)
 		goto fail;
 	*out = seg;
@@ -675,6 +678,7 @@ static zd_segment_t *anonymous_handle_new(void)
 int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out)
 {
 	zd_geometry_t geo;
+	zd_class_t classes[ZD_CLASS_MAX];
 	uint64_t total;
 	zd_segment_t *seg;
 	struct stat st;
@@ -682,7 +686,7 @@ int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out)
 
 	if (out == NULL)
 		return -EINVAL;
-	rc = zdi_config_geometry(cfg, &geo);
+	rc = zdi_config_geometry(cfg, &geo, classes);
 	total = geo.total_size;
 	if (rc < 0)
 		return rc;
@@ -711,7 +715,7 @@ int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out)
 	rc = seg->ops->lock_try(seg, ZDI_LOCK_CREATOR);
 	if (rc < 0)
 		goto fail;
-	rc = creator_map_init(seg, cfg, &geo);
+	rc = creator_map_init(seg, cfg, &geo, classes);
 	if (rc < 0)
 		goto fail;
 	*out = seg;
