@@ -597,6 +597,34 @@ int zd_segment_attach_posix(const char *name, zd_segment_t **out)
 	return zd_segment_attach_posix_opts(name, NULL, out);
 }
 
+/* The per-class slot counts of a handle that maps nothing: one pread of
+ * each slot's state word (the geometry is the validated private copy; an
+ * object cut short meanwhile is -EBADMSG, never a signal). */
+static int describe_class_stats(const zd_segment_t *seg, zd_segment_info_t *out)
+{
+	for (uint32_t c = 0; c < seg->geo.class_count; c++) {
+		const zd_class_t *k = &seg->classes[c];
+		zd_class_stats_t *cs = &out->class_stats[c];
+
+		for (uint32_t i = 0; i < k->slot_count; i++) {
+			uint64_t state;
+			int rc = pread_full(seg->fd, &state, sizeof(state),
+					    (off_t)(k->slots_offset + (uint64_t)i * k->slot_stride +
+						    offsetof(struct zdi_slot_header, state)));
+
+			if (rc < 0)
+				return rc;
+			if (ZDI_ST_KIND(state) == ZDI_SLOT_FREE)
+				cs->free++;
+			else if (ZDI_ST_KIND(state) == ZDI_SLOT_LOANED)
+				cs->loaned++;
+			else if (ZDI_ST_KIND(state) == ZDI_SLOT_COMMITTED)
+				cs->committed++;
+		}
+	}
+	return 0;
+}
+
 int zd_segment_describe_posix_opts(const char *name, zd_attach_opts_t *opts,
 				   zd_segment_info_t *out)
 {
@@ -612,6 +640,8 @@ int zd_segment_describe_posix_opts(const char *name, zd_attach_opts_t *opts,
 	if (rc < 0)
 		return rc;
 	rc = zd_segment_info(seg, out);
+	if (rc == 0)
+		rc = describe_class_stats(seg, out);
 	control_close(seg);
 	return rc;
 }

@@ -190,10 +190,16 @@ class _LoanArray:
         frame_type = _frame_type()
         if self._loan is not None:
             raise RuntimeError("loan_array context manager is not reentrant")
+        # The smallest size class that holds the frame; a frame larger than
+        # every slot takes the largest class, and set_format says why it
+        # does not fit.
+        nbytes: int | None = self._count * self._dtype.itemsize
+        if nbytes > self._writer.segment.slot_capacity:
+            nbytes = None
         if self._timeout is _DEFAULT:
-            loan = self._writer.loan()
+            loan = self._writer.loan(nbytes=nbytes)
         else:
-            loan = self._writer.loan(timeout=self._timeout)
+            loan = self._writer.loan(timeout=self._timeout, nbytes=nbytes)
         try:
             loan.set_format(self._fmt, self._shape)
             # The loan's one export: base; arr is a view of base.

@@ -130,8 +130,8 @@ typedef struct zd_segment_info {
 	uint32_t layout_version;
 	zd_geometry_t geo;
 	zd_class_t classes[ZD_CLASS_MAX];  /* geo.class_count of them        */
-	zd_class_stats_t class_stats[ZD_CLASS_MAX]; /* zd_segment_info only:
-				      describe leaves them 0               */
+	zd_class_stats_t class_stats[ZD_CLASS_MAX]; /* a scan of the slot
+				      state words (describe: one pread each) */
 	uint8_t type_hash[ZD_TYPE_HASH_SIZE];
 	int32_t owner_pid;
 	uint32_t owner_uid;
@@ -278,7 +278,8 @@ int zd_segment_describe_posix(const char *name, zd_segment_info_t *out);
  * attachment entry: opens it O_RDONLY, checks the owner like attach
  * (opts), reads the header and the reader and attachment tables with pread
  * into private memory and validates them exactly like attach; the liveness
- * counts ask the locks of that descriptor (F_OFD_GETLK).  An object that
+ * counts ask the locks of that descriptor (F_OFD_GETLK); the per-class slot
+ * counts cost one pread of each slot's state word.  An object that
  * shrinks meanwhile yields -EBADMSG, never a signal: nothing is mapped.
  * The counters are a snapshot of words other processes write.
  * Same codes as zd_segment_attach_posix_opts, without -EUSERS. */
