@@ -377,7 +377,8 @@ int zd_segment_is_creator(const zd_segment_t *seg);
 int zd_segment_creator_alive(const zd_segment_t *seg);
 
 /* Fills *out from the handle.  The live counts cost one fcntl per ACTIVE
- * entry that is not this handle's.  Returns 0. */
+ * entry that is not this handle's; the per-class slot counts one load of
+ * each slot's state word.  Returns 0. */
 int zd_segment_info(const zd_segment_t *seg, zd_segment_info_t *out);
 
 /* Finds readers and attachments whose process has died (their liveness lock
