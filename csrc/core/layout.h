@@ -81,7 +81,12 @@ struct zdi_segment_header {
 	uint8_t pad8[56];
 	/* Line 9: counters, relaxed fetch_add by whoever does the thing. */
 	struct zdi_counters counters;
-	uint8_t reserved1[384];
+	/* Lines 10-11: per size class, the oldest sequence number that may
+	 * still be a sample of that class held in a slot the ring indexes.
+	 * Writers' window walks of that class, CAS forward (pool.c); hints,
+	 * clamped to the window. */
+	uint64_t class_tail[ZD_CLASS_MAX];
+	uint8_t reserved1[256];
 	/* Lines 16-23: the class table, immutable like lines 0-2 (written by
 	 * the creator before init_done, copied and validated at attach).
 	 * Entries past geo.class_count are zero. */
@@ -103,6 +108,7 @@ _Static_assert(offsetof(struct zdi_segment_header, space) == 384, "line 6");
 _Static_assert(offsetof(struct zdi_segment_header, active_mask) == 448, "line 7");
 _Static_assert(offsetof(struct zdi_segment_header, tail) == 512, "line 8");
 _Static_assert(offsetof(struct zdi_segment_header, counters) == 576, "line 9");
+_Static_assert(offsetof(struct zdi_segment_header, class_tail) == 640, "line 10");
 _Static_assert(offsetof(struct zdi_segment_header, classes) == 1024, "line 16");
 
 enum { ZDI_ENTRY_FREE = 0, ZDI_ENTRY_ACTIVE = 1 };

@@ -200,18 +200,31 @@ static int take_old(zd_segment_t *seg, uint64_t read_by, int reclaim,
 	return -EAGAIN;
 }
 
-/* Step 3: the window, oldest first; the tail moves past what is gone. */
+/* Step 3: the window, oldest first; the tail moves past what is gone.
+ * A walk for one class of a classed segment starts at that class's tail
+ * (when it lies in the window) and moves it past what is gone and past
+ * other classes' samples (a sample never changes class), so a class whose
+ * loans are rare among another's does not walk the other's held samples
+ * every time.  The segment's tail moves only on a walk that started at it.
+ * Reclaim walks every class that fits from the segment's tail. */
 static int take_window(zd_segment_t *seg, uint64_t read_by, int reclaim,
 		       uint32_t lo_slot, uint32_t hi_slot, uint32_t *slot,
 		       uint64_t *unread_by)
 {
+	uint64_t *ctail_word = seg->geo.class_count > 1 && !reclaim
+		? &seg->hdr->class_tail[zdi_class_of(seg, lo_slot)] : NULL;
 	uint64_t raw = zdi_load_acquire_u64(&seg->hdr->tail);
-	uint64_t lo, hi, tail;
-	int prefix = 1, rc = -EAGAIN;
+	uint64_t craw = ctail_word != NULL ? zdi_load_acquire_u64(ctail_word) : 0;
+	uint64_t lo, hi, tail, start, ctail;
+	int prefix, cprefix = 1, rc = -EAGAIN;
 
 	zdi_window(seg, &lo, &hi);
+	/* A class tail outside the window is not one a walk left there. */
+	start = ctail_word != NULL && craw > lo && craw <= hi ? craw : lo;
+	prefix = start == lo;
 	tail = lo;
-	for (uint64_t sn = lo; sn < hi; sn++) {
+	ctail = start;
+	for (uint64_t sn = start; sn < hi; sn++) {
 		uint32_t i;
 		uint64_t s;
 		int stop;
@@ -221,9 +234,11 @@ static int take_window(zd_segment_t *seg, uint64_t read_by, int reclaim,
 		case ZDI_LOST:          /* if still alive, it is in the old map */
 			if (prefix)
 				tail = sn + 1u;
+			if (cprefix)
+				ctail = sn + 1u;
 			continue;
-		case ZDI_INFLIGHT:
-			prefix = 0;
+		case ZDI_INFLIGHT:      /* of any class, for all we know */
+			prefix = cprefix = 0;
 			continue;
 		case ZDI_FOUND:
 			break;
@@ -235,24 +250,30 @@ static int take_window(zd_segment_t *seg, uint64_t read_by, int reclaim,
 			    stop)
 				break;
 			prefix = 0;
+			if (cprefix)
+				ctail = sn + 1u;
 			continue;
 		}
 		if (!reusable(seg, zdi_slot(seg, i), sn, read_by, reclaim, &stop)) {
 			if (stop)
 				break;
-			prefix = 0;
+			prefix = cprefix = 0;
 			continue;
 		}
 		if (take_sample(seg, i, s, sn, slot, unread_by) == 0) {
 			if (prefix)
 				tail = sn + 1u;
+			if (cprefix)
+				ctail = sn + 1u;
 			rc = 0;
 			break;
 		}
-		prefix = 0;
+		prefix = cprefix = 0;
 	}
 	if (tail != raw)
 		zdi_cas_acq_rel_u64(&seg->hdr->tail, &raw, tail);
+	if (ctail_word != NULL && ctail != craw)
+		zdi_cas_acq_rel_u64(ctail_word, &craw, ctail);
 	return rc;
 }
 

@@ -551,6 +551,91 @@ static void classes_across_map_words(void)
 	zd_segment_close(seg);
 }
 
+/* A class's loans walk from that class's tail: past the other classes'
+ * held samples once, not at every loan. */
+static void class_tail_passes_other_classes(zdt_ctx_t *c)
+{
+	zd_reader_t r;
+	zd_view_t v;
+	uint32_t s;
+	uint64_t last = 0;
+
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &r));
+	put_n(c->seg, 10, 1, NULL);     /* sn 0, slot 0 */
+	put_n(c->seg, 10, 2, NULL);     /* sn 1, slot 1 */
+	for (int i = 0; i < 3; i++)
+		last = put_n(c->seg, 100 + 300 * (i == 2), 3, NULL);  /* sn 2..4: classes 1, 1, 2 */
+	for (int i = 0; i < 5; i++) {
+		REQUIRE_OK(zd_reader_take(c->seg, &r, &v));
+		CHECK_OK(zd_slot_release(c->seg, &v));
+	}
+	/* class 0 recycles its oldest, then its next: the class-0 tail ends
+	 * past the other classes' held samples, which stay held */
+	s = loan(c->seg, 10, ZD_OVERFLOW_FAIL);
+	CHECK_EQ(s, 0);
+	CHECK_OK(zd_slot_commit_in_place(c->seg, s, 1, NULL));      /* sn 5 */
+	s = loan(c->seg, 10, ZD_OVERFLOW_FAIL);
+	CHECK_EQ(s, 1);
+	CHECK_OK(zd_slot_commit_in_place(c->seg, s, 1, NULL));      /* sn 6 */
+	CHECK_EQ(zdi_load_acquire_u64(&c->seg->hdr->class_tail[0]), 2);
+	REQUIRE_OK(zd_reader_take(c->seg, &r, &v));
+	CHECK_OK(zd_slot_release(c->seg, &v));
+	s = loan(c->seg, 10, ZD_OVERFLOW_FAIL);                      /* sn 5's slot */
+	CHECK_EQ(s, 0);
+	CHECK_EQ(zdi_load_acquire_u64(&c->seg->hdr->class_tail[0]), last + 2);
+	CHECK_OK(zd_slot_discard(c->seg, s));
+	CHECK_EQ(zd_slot_state(c->seg, 2), 2);
+	CHECK_EQ(zd_slot_state(c->seg, 4), 2);
+	/* the other classes' own walks still find their held samples */
+	CHECK_EQ(loan(c->seg, 100, ZD_OVERFLOW_FAIL), 2);
+	CHECK_EQ(loan(c->seg, 1000, ZD_OVERFLOW_FAIL), 4);
+}
+
+/* Class tails are shared words: any value must leave loans bounded, and a
+ * value outside the window is ignored. */
+static void hostile_class_tails(zdt_ctx_t *c)
+{
+	static const uint64_t bad[] = {0, 1, UINT64_MAX, (uint64_t)1 << 63,
+				       1000000, 0 /* next_sn */, 0 /* next_sn - 1 */};
+	zd_reader_t r;
+	zd_view_t v;
+
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &r));
+	for (unsigned k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		uint64_t next = zdi_load_acquire_u64(&c->seg->hdr->next_sn);
+		uint64_t val = k == 5 ? next : k == 6 ? next - 1 : bad[k];
+		uint32_t s, x;
+		uint64_t t0;
+		int rc;
+
+		/* every class full of read samples */
+		for (int i = 0; i < 5; i++) {
+			put_n(c->seg, i < 2 ? 10 : i < 4 ? 100 : 1000, (unsigned char)k, NULL);
+			REQUIRE_OK(zd_reader_take(c->seg, &r, &v));
+			CHECK_OK(zd_slot_release(c->seg, &v));
+		}
+		for (uint32_t t = 0; t < ZD_CLASS_MAX; t++)
+			zdi_store_release_u64(&c->seg->hdr->class_tail[t], val);
+		t0 = zdt_now_ns();
+		rc = zd_writer_loan_size(c->seg, 10, ZD_OVERFLOW_BLOCK, t0 + 100 * ZDT_MS, 0, &x);
+		CHECK(rc == 0 || rc == -ETIMEDOUT);
+		CHECK_LT(zdt_now_ns() - t0, LATE_NS + 100 * ZDT_MS);
+		if (rc == 0)
+			CHECK_OK(zd_slot_discard(c->seg, x));
+		/* a value outside the window changes nothing */
+		if (k == 0 || k == 2 || k == 3 || k == 4) {
+			CHECK_EQ(rc, 0);
+			s = loan(c->seg, 200, ZD_OVERFLOW_FAIL);
+			CHECK_EQ(zd_segment_class_of(c->seg, s), 1);
+			CHECK_OK(zd_slot_discard(c->seg, s));
+		}
+		/* whatever the tails, a reclaim (from the segment's tail) works */
+		s = loan(c->seg, 10, ZD_OVERFLOW_RECLAIM);
+		CHECK_OK(zd_slot_discard(c->seg, s));
+	}
+	CHECK_EQ(dropped(c->seg, &r), 0);
+}
+
 int main(void)
 {
 	zd_config_t cfg = classes_cfg();
@@ -567,5 +652,8 @@ int main(void)
 	zdt_run_both("block_any_fitting_class", &cfg, block_any_fitting_class);
 	zdt_run_both("eviction_across_classes", &cfg, eviction_across_classes);
 	zdt_run_both("describe_slots", &cfg, describe_slots);
+	zdt_run_both("class_tail_passes_other_classes", &cfg,
+		     class_tail_passes_other_classes);
+	zdt_run_both("hostile_class_tails", &cfg, hostile_class_tails);
 	return zdt_finish();
 }
