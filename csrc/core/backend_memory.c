@@ -134,13 +134,14 @@ out:
 int zd_segment_create_memory(const zd_config_t *cfg, zd_segment_t **out)
 {
 	zd_geometry_t geo;
+	zd_class_t classes[ZD_CLASS_MAX];
 	uint64_t total;
 	zd_segment_t *seg;
 	int rc;
 
 	if (out == NULL)
 		return -EINVAL;
-	rc = zdi_config_geometry(cfg, &geo);
+	rc = zdi_config_geometry(cfg, &geo, classes);
 	total = geo.total_size;
 	if (rc < 0)
 		return rc;
@@ -165,7 +166,7 @@ int zd_segment_create_memory(const zd_config_t *cfg, zd_segment_t **out)
 		goto fail;
 	seg->mem_locks[ZDI_LOCK_CREATOR] = 1;  /* the creator lives as long as the heap */
 	seg->hdr = (struct zdi_segment_header *)seg->base;
-	zdi_segment_write_header(seg, cfg, &geo);
+	zdi_segment_write_header(seg, cfg, &geo, classes);
 	rc = zdi_segment_init_handle(seg);
 	if (rc < 0)
 		goto fail;

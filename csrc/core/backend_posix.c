@@ -318,6 +318,7 @@ static void posix_take_geometry(zd_segment_t *seg,
 {
 	seg->geo = copy->geo;
 	seg->geo.total_size = size;
+	memcpy(seg->classes, copy->classes, sizeof(seg->classes));
 	seg->flags = copy->flags;
 	memcpy(seg->type_hash, copy->type_hash, sizeof(seg->type_hash));
 	seg->owner_pid = copy->owner_pid;
@@ -461,7 +462,8 @@ static int stale_remove(const char *name)
 /* The creator's last steps, once seg->fd is sized and locked: both
  * mappings, the header (init flag last), the attachment entry. */
 static int creator_map_init(zd_segment_t *seg, const zd_config_t *cfg,
-			    const zd_geometry_t *geo)
+			    const zd_geometry_t *geo,
+			    const zd_class_t classes[ZD_CLASS_MAX])
 {
 	uint64_t total = geo->total_size;
 	void *base = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE,
@@ -476,7 +478,7 @@ static int creator_map_init(zd_segment_t *seg, const zd_config_t *cfg,
 	if (rc < 0)
 		return rc;
 	seg->hdr = (struct zdi_segment_header *)seg->base;
-	zdi_segment_write_header(seg, cfg, geo);
+	zdi_segment_write_header(seg, cfg, geo, classes);
 	return zdi_segment_init_handle(seg);
 }
 
@@ -485,6 +487,7 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 {
 	char path[ZD_NAME_MAX + 2];
 	zd_geometry_t geo;
+	zd_class_t classes[ZD_CLASS_MAX];
 	uint64_t total;
 	zd_segment_t *seg;
 	int rc;
@@ -494,7 +497,7 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 	rc = zd_name_validate(name);
 	if (rc < 0)
 		return rc;
-	rc = zdi_config_geometry(cfg, &geo);
+	rc = zdi_config_geometry(cfg, &geo, classes);
 	total = geo.total_size;
 	if (rc < 0)
 		return rc;
@@ -533,7 +536,7 @@ int zd_segment_create_posix(const char *name, const zd_config_t *cfg,
 		rc = -rc;
 		goto fail;
 	}
-	rc = creator_map_init(seg, cfg, &geo);
+	rc = creator_map_init(seg, cfg, &geo, classes);
 	if (rc < 0)
 		goto fail;
 	*out = seg;
@@ -594,6 +597,34 @@ int zd_segment_attach_posix(const char *name, zd_segment_t **out)
 	return zd_segment_attach_posix_opts(name, NULL, out);
 }
 
+/* The per-class slot counts of a handle that maps nothing: one pread of
+ * each slot's state word (the geometry is the validated private copy; an
+ * object cut short meanwhile is -EBADMSG, never a signal). */
+static int describe_class_stats(const zd_segment_t *seg, zd_segment_info_t *out)
+{
+	for (uint32_t c = 0; c < seg->geo.class_count; c++) {
+		const zd_class_t *k = &seg->classes[c];
+		zd_class_stats_t *cs = &out->class_stats[c];
+
+		for (uint32_t i = 0; i < k->slot_count; i++) {
+			uint64_t state;
+			int rc = pread_full(seg->fd, &state, sizeof(state),
+					    (off_t)(k->slots_offset + (uint64_t)i * k->slot_stride +
+						    offsetof(struct zdi_slot_header, state)));
+
+			if (rc < 0)
+				return rc;
+			if (ZDI_ST_KIND(state) == ZDI_SLOT_FREE)
+				cs->free++;
+			else if (ZDI_ST_KIND(state) == ZDI_SLOT_LOANED)
+				cs->loaned++;
+			else if (ZDI_ST_KIND(state) == ZDI_SLOT_COMMITTED)
+				cs->committed++;
+		}
+	}
+	return 0;
+}
+
 int zd_segment_describe_posix_opts(const char *name, zd_attach_opts_t *opts,
 				   zd_segment_info_t *out)
 {
@@ -609,6 +640,8 @@ int zd_segment_describe_posix_opts(const char *name, zd_attach_opts_t *opts,
 	if (rc < 0)
 		return rc;
 	rc = zd_segment_info(seg, out);
+	if (rc == 0)
+		rc = describe_class_stats(seg, out);
 	control_close(seg);
 	return rc;
 }
@@ -675,6 +708,7 @@ static zd_segment_t *anonymous_handle_new(void)
 int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out)
 {
 	zd_geometry_t geo;
+	zd_class_t classes[ZD_CLASS_MAX];
 	uint64_t total;
 	zd_segment_t *seg;
 	struct stat st;
@@ -682,7 +716,7 @@ int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out)
 
 	if (out == NULL)
 		return -EINVAL;
-	rc = zdi_config_geometry(cfg, &geo);
+	rc = zdi_config_geometry(cfg, &geo, classes);
 	total = geo.total_size;
 	if (rc < 0)
 		return rc;
@@ -711,7 +745,7 @@ int zd_segment_create_anonymous(const zd_config_t *cfg, zd_segment_t **out)
 	rc = seg->ops->lock_try(seg, ZDI_LOCK_CREATOR);
 	if (rc < 0)
 		goto fail;
-	rc = creator_map_init(seg, cfg, &geo);
+	rc = creator_map_init(seg, cfg, &geo, classes);
 	if (rc < 0)
 		goto fail;
 	*out = seg;

@@ -148,7 +148,7 @@ static int commit_check(zd_segment_t *seg, uint32_t slot, uint64_t len,
 	*state = zdi_live_loan(seg, slot);
 	if (*state == 0)
 		return -ESTALE;
-	return len > seg->geo.slot_capacity ? -EMSGSIZE : 0;
+	return len > zdi_capacity_of(seg, slot) ? -EMSGSIZE : 0;
 }
 
 int zd_slot_commit(zd_segment_t *seg, uint32_t slot, const void *bytes,

@@ -37,6 +37,9 @@ struct zd_segment {
 	const uint8_t *ro_slots;       /* slots in the alias: sample data    */
 
 	zd_geometry_t geo;
+	zd_class_t classes[ZD_CLASS_MAX]; /* geo.class_count, validated    */
+	uint8_t *class_slots[ZD_CLASS_MAX];          /* each class's slot 0 */
+	const uint8_t *class_ro_slots[ZD_CLASS_MAX]; /* same, read-only     */
 	uint64_t ring_mask;            /* geo.ring_size - 1                  */
 	uint32_t flags;
 	uint8_t type_hash[ZD_TYPE_HASH_SIZE];
@@ -80,17 +83,20 @@ struct zd_segment {
 	struct { uint32_t n; uint8_t pad[60]; } takers[ZD_READER_MAX];
 };
 
-/* Creation and geometry (segment.c).  Returns 0, -EINVAL, -EOVERFLOW. */
-int zdi_geometry(uint32_t slot_count, uint64_t slot_capacity,
-		 zd_geometry_t *geo);
+/* Creation and geometry (segment.c): the geometry and the class table
+ * (zeroed past n) of n class specs.  Returns 0, -EINVAL, -EOVERFLOW. */
+int zdi_geometry(const zd_class_spec_t *specs, uint32_t n, zd_geometry_t *geo,
+		 zd_class_t classes[ZD_CLASS_MAX]);
 /* zd_config_validate, then the geometry, which must fit in size_t too.
  * Returns 0, -EINVAL, -EOVERFLOW. */
-int zdi_config_geometry(const zd_config_t *cfg, zd_geometry_t *geo);
+int zdi_config_geometry(const zd_config_t *cfg, zd_geometry_t *geo,
+			zd_class_t classes[ZD_CLASS_MAX]);
 int zdi_segment_init_handle(zd_segment_t *seg);      /* after mapping */
 /* The creator fills the header of a zeroed region (and the initial ring
  * and free map) and stores the init flag last. */
 void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg,
-			      const zd_geometry_t *geo);
+			      const zd_geometry_t *geo,
+			      const zd_class_t classes[ZD_CLASS_MAX]);
 /* Derives every table pointer from seg->base and seg->geo. */
 void zdi_derive_pointers(zd_segment_t *seg);
 int zdi_header_validate(const struct zdi_segment_header *h, uint64_t real_size);
@@ -102,10 +108,30 @@ void zdi_segment_free(zd_segment_t *seg);
  * Returns 0 and the descriptor in *fd, or -ENOSPC, -ENOMEM, -EMFILE. */
 int zdi_memfd_sized(unsigned int flags, uint64_t total, int *fd);
 
+/* The class of slot i (< geo.slot_count): the last whose first slot is
+ * at or below i (one compare for a one-class segment). */
+static inline uint32_t zdi_class_of(const zd_segment_t *seg, uint32_t i)
+{
+	uint32_t c = seg->geo.class_count - 1u;
+
+	while (c > 0 && i < seg->classes[c].first_slot)
+		c--;
+	return c;
+}
+
+/* Byte offset of slot i from its class's first slot. */
+static inline uint64_t zdi_slot_off(const zd_segment_t *seg, uint32_t c,
+				    uint32_t i)
+{
+	return (uint64_t)(i - seg->classes[c].first_slot) * seg->classes[c].slot_stride;
+}
+
 static inline struct zdi_slot_header *zdi_slot(const zd_segment_t *seg,
 					       uint32_t i)
 {
-	return (struct zdi_slot_header *)(seg->slots + (uint64_t)i * seg->geo.slot_stride);
+	uint32_t c = zdi_class_of(seg, i);
+
+	return (struct zdi_slot_header *)(seg->class_slots[c] + zdi_slot_off(seg, c, i));
 }
 
 static inline uint8_t *zdi_slot_data(const zd_segment_t *seg, uint32_t i)
@@ -117,7 +143,14 @@ static inline uint8_t *zdi_slot_data(const zd_segment_t *seg, uint32_t i)
 static inline const uint8_t *zdi_slot_data_ro(const zd_segment_t *seg,
 					      uint32_t i)
 {
-	return seg->ro_slots + (uint64_t)i * seg->geo.slot_stride + ZD_SLOT_HEADER_SIZE;
+	uint32_t c = zdi_class_of(seg, i);
+
+	return seg->class_ro_slots[c] + zdi_slot_off(seg, c, i) + ZD_SLOT_HEADER_SIZE;
+}
+
+static inline uint64_t zdi_capacity_of(const zd_segment_t *seg, uint32_t i)
+{
+	return seg->classes[zdi_class_of(seg, i)].slot_capacity;
 }
 
 static inline uint64_t zdi_bit(uint32_t i)
@@ -184,12 +217,16 @@ static inline void zdi_map_set(const struct zdi_map *m, uint32_t slot)
 }
 
 /* The search for a loanable slot (pool.c). */
-/* Loans a FREE slot (lowest index), else the held sample that is oldest
- * among those every reader in read_by no longer needs and no view pins
- * (reclaim: among those no view pins); *unread_by gets the active readers
- * that still needed the displaced sample.  Returns 0, -EAGAIN. */
+/* Loans, among the slots lo .. hi - 1 (global indices), a FREE slot (lowest
+ * index), else the held sample that is oldest among those every reader in
+ * read_by no longer needs and no view pins (reclaim: among those no view
+ * pins); *unread_by gets the active readers that still needed the
+ * displaced sample.  Returns 0, -EAGAIN. */
 int zdi_take_loanable(zd_segment_t *seg, uint64_t read_by, int reclaim,
-		      uint32_t *slot, uint64_t *unread_by);
+		      uint32_t lo, uint32_t hi, uint32_t *slot,
+		      uint64_t *unread_by);
+/* The smallest class whose capacity holds nbytes, or -EMSGSIZE. */
+int zdi_class_for(const zd_segment_t *seg, uint64_t nbytes);
 
 /* Lookups (ring.c) and delivery (delivery.c). */
 enum zdi_find {

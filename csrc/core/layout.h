@@ -15,7 +15,7 @@
 #define ZDI_MAGIC UINT64_C(0x314745534d48445a) /* "ZDHMSEG1" little-endian */
 #define ZDI_INIT_DONE UINT32_C(0x444f4e45)      /* "ENOD" */
 #define ZDI_CACHE_LINE 64u
-#define ZDI_SEGMENT_HEADER_SIZE 1024u
+#define ZDI_SEGMENT_HEADER_SIZE 2048u
 #define ZDI_ENTRY_SIZE 64u
 #define ZDI_FLAG_TYPE_HASH 1u
 #define ZDI_FLAGS_KNOWN ZDI_FLAG_TYPE_HASH
@@ -54,7 +54,7 @@ struct zdi_segment_header {
 	uint32_t pad0;
 	uint64_t created_realtime_ns;
 	uint8_t type_hash[ZD_TYPE_HASH_SIZE];
-	uint8_t reserved0[48];
+	uint8_t reserved0[40];
 	/* Line 3: lifecycle.  init_done: creator, once, release (pairs with the
 	 * acquire load in attach).  goodbye: creator's close, release. */
 	uint32_t init_done;
@@ -81,15 +81,26 @@ struct zdi_segment_header {
 	uint8_t pad8[56];
 	/* Line 9: counters, relaxed fetch_add by whoever does the thing. */
 	struct zdi_counters counters;
-	uint8_t reserved1[384];
+	/* Lines 10-11: per size class, the oldest sequence number that may
+	 * still be a sample of that class held in a slot the ring indexes.
+	 * Writers' window walks of that class, CAS forward (pool.c); hints,
+	 * clamped to the window. */
+	uint64_t class_tail[ZD_CLASS_MAX];
+	uint8_t reserved1[256];
+	/* Lines 16-23: the class table, immutable like lines 0-2 (written by
+	 * the creator before init_done, copied and validated at attach).
+	 * Entries past geo.class_count are zero. */
+	zd_class_t classes[ZD_CLASS_MAX];
+	uint8_t reserved2[512];
 };
 
 _Static_assert(sizeof(struct zdi_segment_header) == ZDI_SEGMENT_HEADER_SIZE,
 	       "segment header size is part of the ABI");
 _Static_assert(offsetof(struct zdi_segment_header, version) == 8, "version");
 _Static_assert(offsetof(struct zdi_segment_header, geo) == 16, "geometry");
-_Static_assert(sizeof(zd_geometry_t) == 80, "geometry ABI");
-_Static_assert(offsetof(struct zdi_segment_header, type_hash) == 128, "immutable");
+_Static_assert(sizeof(zd_geometry_t) == 88, "geometry ABI");
+_Static_assert(sizeof(zd_class_t) == 32, "class table ABI");
+_Static_assert(offsetof(struct zdi_segment_header, type_hash) == 136, "immutable");
 _Static_assert(offsetof(struct zdi_segment_header, init_done) == 192, "line 3");
 _Static_assert(offsetof(struct zdi_segment_header, next_sn) == 256, "line 4");
 _Static_assert(offsetof(struct zdi_segment_header, data) == 320, "line 5");
@@ -97,6 +108,8 @@ _Static_assert(offsetof(struct zdi_segment_header, space) == 384, "line 6");
 _Static_assert(offsetof(struct zdi_segment_header, active_mask) == 448, "line 7");
 _Static_assert(offsetof(struct zdi_segment_header, tail) == 512, "line 8");
 _Static_assert(offsetof(struct zdi_segment_header, counters) == 576, "line 9");
+_Static_assert(offsetof(struct zdi_segment_header, class_tail) == 640, "line 10");
+_Static_assert(offsetof(struct zdi_segment_header, classes) == 1024, "line 16");
 
 enum { ZDI_ENTRY_FREE = 0, ZDI_ENTRY_ACTIVE = 1 };
 

@@ -28,32 +28,52 @@
  */
 #include "internal.h"
 
-/* Clears and returns the lowest set bit of the map, or UINT32_MAX; each
- * look costs one unit of *budget (the words are shared: bounded). */
-static uint32_t map_take(const struct zdi_map *m, unsigned *budget)
+/* Clears and returns the lowest set bit of the map among slots lo .. hi - 1,
+ * or UINT32_MAX; each look costs one unit of *budget (the words are shared:
+ * bounded).  A summary bit is cleared only when its whole word is zero: the
+ * word's other bits may belong to another class's slots. */
+static uint32_t map_take(const struct zdi_map *m, uint32_t lo, uint32_t hi,
+			 unsigned *budget)
 {
-	for (uint32_t sw = 0; sw < m->nsummary; sw++) {
+	uint32_t wlo = lo / 64u, whi = (hi + 63u) / 64u;   /* words [wlo, whi) */
+
+	if (whi > m->nwords)
+		whi = m->nwords;
+	for (uint32_t sw = wlo / 64u; sw < m->nsummary && sw * 64u < whi; sw++) {
 		uint64_t sum = zdi_load_acquire_u64(&m->summary[sw]);
 
 		while (sum != 0) {
 			uint32_t w = sw * 64u + (uint32_t)__builtin_ctzll(sum);
-			uint64_t sbit = sum & -sum, word, bit;
+			uint64_t sbit = sum & -sum, word, mine, bit;
 
+			sum &= ~sbit;
+			if (w < wlo)
+				continue;
+			if (w >= whi)
+				break;
 			if (*budget == 0)
 				return UINT32_MAX;
 			(*budget)--;
-			word = w < m->nwords ? zdi_load_acquire_u64(&m->words[w]) : 0;
+			word = zdi_load_acquire_u64(&m->words[w]);
+			mine = word;
+			if (w == lo / 64u && lo % 64u != 0)
+				mine &= ~(zdi_bit(lo % 64u) - 1u);
+			if (w == (hi - 1u) / 64u && hi % 64u != 0)
+				mine &= zdi_bit(hi % 64u) - 1u;
 			if (word == 0) {
 				zdi_fetch_and_seqcst_u64(&m->summary[sw], ~sbit);
-				if (w < m->nwords && zdi_load_seqcst_u64(&m->words[w]) != 0)
+				if (zdi_load_seqcst_u64(&m->words[w]) != 0) {
 					zdi_fetch_or_seqcst_u64(&m->summary[sw], sbit);
-				else
-					sum &= ~sbit;
+					sum |= sbit;    /* set meanwhile: look again */
+				}
 				continue;
 			}
-			bit = word & -word;
+			if (mine == 0)
+				continue;
+			bit = mine & -mine;
 			if (zdi_fetch_and_seqcst_u64(&m->words[w], ~bit) & bit)
 				return w * 64u + (uint32_t)__builtin_ctzll(bit);
+			sum |= sbit;    /* lost the bit to another loaner: look again */
 		}
 	}
 	return UINT32_MAX;
@@ -67,19 +87,20 @@ static void loan_taken(zd_segment_t *seg, uint32_t slot)
 	ZDI_COUNT(seg, loans);
 }
 
-static int take_free(zd_segment_t *seg, uint32_t *slot)
+static int take_free(zd_segment_t *seg, uint32_t lo, uint32_t hi,
+		     uint32_t *slot)
 {
 	unsigned budget = 4u * ZDI_LOANABLE_TRIES;
 
 	for (;;) {
-		uint32_t i = map_take(&seg->free_map, &budget);
+		uint32_t i = map_take(&seg->free_map, lo, hi, &budget);
 		struct zdi_slot_header *h;
 		uint64_t s;
 
 		if (i == UINT32_MAX)
 			return -EAGAIN;
-		if (i >= seg->geo.slot_count)
-			continue;       /* a bit no slot has: written by someone else */
+		if (i < lo || i >= hi)
+			continue;       /* cannot happen: the range was masked */
 		h = zdi_slot(seg, i);
 		s = zdi_load_acquire_u64(&h->state);
 		if (ZDI_ST_KIND(s) == ZDI_SLOT_FREE &&
@@ -132,10 +153,12 @@ static int take_sample(zd_segment_t *seg, uint32_t i, uint64_t s, uint64_t sn,
 	return 0;
 }
 
-/* An old-map sample a loan may take (zdi_old_best's filter). */
+/* An old-map sample a loan may take (zdi_old_best's filter): in the slot
+ * range, and reusable. */
 struct loan_want {
 	uint64_t read_by;
 	int reclaim;
+	uintptr_t lo, hi;       /* slot headers of slots lo .. hi - 1 */
 };
 
 static int old_reusable(const zd_segment_t *seg, struct zdi_slot_header *h,
@@ -144,13 +167,23 @@ static int old_reusable(const zd_segment_t *seg, struct zdi_slot_header *h,
 	const struct loan_want *w = arg;
 	int stop;
 
+	if ((uintptr_t)h < w->lo || (uintptr_t)h >= w->hi)
+		return 0;
 	return reusable(seg, h, sn, w->read_by, w->reclaim, &stop);
 }
 
 static int take_old(zd_segment_t *seg, uint64_t read_by, int reclaim,
-		    uint32_t *slot, uint64_t *unread_by)
+		    uint32_t lo, uint32_t hi, uint32_t *slot,
+		    uint64_t *unread_by)
 {
-	struct loan_want want = {.read_by = read_by, .reclaim = reclaim};
+	/* Slots are laid out in index order, so the range is an address
+	 * range: from slot lo's header to just past slot hi - 1. */
+	struct loan_want want = {
+		.read_by = read_by, .reclaim = reclaim,
+		.lo = (uintptr_t)zdi_slot(seg, lo),
+		.hi = (uintptr_t)zdi_slot(seg, hi - 1u) +
+		      seg->classes[zdi_class_of(seg, hi - 1u)].slot_stride,
+	};
 
 	for (unsigned tries = 0; tries < ZDI_LOANABLE_TRIES; tries++) {
 		uint32_t i;
@@ -167,17 +200,31 @@ static int take_old(zd_segment_t *seg, uint64_t read_by, int reclaim,
 	return -EAGAIN;
 }
 
-/* Step 3: the window, oldest first; the tail moves past what is gone. */
+/* Step 3: the window, oldest first; the tail moves past what is gone.
+ * A walk for one class of a classed segment starts at that class's tail
+ * (when it lies in the window) and moves it past what is gone and past
+ * other classes' samples (a sample never changes class), so a class whose
+ * loans are rare among another's does not walk the other's held samples
+ * every time.  The segment's tail moves only on a walk that started at it.
+ * Reclaim walks every class that fits from the segment's tail. */
 static int take_window(zd_segment_t *seg, uint64_t read_by, int reclaim,
-		       uint32_t *slot, uint64_t *unread_by)
+		       uint32_t lo_slot, uint32_t hi_slot, uint32_t *slot,
+		       uint64_t *unread_by)
 {
+	uint64_t *ctail_word = seg->geo.class_count > 1 && !reclaim
+		? &seg->hdr->class_tail[zdi_class_of(seg, lo_slot)] : NULL;
 	uint64_t raw = zdi_load_acquire_u64(&seg->hdr->tail);
-	uint64_t lo, hi, tail;
-	int prefix = 1, rc = -EAGAIN;
+	uint64_t craw = ctail_word != NULL ? zdi_load_acquire_u64(ctail_word) : 0;
+	uint64_t lo, hi, tail, start, ctail;
+	int prefix, cprefix = 1, rc = -EAGAIN;
 
 	zdi_window(seg, &lo, &hi);
+	/* A class tail outside the window is not one a walk left there. */
+	start = ctail_word != NULL && craw > lo && craw <= hi ? craw : lo;
+	prefix = start == lo;
 	tail = lo;
-	for (uint64_t sn = lo; sn < hi; sn++) {
+	ctail = start;
+	for (uint64_t sn = start; sn < hi; sn++) {
 		uint32_t i;
 		uint64_t s;
 		int stop;
@@ -187,46 +234,84 @@ static int take_window(zd_segment_t *seg, uint64_t read_by, int reclaim,
 		case ZDI_LOST:          /* if still alive, it is in the old map */
 			if (prefix)
 				tail = sn + 1u;
+			if (cprefix)
+				ctail = sn + 1u;
 			continue;
-		case ZDI_INFLIGHT:
-			prefix = 0;
+		case ZDI_INFLIGHT:      /* of any class, for all we know */
+			prefix = cprefix = 0;
 			continue;
 		case ZDI_FOUND:
 			break;
 		}
+		if (i < lo_slot || i >= hi_slot) {
+			/* Another class's sample: not ours to take, but a
+			 * reader that needs it stops the walk all the same. */
+			if (!reusable(seg, zdi_slot(seg, i), sn, read_by, reclaim, &stop) &&
+			    stop)
+				break;
+			prefix = 0;
+			if (cprefix)
+				ctail = sn + 1u;
+			continue;
+		}
 		if (!reusable(seg, zdi_slot(seg, i), sn, read_by, reclaim, &stop)) {
 			if (stop)
 				break;
-			prefix = 0;
+			prefix = cprefix = 0;
 			continue;
 		}
 		if (take_sample(seg, i, s, sn, slot, unread_by) == 0) {
 			if (prefix)
 				tail = sn + 1u;
+			if (cprefix)
+				ctail = sn + 1u;
 			rc = 0;
 			break;
 		}
-		prefix = 0;
+		prefix = cprefix = 0;
 	}
 	if (tail != raw)
 		zdi_cas_acq_rel_u64(&seg->hdr->tail, &raw, tail);
+	if (ctail_word != NULL && ctail != craw)
+		zdi_cas_acq_rel_u64(ctail_word, &craw, ctail);
 	return rc;
 }
 
 int zdi_take_loanable(zd_segment_t *seg, uint64_t read_by, int reclaim,
-		      uint32_t *slot, uint64_t *unread_by)
+		      uint32_t lo, uint32_t hi, uint32_t *slot,
+		      uint64_t *unread_by)
 {
 	*unread_by = 0;
-	if (!reclaim && take_free(seg, slot) == 0)
+	if (lo >= hi || hi > seg->geo.slot_count)
+		return -EAGAIN;
+	if (!reclaim && take_free(seg, lo, hi, slot) == 0)
 		return 0;
-	if (take_old(seg, read_by, reclaim, slot, unread_by) == 0)
+	if (take_old(seg, read_by, reclaim, lo, hi, slot, unread_by) == 0)
 		return 0;
-	return take_window(seg, read_by, reclaim, slot, unread_by);
+	return take_window(seg, read_by, reclaim, lo, hi, slot, unread_by);
+}
+
+int zd_slot_reserve_size(zd_segment_t *seg, uint64_t nbytes,
+			 uint64_t active_mask, uint32_t *slot)
+{
+	uint64_t unread;
+	int c = zdi_class_for(seg, nbytes);
+
+	if (c < 0)
+		return c;
+	/* The smallest class that fits and has a loanable slot. */
+	for (uint32_t k = (uint32_t)c; k < seg->geo.class_count; k++) {
+		const zd_class_t *cl = &seg->classes[k];
+
+		if (zdi_take_loanable(seg, active_mask, 0, cl->first_slot,
+				      cl->first_slot + cl->slot_count, slot,
+				      &unread) == 0)
+			return 0;
+	}
+	return -EAGAIN;
 }
 
 int zd_slot_reserve(zd_segment_t *seg, uint64_t active_mask, uint32_t *slot)
 {
-	uint64_t unread;
-
-	return zdi_take_loanable(seg, active_mask, 0, slot, &unread);
+	return zd_slot_reserve_size(seg, seg->geo.slot_capacity, active_mask, slot);
 }

@@ -24,54 +24,110 @@ static uint64_t map_bytes(uint32_t n)
 	return ((words + summary) * 8u + 63u) & ~(uint64_t)63u;
 }
 
-int zdi_geometry(uint32_t slot_count, uint64_t slot_capacity, zd_geometry_t *g)
+/* The geometry of n classes: the tables, then the slots of class 0 from a
+ * page boundary, each class's slots right after the previous class's.
+ * Every sum and product is overflow-checked; capacities must increase
+ * strictly, so the table is sorted and no two classes are alike. */
+int zdi_geometry(const zd_class_spec_t *specs, uint32_t n, zd_geometry_t *g,
+		 zd_class_t classes[ZD_CLASS_MAX])
 {
-	uint64_t stride, bytes, ring = 4;
+	uint64_t ring = 4, total = 0, off;
 
-	if (slot_count == 0 || slot_count > ZD_SLOT_COUNT_MAX)
+	if (n == 0 || n > ZD_CLASS_MAX)
 		return -EINVAL;
-	if (slot_capacity == 0 || slot_capacity > ZD_SLOT_CAPACITY_MAX)
-		return -EINVAL;
-	if (align_up(slot_capacity + ZD_SLOT_HEADER_SIZE, 64u, &stride) < 0)
-		return -EOVERFLOW;
-	while (ring < 2u * (uint64_t)slot_count)
-		ring *= 2u;
 	memset(g, 0, sizeof(*g));
-	g->slot_count = slot_count;
+	memset(classes, 0, ZD_CLASS_MAX * sizeof(*classes));
+	for (uint32_t c = 0; c < n; c++) {
+		if (specs[c].slot_count == 0 || specs[c].slot_count > ZD_SLOT_COUNT_MAX ||
+		    specs[c].slot_capacity == 0 ||
+		    specs[c].slot_capacity > ZD_SLOT_CAPACITY_MAX)
+			return -EINVAL;
+		if (c > 0 && specs[c].slot_capacity <= specs[c - 1].slot_capacity)
+			return -EINVAL;
+		total += specs[c].slot_count;  /* <= 16 * 2^20: no overflow */
+	}
+	if (total > ZD_SLOT_COUNT_MAX)
+		return -EINVAL;
+	while (ring < 2u * total)
+		ring *= 2u;
+	g->slot_count = (uint32_t)total;
 	g->ring_size = (uint32_t)ring;
-	g->slot_capacity = slot_capacity;
-	g->slot_stride = stride;
+	g->class_count = n;
 	g->readers_offset = ZDI_READERS_OFFSET;
 	g->attach_offset = ZDI_ATTACH_OFFSET;
 	g->ring_offset = ZDI_RING_OFFSET;
 	g->free_offset = g->ring_offset + ring * 8u;
-	g->old_offset = g->free_offset + map_bytes(slot_count);
-	(void)align_up(g->old_offset + map_bytes(slot_count), 4096u, &g->slots_offset);
-	if (__builtin_mul_overflow(stride, (uint64_t)slot_count, &bytes) ||
-	    __builtin_add_overflow(bytes, g->slots_offset, &bytes) ||
-	    bytes > (uint64_t)INT64_MAX)
-		return -EOVERFLOW;
-	g->total_size = bytes;
+	g->old_offset = g->free_offset + map_bytes(g->slot_count);
+	(void)align_up(g->old_offset + map_bytes(g->slot_count), 4096u, &g->slots_offset);
+	off = g->slots_offset;
+	total = 0;
+	for (uint32_t c = 0; c < n; c++) {
+		uint64_t stride, bytes;
+
+		if (align_up(specs[c].slot_capacity + ZD_SLOT_HEADER_SIZE, 64u, &stride) < 0)
+			return -EOVERFLOW;
+		classes[c].slot_count = specs[c].slot_count;
+		classes[c].first_slot = (uint32_t)total;
+		classes[c].slot_capacity = specs[c].slot_capacity;
+		classes[c].slot_stride = stride;
+		classes[c].slots_offset = off;
+		total += specs[c].slot_count;
+		if (__builtin_mul_overflow(stride, (uint64_t)specs[c].slot_count, &bytes) ||
+		    __builtin_add_overflow(bytes, off, &off) || off > (uint64_t)INT64_MAX)
+			return -EOVERFLOW;
+	}
+	g->slot_capacity = classes[n - 1].slot_capacity;
+	g->slot_stride = classes[n - 1].slot_stride;
+	g->total_size = off;
+	return 0;
+}
+
+/* The class specs of a configuration: its table, or its one class. */
+static int config_specs(const zd_config_t *cfg, const zd_class_spec_t **specs,
+			uint32_t *n, zd_class_spec_t *one)
+{
+	if (cfg->class_count == 0) {
+		one->slot_count = cfg->slot_count;
+		one->reserved = 0;
+		one->slot_capacity = cfg->slot_capacity;
+		*specs = one;
+		*n = 1;
+		return 0;
+	}
+	if (cfg->slot_count != 0 || cfg->slot_capacity != 0 ||
+	    cfg->class_count > ZD_CLASS_MAX)
+		return -EINVAL;
+	*specs = cfg->classes;
+	*n = cfg->class_count;
 	return 0;
 }
 
 int zd_config_validate(const zd_config_t *cfg)
 {
 	zd_geometry_t geo;
+	zd_class_t classes[ZD_CLASS_MAX];
 
 	if (cfg == NULL || (cfg->mode & ~0777u) != 0 ||
 	    (cfg->flags & ~ZD_CREATE_REPLACE_STALE) != 0)
 		return -EINVAL;
-	return zdi_geometry(cfg->slot_count, cfg->slot_capacity, &geo);
+	return zdi_config_geometry(cfg, &geo, classes);
 }
 
-int zdi_config_geometry(const zd_config_t *cfg, zd_geometry_t *geo)
+int zdi_config_geometry(const zd_config_t *cfg, zd_geometry_t *geo,
+			zd_class_t classes[ZD_CLASS_MAX])
 {
-	int rc = zd_config_validate(cfg);
+	const zd_class_spec_t *specs;
+	zd_class_spec_t one;
+	uint32_t n;
+	int rc;
 
+	if (cfg == NULL || (cfg->mode & ~0777u) != 0 ||
+	    (cfg->flags & ~ZD_CREATE_REPLACE_STALE) != 0)
+		return -EINVAL;
+	rc = config_specs(cfg, &specs, &n, &one);
 	if (rc < 0)
 		return rc;
-	rc = zdi_geometry(cfg->slot_count, cfg->slot_capacity, geo);
+	rc = zdi_geometry(specs, n, geo, classes);
 	if (rc < 0)
 		return rc;
 	return geo->total_size > SIZE_MAX ? -EOVERFLOW : 0;
@@ -101,18 +157,25 @@ void zdi_derive_pointers(zd_segment_t *seg)
 	/* A handle without the read-only alias (describe) exports nothing. */
 	seg->ro_slots = (seg->ro_base != NULL ? seg->ro_base : seg->base) +
 			g->slots_offset;
+	for (uint32_t c = 0; c < g->class_count; c++) {
+		seg->class_slots[c] = seg->base + seg->classes[c].slots_offset;
+		seg->class_ro_slots[c] = (seg->ro_base != NULL ? seg->ro_base : seg->base) +
+					 seg->classes[c].slots_offset;
+	}
 }
 
 /* The creator fills the immutable header of a zeroed region (geometry from
  * zdi_geometry) and stores the init flag last. */
 void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg,
-			      const zd_geometry_t *geo)
+			      const zd_geometry_t *geo,
+			      const zd_class_t classes[ZD_CLASS_MAX])
 {
 	struct zdi_segment_header *h;
 	static const uint8_t zero[ZD_TYPE_HASH_SIZE];
 	struct timespec ts;
 
 	seg->geo = *geo;
+	memcpy(seg->classes, classes, sizeof(seg->classes));
 	zdi_derive_pointers(seg);
 	h = seg->hdr;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -130,6 +193,7 @@ void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg,
 	h->version = ZD_LAYOUT_VERSION;
 	h->header_size = ZDI_SEGMENT_HEADER_SIZE;
 	h->geo = *geo;
+	memcpy(h->classes, classes, sizeof(h->classes));
 	h->reader_max = ZD_READER_MAX;
 	h->attach_max = ZD_ATTACH_MAX;
 	h->flags = seg->flags;
@@ -147,6 +211,9 @@ void zdi_segment_write_header(zd_segment_t *seg, const zd_config_t *cfg,
 int zdi_header_validate(const struct zdi_segment_header *h, uint64_t real_size)
 {
 	zd_geometry_t g;
+	zd_class_t classes[ZD_CLASS_MAX];
+	zd_class_spec_t specs[ZD_CLASS_MAX];
+	uint32_t n = h->geo.class_count;
 
 	if (h->magic != ZDI_MAGIC)
 		return -EBADMSG;
@@ -156,10 +223,22 @@ int zdi_header_validate(const struct zdi_segment_header *h, uint64_t real_size)
 	    h->reader_max != ZD_READER_MAX || h->attach_max != ZD_ATTACH_MAX ||
 	    (h->flags & ~ZDI_FLAGS_KNOWN) != 0)
 		return -EBADMSG;
-	/* Every field is recomputed from the two that define the rest. */
-	if (zdi_geometry(h->geo.slot_count, h->geo.slot_capacity, &g) < 0)
+	/* Every field is recomputed from the (count, capacity) pairs of the
+	 * class table that define the rest, and compared: offsets, strides,
+	 * first slots, totals, the zeroes past the last class.  So the
+	 * classes are sorted, none overlaps another or the tables, and the
+	 * last ends where the object does. */
+	if (n == 0 || n > ZD_CLASS_MAX)
 		return -EBADMSG;
-	if (memcmp(&g, &h->geo, sizeof(g)) != 0 || g.total_size != real_size)
+	for (uint32_t c = 0; c < n; c++) {
+		specs[c].slot_count = h->classes[c].slot_count;
+		specs[c].reserved = 0;
+		specs[c].slot_capacity = h->classes[c].slot_capacity;
+	}
+	if (zdi_geometry(specs, n, &g, classes) < 0)
+		return -EBADMSG;
+	if (memcmp(&g, &h->geo, sizeof(g)) != 0 || g.total_size != real_size ||
+	    memcmp(classes, h->classes, sizeof(classes)) != 0)
 		return -EBADMSG;
 	return 0;
 }
@@ -254,6 +333,35 @@ zd_backend_kind_t zd_segment_backend(const zd_segment_t *seg) { return seg->ops-
 uint32_t zd_segment_slot_count(const zd_segment_t *seg) { return seg->geo.slot_count; }
 uint64_t zd_segment_slot_capacity(const zd_segment_t *seg) { return seg->geo.slot_capacity; }
 uint64_t zd_segment_slot_total_size(const zd_segment_t *seg) { return seg->geo.slot_stride; }
+uint32_t zd_segment_class_count(const zd_segment_t *seg) { return seg->geo.class_count; }
+
+int zd_segment_class(const zd_segment_t *seg, uint32_t c, zd_class_t *out)
+{
+	if (c >= seg->geo.class_count)
+		return -ERANGE;
+	*out = seg->classes[c];
+	return 0;
+}
+
+int zd_segment_class_of(const zd_segment_t *seg, uint32_t slot)
+{
+	if (slot >= seg->geo.slot_count)
+		return -ERANGE;
+	return (int)zdi_class_of(seg, slot);
+}
+
+uint64_t zd_segment_slot_capacity_of(const zd_segment_t *seg, uint32_t slot)
+{
+	return slot < seg->geo.slot_count ? zdi_capacity_of(seg, slot) : 0;
+}
+
+int zdi_class_for(const zd_segment_t *seg, uint64_t nbytes)
+{
+	for (uint32_t c = 0; c < seg->geo.class_count; c++)
+		if (nbytes <= seg->classes[c].slot_capacity)
+			return (int)c;
+	return -EMSGSIZE;
+}
 uint64_t zd_segment_total_size(const zd_segment_t *seg) { return seg->geo.total_size; }
 const char *zd_segment_name(const zd_segment_t *seg) { return seg->name; }
 int zd_segment_is_creator(const zd_segment_t *seg) { return seg->creator; }
@@ -313,6 +421,19 @@ int zd_segment_info(const zd_segment_t *seg, zd_segment_info_t *out)
 	out->backend = seg->ops->kind;
 	out->layout_version = ZD_LAYOUT_VERSION;
 	out->geo = seg->geo;
+	memcpy(out->classes, seg->classes, sizeof(out->classes));
+	/* A describe handle maps no slot: its class counts stay 0. */
+	for (uint32_t i = 0; seg->slots != NULL && i < seg->geo.slot_count; i++) {
+		uint32_t kind = ZDI_ST_KIND(zdi_load_acquire_u64(&zdi_slot(seg, i)->state));
+		zd_class_stats_t *cs = &out->class_stats[zdi_class_of(seg, i)];
+
+		if (kind == ZDI_SLOT_FREE)
+			cs->free++;
+		else if (kind == ZDI_SLOT_LOANED)
+			cs->loaned++;
+		else if (kind == ZDI_SLOT_COMMITTED)
+			cs->committed++;
+	}
 	memcpy(out->type_hash, seg->type_hash, sizeof(out->type_hash));
 	out->owner_pid = seg->owner_pid;
 	out->owner_uid = seg->owner_uid;

@@ -135,7 +135,7 @@ int zd_slot_data_ptr(zd_segment_t *seg, uint32_t slot, void **data,
 	if (data != NULL)
 		*data = zdi_slot_data(seg, slot);
 	if (capacity != NULL)
-		*capacity = seg->geo.slot_capacity;
+		*capacity = zdi_capacity_of(seg, slot);
 	if (meta != NULL)
 		*meta = zdi_slot(seg, slot)->meta;
 	return 0;
@@ -164,7 +164,7 @@ int zdi_view_fill(zd_segment_t *seg, uint32_t slot, uint64_t state,
 	struct zdi_slot_header *h = zdi_slot(seg, slot);
 	uint64_t size = zdi_load_relaxed_u64(&h->size);
 
-	if (size > seg->geo.slot_capacity)
+	if (size > zdi_capacity_of(seg, slot))
 		return -EBADMSG;
 	view->slot = slot;
 	view->version = ZDI_ST_VERSION(state);
@@ -436,4 +436,33 @@ int zd_slot_state(const zd_segment_t *seg, uint32_t slot)
 		return -ERANGE;
 	kind = ZDI_ST_KIND(zdi_load_acquire_u64(&zdi_slot(seg, slot)->state));
 	return kind <= ZDI_SLOT_COMMITTED ? (int)kind : -EBADMSG;
+}
+
+int zd_slot_describe(const zd_segment_t *seg, uint32_t slot,
+		     zd_slot_info_t *out)
+{
+	struct zdi_slot_header *h;
+	uint64_t s;
+
+	if (slot >= seg->geo.slot_count)
+		return -ERANGE;
+	h = zdi_slot(seg, slot);
+	s = zdi_load_acquire_u64(&h->state);
+	if (ZDI_ST_KIND(s) > ZDI_SLOT_COMMITTED)
+		return -EBADMSG;
+	memset(out, 0, sizeof(*out));
+	out->slot = slot;
+	out->class_index = zdi_class_of(seg, slot);
+	out->state = (int32_t)ZDI_ST_KIND(s);
+	out->loaned_by = ZDI_ST_KIND(s) == ZDI_SLOT_LOANED ? (int32_t)ZDI_ST_OWNER(s) : -1;
+	out->capacity = zdi_capacity_of(seg, slot);
+	out->sn = UINT64_MAX;
+	if (ZDI_ST_KIND(s) == ZDI_SLOT_COMMITTED) {
+		out->sn = zdi_load_relaxed_u64(&h->sn);
+		out->size = zdi_load_relaxed_u64(&h->size);
+		out->read_mask = zdi_load_acquire_u64(&h->read_mask);
+	}
+	out->reader_pins = zdi_load_acquire_u64(&h->reader_pins);
+	out->handle_pins = zdi_load_acquire_u64(&h->handle_pins);
+	return 0;
 }

@@ -377,6 +377,11 @@ typedef struct SegmentObject {
 	zd_reader_t pending_close[ZD_READER_MAX];
 } SegmentObject;
 
+/* A loan's nbytes argument (None or absent: the largest capacity); raises
+ * SampleTooLargeError beyond the largest capacity.  Returns 0 or -1. */
+int zdext_nbytes_arg(SegmentObject *seg, PyObject *o, const char *what,
+		     uint64_t *nbytes);
+
 enum zdext_loan_state {
 	ZDEXT_LOAN_LIVE = 0,
 	ZDEXT_LOAN_COMMITTED = 1,

@@ -350,8 +350,8 @@ zdext_layout_from_buffer(zdext_state *st, const Py_buffer *v, PyObject *obj,
 	rc = layout_bound(lay, dims, v->ndim, capacity);
 	if (rc == -EMSGSIZE && !empty) {
 		PyErr_Format(st->SampleTooLargeError,
-			     "publish(): %.100R has %zd bytes, more than the slot "
-			     "capacity %llu", obj, v->len,
+			     "publish(): %.100R has %zd bytes, more than the "
+			     "largest slot capacity %llu", obj, v->len,
 			     (unsigned long long)capacity);
 		return -1;
 	}

@@ -610,6 +610,32 @@ zdext_info_dict(const zd_segment_info_t *in)
 #undef SET_COUNTER
 	if (PyDict_SetItemString(d, "counters", c) < 0)
 		goto fail;
+	Py_CLEAR(c);
+	/* classes: one dict per size class, its table entry and slot counts */
+	c = PyList_New(0);
+	if (c == NULL)
+		goto fail;
+	for (uint32_t k = 0; k < in->geo.class_count && k < ZD_CLASS_MAX; k++) {
+		PyObject *cd = PyDict_New();
+
+		if (cd == NULL || PyList_Append(c, cd) < 0) {
+			Py_XDECREF(cd);
+			goto fail;
+		}
+		Py_DECREF(cd);
+#define SET_CLASS_FIELD(type, name, doc) \
+		if (dict_set_u64(cd, #name, in->classes[k].name) < 0) \
+			goto fail;
+		ZD_CLASS_FIELDS(SET_CLASS_FIELD)
+#undef SET_CLASS_FIELD
+#define SET_CLASS_STAT(name, doc) \
+		if (dict_set_u64(cd, #name, in->class_stats[k].name) < 0) \
+			goto fail;
+		ZD_CLASS_STATS(SET_CLASS_STAT)
+#undef SET_CLASS_STAT
+	}
+	if (PyDict_SetItemString(d, "classes", c) < 0)
+		goto fail;
 	Py_DECREF(c);
 	return d;
 fail:
@@ -1028,6 +1054,7 @@ zdext_exec(PyObject *m)
 	    PyModule_AddIntConstant(m, "META_NDIM_MAX", ZDEXT_META_NDIM_MAX) < 0 ||
 	    PyModule_AddIntConstant(m, "META_FORMAT_MAX", ZDEXT_META_FORMAT_MAX) < 0 ||
 	    PyModule_AddIntConstant(m, "LAYOUT_VERSION", ZD_LAYOUT_VERSION) < 0 ||
+	    PyModule_AddIntConstant(m, "CLASS_MAX", ZD_CLASS_MAX) < 0 ||
 	    add_counter_names(m) < 0)
 		return -1;
 	return 0;

@@ -421,17 +421,111 @@ segment_wrap(PyTypeObject *tp, zd_segment_t *h, PyObject *name)
 	return (PyObject *)self;
 }
 
-/* The checks shared by MemorySegment() and PosixSegment.create(). */
+/* classes=[(slot_count, slot_capacity), ...] into cfg: a list or tuple of
+ * 1..ZD_CLASS_MAX pairs of ints, capacities strictly increasing (unsorted
+ * or duplicate capacities are refused, not sorted: the order is the class
+ * numbering the caller sees in info() and slots()).  No system call. */
 static int
-config_from_args(PyObject *count, PyObject *cap, PyObject *hash, PyObject *mode,
-		 zd_config_t *cfg)
+classes_arg(PyObject *classes, zd_config_t *cfg)
 {
-	uint64_t n, c, m = 0600;
+	Py_ssize_t n, i;
+	uint64_t total = 0;
+
+	if (!PyList_Check(classes) && !PyTuple_Check(classes)) {
+		PyErr_Format(PyExc_TypeError,
+			     "classes must be a list of (slot_count, slot_capacity) "
+			     "pairs, got %.200R (%s)", classes, Py_TYPE(classes)->tp_name);
+		return -1;
+	}
+	n = PySequence_Fast_GET_SIZE(classes);
+	if (n < 1 || n > (Py_ssize_t)ZD_CLASS_MAX) {
+		PyErr_Format(PyExc_ValueError,
+			     "classes must hold 1..%u (slot_count, slot_capacity) "
+			     "pairs, got %zd", (unsigned)ZD_CLASS_MAX, n);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		PyObject *item = PySequence_Fast_GET_ITEM(classes, i);
+		uint64_t count, cap;
+
+		if ((!PyTuple_Check(item) && !PyList_Check(item)) ||
+		    PySequence_Fast_GET_SIZE(item) != 2) {
+			PyErr_Format(PyExc_TypeError,
+				     "classes[%zd] must be a (slot_count, slot_capacity) "
+				     "pair, got %.200R (%s)", i, item,
+				     Py_TYPE(item)->tp_name);
+			return -1;
+		}
+		if (zdext_u64_arg(PySequence_Fast_GET_ITEM(item, 0), "a class's slot_count",
+				  1, ZD_SLOT_COUNT_MAX, &count) < 0 ||
+		    zdext_u64_arg(PySequence_Fast_GET_ITEM(item, 1),
+				  "a class's slot_capacity", 1, ZD_SLOT_CAPACITY_MAX,
+				  &cap) < 0)
+			return -1;
+		if (i > 0 && cap <= cfg->classes[i - 1].slot_capacity) {
+			PyErr_Format(PyExc_ValueError,
+				     "classes must be in strictly increasing order of "
+				     "slot_capacity: classes[%zd] has %llu after %llu",
+				     i, (unsigned long long)cap,
+				     (unsigned long long)cfg->classes[i - 1].slot_capacity);
+			return -1;
+		}
+		total += count;
+		cfg->classes[i].slot_count = (uint32_t)count;
+		cfg->classes[i].slot_capacity = cap;
+	}
+	if (total > ZD_SLOT_COUNT_MAX) {
+		PyErr_Format(PyExc_ValueError,
+			     "classes hold %llu slots in all, more than %u",
+			     (unsigned long long)total, (unsigned)ZD_SLOT_COUNT_MAX);
+		return -1;
+	}
+	cfg->class_count = (uint32_t)n;
+	return 0;
+}
+
+/* The checks shared by MemorySegment(), AnonymousSegment() and
+ * PosixSegment.create(): either slot_count and slot_capacity (one class),
+ * or classes; never both. */
+static int
+config_from_args(PyObject *count, PyObject *cap, PyObject *classes,
+		 PyObject *hash, PyObject *mode, zd_config_t *cfg)
+{
+	uint64_t n = 0, c = 0, m = 0600;
 
 	memset(cfg, 0, sizeof(*cfg));
-	if (zdext_u64_arg(count, "slot_count", 1, ZD_SLOT_COUNT_MAX, &n) < 0 ||
-	    zdext_u64_arg(cap, "slot_capacity", 1, ZD_SLOT_CAPACITY_MAX, &c) < 0 ||
-	    zdext_type_hash_arg(hash ? hash : Py_None, cfg->type_hash) < 0)
+	/* None is the default of each: absent. */
+	if (classes == Py_None)
+		classes = NULL;
+	if (count == Py_None)
+		count = NULL;
+	if (cap == Py_None)
+		cap = NULL;
+	if (classes != NULL && (count != NULL || cap != NULL)) {
+		PyErr_Format(PyExc_TypeError,
+			     "pass either slot_count and slot_capacity (one size "
+			     "class) or classes=[(slot_count, slot_capacity), ...], "
+			     "not both: got slot_count=%R, slot_capacity=%R, "
+			     "classes=%.200R", count ? count : Py_None,
+			     cap ? cap : Py_None, classes);
+		return -1;
+	}
+	if (classes == NULL && (count == NULL || cap == NULL)) {
+		PyErr_Format(PyExc_TypeError,
+			     "needs slot_count and slot_capacity (ints), or "
+			     "classes=[(slot_count, slot_capacity), ...]: got "
+			     "slot_count=%R, slot_capacity=%R",
+			     count ? count : Py_None, cap ? cap : Py_None);
+		return -1;
+	}
+	if (classes != NULL) {
+		if (classes_arg(classes, cfg) < 0)
+			return -1;
+	} else if (zdext_u64_arg(count, "slot_count", 1, ZD_SLOT_COUNT_MAX, &n) < 0 ||
+		   zdext_u64_arg(cap, "slot_capacity", 1, ZD_SLOT_CAPACITY_MAX, &c) < 0) {
+		return -1;
+	}
+	if (zdext_type_hash_arg(hash ? hash : Py_None, cfg->type_hash) < 0)
 		return -1;
 	if (mode != NULL && zdext_u64_arg(mode, "mode", 1, 0777, &m) < 0)
 		return -1;
@@ -439,8 +533,16 @@ config_from_args(PyObject *count, PyObject *cap, PyObject *hash, PyObject *mode,
 	cfg->slot_capacity = c;
 	cfg->mode = (uint32_t)m;
 	/* Pure arithmetic, no system call: the geometry must fit. */
-	if (zd_config_validate(cfg) < 0 ||
-	    c > (uint64_t)PY_SSIZE_T_MAX) {
+	if (classes != NULL) {
+		if (zd_config_validate(cfg) < 0 ||
+		    cfg->classes[cfg->class_count - 1].slot_capacity > (uint64_t)PY_SSIZE_T_MAX) {
+			PyErr_Format(PyExc_OverflowError,
+				     "classes %.200R do not fit in memory (segment "
+				     "size overflows)", classes);
+			return -1;
+		}
+	} else if (zd_config_validate(cfg) < 0 ||
+		   c > (uint64_t)PY_SSIZE_T_MAX) {
 		PyErr_Format(PyExc_OverflowError,
 			     "slot_count %R x slot_capacity %R does not fit in "
 			     "memory (segment size overflows)", count, cap);
@@ -457,17 +559,18 @@ unnamed_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds,
 		    const char *parse_fmt, unnamed_create_fn create,
 		    const char *what)
 {
-	static char *kwlist[] = {"slot_count", "slot_capacity", "type_hash", NULL};
+	static char *kwlist[] = {"slot_count", "slot_capacity", "type_hash",
+				 "classes", NULL};
 	zdext_state *st = zdext_state_of_type(tp);
-	PyObject *count, *cap, *hash = Py_None;
+	PyObject *count = NULL, *cap = NULL, *hash = Py_None, *classes = NULL;
 	zd_config_t cfg;
 	zd_segment_t *h = NULL;
 	int rc;
 
 	if (!PyArg_ParseTupleAndKeywords(args, kwds, parse_fmt, kwlist,
-					 &count, &cap, &hash))
+					 &count, &cap, &hash, &classes))
 		return NULL;
-	if (config_from_args(count, cap, hash, NULL, &cfg) < 0)
+	if (config_from_args(count, cap, classes, hash, NULL, &cfg) < 0)
 		return NULL;
 	Py_BEGIN_ALLOW_THREADS
 	rc = create(&cfg, &h);
@@ -480,7 +583,7 @@ unnamed_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds,
 static PyObject *
 memory_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
 {
-	return unnamed_segment_new(tp, args, kwds, "OO|$O:MemorySegment",
+	return unnamed_segment_new(tp, args, kwds, "|OO$OO:MemorySegment",
 				   zd_segment_create_memory, "create memory segment");
 }
 
@@ -542,26 +645,28 @@ posix_segment_create(PyObject *cls, PyObject *const *args, Py_ssize_t nargs,
 		     PyObject *kwnames)
 {
 	static const char *const names[] = {"name", "slot_count", "slot_capacity",
-					    "type_hash", "mode", "replace_stale"};
+					    "type_hash", "mode", "replace_stale",
+					    "classes"};
 	PyTypeObject *tp = (PyTypeObject *)cls;
 	zdext_state *st = zdext_state_of_type(tp);
-	PyObject *a[6], *policy;
+	PyObject *a[7], *policy;
 	SegmentObject *self;
 	const char *name;
 	zd_config_t cfg;
 	zd_segment_t *h = NULL;
 	int rc;
 
-	if (zdext_bind("create", args, nargs, kwnames, names, 6, 3, a) < 0)
+	if (zdext_bind("create", args, nargs, kwnames, names, 7, 3, a) < 0)
 		return NULL;
-	if (a[0] == NULL || a[1] == NULL || a[2] == NULL) {
+	if (a[0] == NULL) {
 		PyErr_SetString(PyExc_TypeError,
-				"create() needs name, slot_count and slot_capacity");
+				"create() needs name, and slot_count and slot_capacity "
+				"or classes=[(slot_count, slot_capacity), ...]");
 		return NULL;
 	}
 	if (zdext_name_arg(a[0], "name", &name) < 0)
 		return NULL;
-	if (config_from_args(a[1], a[2], a[3], a[4] ? a[4] : NULL, &cfg) < 0)
+	if (config_from_args(a[1], a[2], a[6], a[3], a[4] ? a[4] : NULL, &cfg) < 0)
 		return NULL;
 	if (a[5] != NULL && !PyBool_Check(a[5])) {
 		PyErr_Format(PyExc_TypeError,
@@ -661,7 +766,7 @@ posix_segment_attach(PyObject *cls, PyObject *const *args, Py_ssize_t nargs,
 static PyObject *
 anonymous_segment_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
 {
-	return unnamed_segment_new(tp, args, kwds, "OO|$O:AnonymousSegment",
+	return unnamed_segment_new(tp, args, kwds, "|OO$OO:AnonymousSegment",
 				   zd_segment_create_anonymous,
 				   "create anonymous segment");
 }
@@ -871,25 +976,148 @@ reader_arg(PyObject *o, uint32_t *reader)
 	return 0;
 }
 
+/* A loan's nbytes argument: absent or None -> the largest capacity (a slot
+ * of the largest class); else an int no larger than the largest capacity
+ * (SampleTooLargeError naming both, before anything is touched). */
+int
+zdext_nbytes_arg(SegmentObject *seg, PyObject *o, const char *what,
+		 uint64_t *nbytes)
+{
+	if (o == NULL || o == Py_None) {
+		*nbytes = seg->slot_capacity;
+		return 0;
+	}
+	if (zdext_u64_arg(o, "nbytes", 0, UINT64_MAX, nbytes) < 0)
+		return -1;
+	if (*nbytes > seg->slot_capacity) {
+		PyErr_Format(zdext_state_of((PyObject *)seg)->SampleTooLargeError,
+			     "%s: a sample of %llu bytes does not fit: the largest "
+			     "slot capacity is %llu bytes", what,
+			     (unsigned long long)*nbytes,
+			     (unsigned long long)seg->slot_capacity);
+		return -1;
+	}
+	return 0;
+}
+
+static PyObject *
+seg_slot_capacity_of(SegmentObject *self, PyObject *arg)
+{
+	uint64_t v;
+
+	if (zdext_segment_check(self) < 0 ||
+	    zdext_u64_arg(arg, "slot", 0, self->slot_count - 1, &v) < 0)
+		return NULL;
+	return PyLong_FromUnsignedLongLong(
+		zd_segment_slot_capacity_of(self->seg, (uint32_t)v));
+}
+
+static const char *const slot_state_names[] = {"free", "loaned", "committed"};
+
+/* Bit positions of a mask, as a tuple of ints. */
+static PyObject *
+mask_tuple(uint64_t m)
+{
+	PyObject *t = PyTuple_New(__builtin_popcountll(m));
+	Py_ssize_t k = 0;
+
+	if (t == NULL)
+		return NULL;
+	for (; m != 0; m &= m - 1) {
+		PyObject *v = PyLong_FromLong(__builtin_ctzll(m));
+
+		if (v == NULL) {
+			Py_DECREF(t);
+			return NULL;
+		}
+		PyTuple_SET_ITEM(t, k++, v);
+	}
+	return t;
+}
+
+static int
+row_set(PyObject *d, const char *key, PyObject *v)
+{
+	int rc;
+
+	if (v == NULL)
+		return -1;
+	rc = PyDict_SetItemString(d, key, v);
+	Py_DECREF(v);
+	return rc;
+}
+
+/* slots(): one dict per slot, a snapshot of words others keep changing. */
+static PyObject *
+seg_slots(SegmentObject *self, PyObject *Py_UNUSED(ignored))
+{
+	PyObject *list;
+
+	if (zdext_segment_check(self) < 0)
+		return NULL;
+	list = PyList_New(self->slot_count);
+	if (list == NULL)
+		return NULL;
+	for (uint32_t i = 0; i < self->slot_count; i++) {
+		zd_slot_info_t si;
+		PyObject *d;
+		int rc = zd_slot_describe(self->seg, i, &si);
+		int committed = rc == 0 && si.state == 2;
+
+		if (rc < 0 && rc != -EBADMSG) {
+			Py_DECREF(list);
+			return zdext_raise(zdext_state_of((PyObject *)self), rc, "slots");
+		}
+		d = PyDict_New();
+		if (d == NULL ||
+		    row_set(d, "slot", PyLong_FromUnsignedLong(i)) < 0 ||
+		    row_set(d, "class", PyLong_FromLong(
+				    zd_segment_class_of(self->seg, i))) < 0 ||
+		    row_set(d, "capacity", PyLong_FromUnsignedLongLong(
+				    zd_segment_slot_capacity_of(self->seg, i))) < 0 ||
+		    row_set(d, "state", PyUnicode_FromString(
+				    rc < 0 ? "corrupt" : slot_state_names[si.state])) < 0 ||
+		    row_set(d, "sn", committed ? PyLong_FromUnsignedLongLong(si.sn)
+					       : Py_NewRef(Py_None)) < 0 ||
+		    row_set(d, "size", committed ? PyLong_FromUnsignedLongLong(si.size)
+						 : Py_NewRef(Py_None)) < 0 ||
+		    row_set(d, "read_by", mask_tuple(committed ? si.read_mask : 0)) < 0 ||
+		    row_set(d, "pinned_by_readers",
+			    mask_tuple(rc < 0 ? 0 : si.reader_pins)) < 0 ||
+		    row_set(d, "pinned_by_handles",
+			    mask_tuple(rc < 0 ? 0 : si.handle_pins)) < 0 ||
+		    row_set(d, "loaned_by", rc == 0 && si.loaned_by >= 0
+				    ? PyLong_FromLong(si.loaned_by)
+				    : Py_NewRef(Py_None)) < 0) {
+			Py_XDECREF(d);
+			Py_DECREF(list);
+			return NULL;
+		}
+		PyList_SET_ITEM(list, i, d);
+	}
+	return list;
+}
+
 static PyObject *
 seg_reserve(SegmentObject *self, PyObject *const *args, Py_ssize_t nargs,
 	    PyObject *kwnames)
 {
-	static const char *const names[] = {"active_readers_mask"};
+	static const char *const names[] = {"active_readers_mask", "nbytes"};
 	zdext_state *st = zdext_state_of((PyObject *)self);
-	PyObject *a[1];
-	uint64_t mask = 0;
+	PyObject *a[2];
+	uint64_t mask = 0, nbytes;
 	uint32_t slot;
 	int rc;
 
-	if (zdext_bind("reserve", args, nargs, kwnames, names, 1, 1, a) < 0)
+	if (zdext_bind("reserve", args, nargs, kwnames, names, 2, 1, a) < 0)
 		return NULL;
 	if (a[0] != NULL &&
 	    zdext_u64_arg(a[0], "active_readers_mask", 0, UINT64_MAX, &mask) < 0)
 		return NULL;
-	if (zdext_segment_check(self) < 0)
+	if (zdext_segment_check(self) < 0 ||
+	    zdext_nbytes_arg(self, a[1], "reserve", &nbytes) < 0)
 		return NULL;
-	rc = zd_slot_reserve(self->seg, mask, &slot);
+	rc = zd_slot_reserve_size(self->seg, nbytes, mask, &slot);
 	if (rc < 0)
 		return zdext_raise(st, rc, "reserve");
 	return zdext_loan_new(st, self, slot);
@@ -1558,8 +1786,19 @@ static PyGetSetDef segment_getset[] = {
 static PyMethodDef segment_methods[] = {
 	{"reserve", (PyCFunction)(void (*)(void))seg_reserve,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "reserve($self, /, active_readers_mask=0)\n--\n\n"
-	 "Loans the free slot with the lowest index: a Loan (NoFreeSlotError if none)."},
+	 "reserve($self, /, active_readers_mask=0, *, nbytes=None)\n--\n\n"
+	 "Loans the free slot with the lowest index of the smallest size class "
+	 "that holds nbytes and has one (None: the largest class): a Loan "
+	 "(NoFreeSlotError if none, SampleTooLargeError beyond the largest capacity)."},
+	{"slot_capacity_of", (PyCFunction)seg_slot_capacity_of, METH_O,
+	 "slot_capacity_of($self, slot, /)\n--\n\n"
+	 "The data capacity of a slot (that of its size class)."},
+	{"slots", (PyCFunction)seg_slots, METH_NOARGS,
+	 "slots($self, /)\n--\n\n"
+	 "One dict per slot, a snapshot: slot, class, capacity, state "
+	 "('free', 'loaned', 'committed'), sn and size (committed, else None), "
+	 "read_by (reader indices), pinned_by_readers, pinned_by_handles, "
+	 "loaned_by (attachment index or None)."},
 	{"next_unread", (PyCFunction)seg_next_unread, METH_O,
 	 "next_unread($self, reader, /)\n--\n\n"
 	 "The committed slot with the smallest sequence number not read by reader, or None."},
@@ -1648,8 +1887,11 @@ PyType_Spec zdext_segment_spec = {
 };
 
 static PyType_Slot memory_segment_slots[] = {
-	{Py_tp_doc, "MemorySegment(slot_count, slot_capacity, *, type_hash=None)\n--\n\n"
-		    "A segment on the heap, shared by the threads of this process."},
+	{Py_tp_doc, "MemorySegment(slot_count=None, slot_capacity=None, *, type_hash=None,"
+		    " classes=None)\n--\n\n"
+		    "A segment on the heap, shared by the threads of this process.  "
+		    "classes=[(slot_count, slot_capacity), ...] instead of slot_count "
+		    "and slot_capacity: size classes, capacities increasing."},
 	{Py_tp_new, memory_segment_new},
 	{0, NULL},
 };
@@ -1671,8 +1913,10 @@ static PyGetSetDef posix_segment_getset[] = {
 static PyMethodDef posix_segment_methods[] = {
 	{"create", (PyCFunction)(void (*)(void))posix_segment_create,
 	 METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
-	 "create($type, /, name, slot_count, slot_capacity, *, type_hash=None,"
-	 " mode=0o600, replace_stale=False)\n--\n\n"
+	 "create($type, /, name, slot_count=None, slot_capacity=None, *, type_hash=None,"
+	 " mode=0o600, replace_stale=False, classes=None)\n--\n\n"
+	 "classes=[(slot_count, slot_capacity), ...] instead of slot_count and "
+	 "slot_capacity: size classes, capacities increasing.  "
 	 "Creates /dev/shm/<name> exclusively (SegmentExistsError if it exists).  "
 	 "replace_stale=True first removes a stale segment under the name (its "
 	 "creator dead, no live process attached); a live one is never touched."},
@@ -1737,7 +1981,8 @@ static PyMethodDef anonymous_segment_methods[] = {
 };
 
 static PyType_Slot anonymous_segment_slots[] = {
-	{Py_tp_doc, "AnonymousSegment(slot_count, slot_capacity, *, type_hash=None)\n--\n\n"
+	{Py_tp_doc, "AnonymousSegment(slot_count=None, slot_capacity=None, *, type_hash=None,"
+		    " classes=None)\n--\n\n"
 		    "A nameless segment: a memfd sealed against shrinking and growing, "
 		    "shared by descriptor (fileno(), attach_fd())."},
 	{Py_tp_new, anonymous_segment_new},

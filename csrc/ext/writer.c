@@ -71,6 +71,7 @@ zdext_segment_writer(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
 struct loan_ctx {
 	zd_segment_t *seg;
 	zd_overflow_t policy;
+	uint64_t nbytes;
 	uint32_t slot;
 };
 
@@ -79,13 +80,16 @@ loan_slice(void *p, uint64_t deadline, uint64_t spin)
 {
 	struct loan_ctx *c = p;
 
-	return zd_writer_loan(c->seg, c->policy, deadline, spin, &c->slot);
+	return zd_writer_loan_size(c->seg, c->nbytes, c->policy, deadline, spin,
+				   &c->slot);
 }
 
-/* Loans a slot per the writer's policy; returns 0 or a code for
- * zdext_raise.  The segment is open. */
+/* Loans a slot for nbytes (of the smallest size class that fits and has
+ * one) per the writer's policy; returns 0 or a code for zdext_raise.  The
+ * segment is open. */
 static int
-writer_loan_slot(WriterObject *w, uint64_t timeout_ns, uint32_t *slot)
+writer_loan_slot(WriterObject *w, uint64_t timeout_ns, uint64_t nbytes,
+		 uint32_t *slot)
 {
 	SegmentObject *seg = w->segment;
 	struct loan_ctx ctx;
@@ -93,9 +97,10 @@ writer_loan_slot(WriterObject *w, uint64_t timeout_ns, uint32_t *slot)
 
 	/* One attempt without waiting: FAIL never waits; RECLAIM with a
 	 * deadline already passed reclaims or times out at once. */
-	rc = zd_writer_loan(seg->seg, w->policy == ZD_OVERFLOW_RECLAIM
-			    ? ZD_OVERFLOW_RECLAIM : ZD_OVERFLOW_FAIL,
-			    0, 0, slot);
+	rc = zd_writer_loan_size(seg->seg, nbytes,
+				 w->policy == ZD_OVERFLOW_RECLAIM
+				 ? ZD_OVERFLOW_RECLAIM : ZD_OVERFLOW_FAIL,
+				 0, 0, slot);
 	if (rc == 0 || w->policy == ZD_OVERFLOW_FAIL)
 		return rc;
 	if (rc != -EAGAIN && rc != -ETIMEDOUT)
@@ -104,6 +109,7 @@ writer_loan_slot(WriterObject *w, uint64_t timeout_ns, uint32_t *slot)
 		return -ETIMEDOUT;
 	ctx.seg = seg->seg;
 	ctx.policy = w->policy;
+	ctx.nbytes = nbytes;
 	ctx.slot = 0;
 	rc = zdext_wait(seg, loan_slice, &ctx, timeout_ns, w->spin_ns, &w->closed);
 	if (rc == 0)
@@ -114,12 +120,12 @@ writer_loan_slot(WriterObject *w, uint64_t timeout_ns, uint32_t *slot)
 /* One loan attempt that never waits (the reclaim policy reclaims).
  * Returns 0 (*slot loaned), 1 (no slot now), or a negative code. */
 static int
-writer_try_slot(WriterObject *w, uint32_t *slot)
+writer_try_slot(WriterObject *w, uint64_t nbytes, uint32_t *slot)
 {
-	int rc = zd_writer_loan(w->segment->seg,
-				w->policy == ZD_OVERFLOW_RECLAIM
-				? ZD_OVERFLOW_RECLAIM : ZD_OVERFLOW_FAIL,
-				0, 0, slot);
+	int rc = zd_writer_loan_size(w->segment->seg, nbytes,
+				     w->policy == ZD_OVERFLOW_RECLAIM
+				     ? ZD_OVERFLOW_RECLAIM : ZD_OVERFLOW_FAIL,
+				     0, 0, slot);
 
 	return rc == -EAGAIN || rc == -ETIMEDOUT ? 1 : rc;
 }
@@ -152,21 +158,22 @@ static PyObject *
 writer_loan(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 	    PyObject *kwnames)
 {
-	static const char *const names[] = {"timeout"};
+	static const char *const names[] = {"timeout", "nbytes"};
 	zdext_state *st = zdext_state_of((PyObject *)w);
-	PyObject *a[1];
-	uint64_t timeout;
+	PyObject *a[2];
+	uint64_t timeout, nbytes;
 	uint32_t slot;
 	int rc;
 
 	if (kwnames == NULL && nargs == 0) {
-		a[0] = NULL;
-	} else if (zdext_bind("loan", args, nargs, kwnames, names, 1, 1, a) < 0) {
+		a[0] = a[1] = NULL;
+	} else if (zdext_bind("loan", args, nargs, kwnames, names, 2, 1, a) < 0) {
 		return NULL;
 	}
-	if (timeout_arg(w, a[0], &timeout) < 0 || writer_check(w) < 0)
+	if (timeout_arg(w, a[0], &timeout) < 0 || writer_check(w) < 0 ||
+	    zdext_nbytes_arg(w->segment, a[1], "loan", &nbytes) < 0)
 		return NULL;
-	rc = writer_loan_slot(w, timeout, &slot);
+	rc = writer_loan_slot(w, timeout, nbytes, &slot);
 	if (rc < 0)
 		return zdext_raise(st, rc, "loan");
 	return zdext_loan_new(st, w->segment, slot);
@@ -216,7 +223,9 @@ publish_impl(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 		goto fail;
 	if (writer_check(w) < 0)
 		goto fail;
-	rc = try_ ? writer_try_slot(w, &slot) : writer_loan_slot(w, timeout, &slot);
+	/* The smallest size class that holds the bytes. */
+	rc = try_ ? writer_try_slot(w, (uint64_t)v.len, &slot)
+		  : writer_loan_slot(w, timeout, (uint64_t)v.len, &slot);
 	if (rc == 1) {
 		PyBuffer_Release(&v);
 		Py_RETURN_NONE;
@@ -269,15 +278,23 @@ writer_try_publish(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 }
 
 static PyObject *
-writer_try_loan(WriterObject *w, PyObject *Py_UNUSED(ignored))
+writer_try_loan(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
+		PyObject *kwnames)
 {
+	static const char *const names[] = {"nbytes"};
 	zdext_state *st = zdext_state_of((PyObject *)w);
+	PyObject *a[1] = {NULL};
+	uint64_t nbytes;
 	uint32_t slot;
 	int rc;
 
-	if (writer_check(w) < 0)
+	if ((nargs != 0 || kwnames != NULL) &&
+	    zdext_bind("try_loan", args, nargs, kwnames, names, 1, 0, a) < 0)
 		return NULL;
-	rc = writer_try_slot(w, &slot);
+	if (writer_check(w) < 0 ||
+	    zdext_nbytes_arg(w->segment, a[0], "try_loan", &nbytes) < 0)
+		return NULL;
+	rc = writer_try_slot(w, nbytes, &slot);
 	if (rc == 1)
 		Py_RETURN_NONE;
 	if (rc < 0)
@@ -509,17 +526,19 @@ static PyGetSetDef writer_getset[] = {
 static PyMethodDef writer_methods[] = {
 	{"loan", (PyCFunction)(void (*)(void))writer_loan,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "loan($self, /, timeout=...)\n--\n\n"
+	 "loan($self, /, timeout=..., *, nbytes=None)\n--\n\n"
 	 "Loans a slot under the writer's overflow policy (a Loan); timeout "
-	 "defaults to the writer's."},
+	 "defaults to the writer's.  nbytes: the smallest size class that holds "
+	 "it and has a slot, else the next larger (None: the largest class)."},
 	{"publish", (PyCFunction)(void (*)(void))writer_publish,
 	 METH_FASTCALL | METH_KEYWORDS,
 	 "publish($self, /, obj, timeout=...)\n--\n\n"
 	 "Copies a C-contiguous buffer into a slot, with its format and shape, "
 	 "commits it and returns the sequence number; timeout defaults to the "
 	 "writer's."},
-	{"try_loan", (PyCFunction)writer_try_loan, METH_NOARGS,
-	 "try_loan($self, /)\n--\n\n"
+	{"try_loan", (PyCFunction)(void (*)(void))writer_try_loan,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "try_loan($self, /, *, nbytes=None)\n--\n\n"
 	 "A loan if a slot is free now (the reclaim policy reclaims), else None."},
 	{"try_publish", (PyCFunction)(void (*)(void))writer_try_publish,
 	 METH_FASTCALL | METH_KEYWORDS,
@@ -533,7 +552,7 @@ static PyMethodDef writer_methods[] = {
 	 "wait when a slot may have come free."},
 	{"aloan", (PyCFunction)(void (*)(void))writer_aloan,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "aloan($self, /, timeout=...)\n--\n\n"
+	 "aloan($self, /, timeout=..., *, nbytes=None)\n--\n\n"
 	 "Coroutine: loan() awaited without blocking the event loop; timeout "
 	 "defaults to the writer's."},
 	{"apublish", (PyCFunction)(void (*)(void))writer_apublish,

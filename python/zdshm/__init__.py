@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from zdshm._zdshm import (
     ATTACH_MAX,
+    CLASS_MAX,
     COUNTER_NAMES,
     LAYOUT_VERSION,
     META_FORMAT_MAX,
@@ -67,6 +68,7 @@ from zdshm.fdpass import recv_segment, send_segment
 __all__ = [
     "ReaderStats",
     "ATTACH_MAX",
+    "CLASS_MAX",
     "COUNTER_NAMES",
     "LAYOUT_VERSION",
     "META_FORMAT_MAX",

@@ -10,9 +10,9 @@ PosixSegment, which pickles to an attach of its name.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Literal, NoReturn, Self, SupportsIndex, TypeAlias, final
+from typing import Any, Literal, NoReturn, Self, SupportsIndex, TypeAlias, final, overload
 
 import numpy.typing
 
@@ -41,6 +41,7 @@ TYPE_HASH_SIZE: int      # 16
 META_NDIM_MAX: int       # 6: dimensions a slot's meta can describe
 META_FORMAT_MAX: int     # 11: characters of a stored PEP 3118 format
 LAYOUT_VERSION: int      # segment layout version of the C core
+CLASS_MAX: int           # 16: size classes per segment
 COUNTER_NAMES: tuple[str, ...]  # keys of info()["counters"], in layout order
 
 # --- exceptions: each derives from Error and the fitting builtin -------------
@@ -95,7 +96,9 @@ class Segment:
     @property
     def creator_alive(self) -> bool: ...                 # the creator's handle is open (asks its lock)
     # low level (seed parity)
-    def reserve(self, active_readers_mask: int = 0) -> Loan: ...        # NoFreeSlotError
+    def reserve(self, active_readers_mask: int = 0, *, nbytes: int | None = None) -> Loan: ...  # NoFreeSlotError; nbytes: smallest class that fits (None: the largest)
+    def slot_capacity_of(self, slot: int, /) -> int: ...  # the capacity of the slot's size class
+    def slots(self) -> list[dict[str, Any]]: ...          # one row per slot: slot, class, capacity, state, sn, size, read_by, pinned_by_readers, pinned_by_handles, loaned_by
     def next_unread(self, reader: int, /) -> int | None: ...
     def read(self, slot: int, /) -> Sample: ...          # zero-copy (read-only mapping), pins the slot until released
     def read_copy(self, slot: int, /) -> tuple[dict[str, int], bytes]: ...  # header {sn,size,commit_ns,read_mask}, bytes
@@ -104,7 +107,7 @@ class Segment:
     def evict_stale(self, max_age: float, active_mask: int, *, now_ns: int | None = None) -> int: ...
     def wait_for_change(self, last: int, timeout: float | None = None) -> bool: ...  # True: changed
     def slot_state(self, slot: int, /) -> Literal["free", "loaned", "committed"]: ...
-    def info(self) -> dict[str, Any]: ...               # describe()'s keys + name, is_creator, notify_generation, open_objects; futex_waits/futex_wakes, ready_sends/ready_send_errors: this handle's system calls
+    def info(self) -> dict[str, Any]: ...               # describe()'s keys (classes: one dict per size class with its table entry and free/loaned/committed) + name, is_creator, notify_generation, open_objects; futex_waits/futex_wakes, ready_sends/ready_send_errors: this handle's system calls
     def reap(self) -> tuple[int, int]: ...               # (readers_reaped, loans_reclaimed)
     # high level
     def writer(self, overflow: Literal["block", "fail", "reclaim"] = "block",
@@ -119,16 +122,32 @@ class Segment:
     def __enter__(self) -> Self: ...
     def __exit__(self, *exc_info: object) -> None: ...  # close(), deferring what still has views
 
+# A size class: (slot_count, slot_capacity); classes= takes 1..CLASS_MAX of
+# them in strictly increasing order of capacity, instead of slot_count and
+# slot_capacity (one class).
+_Classes: TypeAlias = Sequence[tuple[int, int]]
+
 @final
 class MemorySegment(Segment):
-    def __new__(cls, slot_count: int, slot_capacity: int, *, type_hash: bytes | None = None) -> Self: ...
+    @overload
+    def __new__(cls, slot_count: int, slot_capacity: int, *, type_hash: bytes | None = None,
+                classes: None = None) -> Self: ...
+    @overload
+    def __new__(cls, slot_count: None = None, slot_capacity: None = None, *,
+                type_hash: bytes | None = None, classes: _Classes) -> Self: ...
 
 @final
 class PosixSegment(Segment):
+    @overload
     @classmethod
     def create(cls, name: str, slot_count: int, slot_capacity: int, *,
                type_hash: bytes | None = None, mode: int = 0o600,
-               replace_stale: bool = False) -> PosixSegment: ...  # SegmentExistsError says whether its creator is alive
+               replace_stale: bool = False, classes: None = None) -> PosixSegment: ...  # SegmentExistsError says whether its creator is alive
+    @overload
+    @classmethod
+    def create(cls, name: str, slot_count: None = None, slot_capacity: None = None, *,
+               type_hash: bytes | None = None, mode: int = 0o600,
+               replace_stale: bool = False, classes: _Classes) -> PosixSegment: ...
     @classmethod
     def attach(cls, name: str, *,
                allow_owner: int | Literal["any"] | None = None) -> PosixSegment: ...
@@ -148,7 +167,12 @@ class PosixSegment(Segment):
 class AnonymousSegment(Segment):
     """A nameless segment: a memfd sealed against shrinking and growing (a peer's
     ftruncate fails with EPERM), nothing in /dev/shm, shared by descriptor."""
-    def __new__(cls, slot_count: int, slot_capacity: int, *, type_hash: bytes | None = None) -> Self: ...
+    @overload
+    def __new__(cls, slot_count: int, slot_capacity: int, *, type_hash: bytes | None = None,
+                classes: None = None) -> Self: ...
+    @overload
+    def __new__(cls, slot_count: None = None, slot_capacity: None = None, *,
+                type_hash: bytes | None = None, classes: _Classes) -> Self: ...
     @classmethod
     def attach_fd(cls, fd: int, /) -> AnonymousSegment: ...  # fd stays the caller's; must be open read-write
     def fileno(self) -> int: ...                         # owned by the segment (closed by close()), not inheritable
@@ -239,7 +263,7 @@ class Sample(Buffer):
 class Writer:
     @property
     def overflow(self) -> str: ...
-    def loan(self, timeout: float | None = ...) -> Loan: ...
+    def loan(self, timeout: float | None = ..., *, nbytes: int | None = None) -> Loan: ...  # nbytes: smallest size class that fits and has a slot (None: the largest); SampleTooLargeError beyond the largest
     def publish(self, obj: _BufferLike, timeout: float | None = ...) -> int: ...  # copy-in; keeps format/shape
     def wait_for_readers(self, n: int, timeout: float | None = None) -> int: ...  # WaitTimeoutError; returns the registered count
     def close(self) -> None: ...
@@ -257,10 +281,10 @@ class Writer:
     def __enter__(self) -> Self: ...
     def __exit__(self, *exc_info: object) -> None: ...   # close()
     # readiness and asyncio (zdshm.aio)
-    def try_loan(self) -> Loan | None: ...               # never waits
+    def try_loan(self, *, nbytes: int | None = None) -> Loan | None: ...  # never waits
     def try_publish(self, obj: _BufferLike) -> int | None: ...  # never waits
     def fileno(self) -> int: ...                         # one per segment handle; readable when a slot may be free
-    def aloan(self, timeout: float | None = ...) -> Coroutine[Any, Any, Loan]: ...
+    def aloan(self, timeout: float | None = ..., *, nbytes: int | None = None) -> Coroutine[Any, Any, Loan]: ...
     def apublish(self, obj: _BufferLike, timeout: float | None = ...) -> Coroutine[Any, Any, int]: ...
     def _arm(self, last: int, /) -> bool: ...
     def _disarm(self) -> None: ...

@@ -246,12 +246,14 @@ async def _await_space(writer: Any, attempt: Any, timeout: Any, what: str) -> An
         writer._disarm()
 
 
-async def aloan(writer: Any, timeout: Any = _DEFAULT) -> Any:
-    """writer.loan(), awaited: a free slot's Loan.  overflow="fail" raises
-    at once as loan() does; "block" and "reclaim" wait for space."""
+async def aloan(writer: Any, timeout: Any = _DEFAULT, *, nbytes: Any = None) -> Any:
+    """writer.loan(), awaited: a free slot's Loan (of the smallest size class
+    that holds nbytes; None: the largest).  overflow="fail" raises at once
+    as loan() does; "block" and "reclaim" wait for space."""
     if writer.overflow == "fail":
-        return writer.loan()
-    return await _await_space(writer, writer.try_loan, timeout, "aloan")
+        return writer.loan(nbytes=nbytes)
+    return await _await_space(writer, lambda: writer.try_loan(nbytes=nbytes),
+                              timeout, "aloan")
 
 
 async def apublish(writer: Any, obj: Any, timeout: Any = _DEFAULT) -> int:

@@ -32,7 +32,7 @@ import functools
 import math
 from typing import TYPE_CHECKING, Any
 
-from zdshm._zdshm import Sample, ViewsAliveError, Writer
+from zdshm._zdshm import Sample, SampleTooLargeError, ViewsAliveError, Writer
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -190,10 +190,18 @@ class _LoanArray:
         frame_type = _frame_type()
         if self._loan is not None:
             raise RuntimeError("loan_array context manager is not reentrant")
+        # The smallest size class that holds the frame; a frame larger
+        # than every slot is refused before anything is loaned.
+        nbytes = self._count * self._dtype.itemsize
+        largest = self._writer.segment.slot_capacity
+        if nbytes > largest:
+            raise SampleTooLargeError(
+                f"loan_array: shape {self._shape!r} of {self._dtype} needs "
+                f"{nbytes} bytes, more than the largest slot capacity {largest}")
         if self._timeout is _DEFAULT:
-            loan = self._writer.loan()
+            loan = self._writer.loan(nbytes=nbytes)
         else:
-            loan = self._writer.loan(timeout=self._timeout)
+            loan = self._writer.loan(timeout=self._timeout, nbytes=nbytes)
         try:
             loan.set_format(self._fmt, self._shape)
             # The loan's one export: base; arr is a view of base.

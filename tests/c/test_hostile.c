@@ -158,11 +158,16 @@ static const struct field fields[] = {
 	F(geo.old_offset, 8, -EBADMSG),
 	F(geo.ring_size, 4, -EBADMSG),
 	F(geo.slot_count, 4, -EBADMSG),
+	F(geo.class_count, 4, -EBADMSG),
+	F(geo.reserved, 4, -EBADMSG),
 	F(reader_max, 4, -EBADMSG),
 	F(attach_max, 4, -EBADMSG),
 	F(flags, 4, -EBADMSG),
 };
 #undef F
+#define F_CLASS_COUNT                                                          \
+	{ "geo.class_count", offsetof(struct zdi_segment_header, geo.class_count), \
+	  4, -EBADMSG }
 
 static uint64_t field_get(const struct zdi_segment_header *h, const struct field *f)
 {
@@ -234,6 +239,189 @@ static void each_immutable_field_rejected(void)
 	victim_drop(&v);
 }
 
+/* A closed segment of three classes (2 x 64, 2 x 256, 1 x 1024) with one
+ * committed sample in each. */
+static void victim_make_classes(struct victim *v)
+{
+	zd_config_t cfg;
+	zd_segment_t *seg = NULL;
+	struct stat st;
+	uint32_t s;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.class_count = 3;
+	cfg.classes[0] = (zd_class_spec_t){.slot_count = 2, .slot_capacity = 64};
+	cfg.classes[1] = (zd_class_spec_t){.slot_count = 2, .slot_capacity = 256};
+	cfg.classes[2] = (zd_class_spec_t){.slot_count = 1, .slot_capacity = 1024};
+	REQUIRE_OK(zd_segment_create_posix(zdt_unique_name(v->name), &cfg, &seg));
+	REQUIRE_OK(zd_slot_reserve_size(seg, 5, 0, &s));
+	REQUIRE_OK(zd_slot_commit(seg, s, "hello", 5, NULL));
+	REQUIRE_OK(zd_slot_reserve_size(seg, 100, 0, &s));
+	REQUIRE_OK(zd_slot_commit(seg, s, "hello", 5, NULL));
+	REQUIRE_OK(zd_slot_reserve_size(seg, 1000, 0, &s));
+	REQUIRE_OK(zd_slot_commit(seg, s, "hello", 5, NULL));
+	zd_segment_close(seg);
+	v->fd = open_shm(v->name);
+	REQUIRE(pread(v->fd, &v->orig, sizeof(v->orig), 0) ==
+		(ssize_t)sizeof(v->orig));
+	REQUIRE(fstat(v->fd, &st) == 0);
+	v->size = st.st_size;
+	CHECK_EQ(v->orig.geo.class_count, 3);
+	CHECK_EQ(v->orig.geo.slot_count, 5);
+	CHECK_EQ(v->orig.classes[2].slots_offset + 1152, (uint64_t)v->size);
+	expect_accepted(v->name, "pristine classed victim");
+}
+
+/* Every field of every class-table entry (and of an unused entry, and the
+ * class count) set to 0, all ones, overflowing and merely wrong values. */
+static void class_table_fields_rejected(void)
+{
+	struct victim v;
+
+	victim_make_classes(&v);
+	for (uint32_t k = 0; k <= 4; k++) {
+#define CLASS_FIELD_ENTRY(type, name, doc)                                     \
+	{ #name, offsetof(struct zdi_segment_header, classes) +                \
+		 k * sizeof(zd_class_t) + offsetof(zd_class_t, name),          \
+	  (int)sizeof(type), -EBADMSG },
+		const struct field cfields[] = { ZD_CLASS_FIELDS(CLASS_FIELD_ENTRY) };
+#undef CLASS_FIELD_ENTRY
+		const struct field count = F_CLASS_COUNT;
+		size_t nf = sizeof(cfields) / sizeof(cfields[0]);
+
+		for (size_t i = 0; i <= nf; i++) {
+			const struct field *f = i < nf ? &cfields[i] : &count;
+			uint64_t orig = field_get(&v.orig, f);
+			uint64_t ones = f->width == 8 ? UINT64_MAX : UINT32_MAX;
+			uint64_t top = f->width == 8 ? (uint64_t)1 << 63 : (uint64_t)1 << 31;
+			uint64_t vals[9];
+			int n = 0;
+
+			if (i == nf && k > 0)
+				break;          /* the count once */
+			vals[n++] = 0;
+			vals[n++] = ones;
+			vals[n++] = top;
+			vals[n++] = top | orig;
+			vals[n++] = ones - 63;
+			vals[n++] = orig + 1;
+			vals[n++] = orig + 64;
+			vals[n++] = orig + 4096;
+			/* capacity - 1 pads to the same stride: still valid */
+			if (orig > 1 && strcmp(f->name, "slot_capacity") != 0)
+				vals[n++] = orig - 1;
+			for (int j = 0; j < n; j++) {
+				char what[128];
+
+				if (vals[j] == orig)
+					continue;
+				snprintf(what, sizeof(what), "class %u %s = 0x%llx", k,
+					 i < nf ? f->name : "geo.class_count",
+					 (unsigned long long)vals[j]);
+				put_field(v.fd, f->off, f->width, vals[j]);
+				expect_rejected(v.name, -EBADMSG, 0, what);
+				victim_restore(&v);
+			}
+		}
+	}
+	expect_accepted(v.name, "restored classed victim");
+	victim_drop(&v);
+}
+
+/* Whole-table lies: overlapping classes, unsorted classes, a class beyond
+ * the object; and a consistent, larger table is accepted. */
+static void class_table_shapes(void)
+{
+	struct victim v;
+	struct zdi_segment_header h;
+	zd_class_spec_t specs[3];
+
+	victim_make_classes(&v);
+
+	/* class 1 laid over class 0 (each field alone is checked above) */
+	h = v.orig;
+	h.classes[1].slots_offset = h.classes[0].slots_offset;
+	h.classes[2].slots_offset = h.classes[1].slots_offset + 2 * 384;
+	h.geo.total_size = h.classes[2].slots_offset + 1152;
+	pwrite_full(v.fd, &h, sizeof(h), 0);
+	REQUIRE(ftruncate(v.fd, (off_t)h.geo.total_size) == 0);
+	expect_rejected(v.name, -EBADMSG, 0, "class 1 overlaps class 0");
+	victim_restore(&v);
+
+	/* class 0 overlapping the tables */
+	h = v.orig;
+	h.classes[0].slots_offset = h.geo.old_offset;
+	pwrite_full(v.fd, &h, sizeof(h), 0);
+	expect_rejected(v.name, -EBADMSG, 0, "class 0 over the old map");
+	victim_restore(&v);
+
+	/* unsorted: classes 0 and 1 swapped, every offset consistent */
+	h = v.orig;
+	specs[0] = (zd_class_spec_t){.slot_count = 2, .slot_capacity = 256};
+	specs[1] = (zd_class_spec_t){.slot_count = 2, .slot_capacity = 64};
+	specs[2] = (zd_class_spec_t){.slot_count = 1, .slot_capacity = 1024};
+	CHECK_RC(zdi_geometry(specs, 3, &h.geo, h.classes), -EINVAL);
+	h.classes[0] = v.orig.classes[1];
+	h.classes[1] = v.orig.classes[0];
+	h.classes[0].first_slot = 0;
+	h.classes[0].slots_offset = v.orig.classes[0].slots_offset;
+	h.classes[1].first_slot = 2;
+	h.classes[1].slots_offset = h.classes[0].slots_offset + 2 * 384;
+	h.classes[2] = v.orig.classes[2];
+	h.geo = v.orig.geo;
+	pwrite_full(v.fd, &h, sizeof(h), 0);
+	expect_rejected(v.name, -EBADMSG, 0, "classes 0 and 1 swapped");
+	victim_restore(&v);
+
+	/* two classes of one capacity */
+	h = v.orig;
+	h.classes[1].slot_capacity = 64;
+	h.classes[1].slot_stride = 192;
+	h.classes[2].slots_offset = h.classes[1].slots_offset + 2 * 192;
+	h.geo.total_size = h.classes[2].slots_offset + 1152;
+	pwrite_full(v.fd, &h, sizeof(h), 0);
+	REQUIRE(ftruncate(v.fd, (off_t)h.geo.total_size) == 0);
+	expect_rejected(v.name, -EBADMSG, 0, "duplicate capacity");
+	victim_restore(&v);
+
+	/* the last class runs past the end of the object */
+	h = v.orig;
+	specs[0] = (zd_class_spec_t){.slot_count = 2, .slot_capacity = 64};
+	specs[1] = (zd_class_spec_t){.slot_count = 2, .slot_capacity = 256};
+	specs[2] = (zd_class_spec_t){.slot_count = 3, .slot_capacity = 1024};
+	REQUIRE_OK(zdi_geometry(specs, 3, &h.geo, h.classes));
+	pwrite_full(v.fd, &h, sizeof(h), 0);
+	expect_rejected(v.name, -EBADMSG, 0, "class 2 beyond the object");
+	/* ... and with the object grown to match it is a valid segment */
+	REQUIRE(ftruncate(v.fd, (off_t)h.geo.total_size) == 0);
+	expect_accepted(v.name, "consistent larger class table");
+	victim_restore(&v);
+
+	/* a seventeenth class in the count, the table otherwise intact */
+	h = v.orig;
+	h.geo.class_count = ZD_CLASS_MAX + 1;
+	pwrite_full(v.fd, &h, sizeof(h), 0);
+	expect_rejected(v.name, -EBADMSG, 0, "class_count 17");
+	victim_restore(&v);
+
+	/* a class count above the table's: the zero entry is refused */
+	h = v.orig;
+	h.geo.class_count = 4;
+	pwrite_full(v.fd, &h, sizeof(h), 0);
+	expect_rejected(v.name, -EBADMSG, 0, "class_count 4 of 3");
+	victim_restore(&v);
+
+	/* a class count below the table's: the leftover entry is refused */
+	h = v.orig;
+	h.geo.class_count = 2;
+	pwrite_full(v.fd, &h, sizeof(h), 0);
+	expect_rejected(v.name, -EBADMSG, 0, "class_count 2 of 3");
+	victim_restore(&v);
+
+	expect_accepted(v.name, "restored classed victim");
+	victim_drop(&v);
+}
+
 /* The informational fields may hold anything; attach must not mind (or at
  * least not crash) and must report what it copied. */
 static void informational_fields_are_copied(void)
@@ -296,7 +484,12 @@ static void consistent_overflowing_geometry(void)
 	/* and a consistent, legal, larger geometry is accepted: the check
 	 * is against the real object, not a guess */
 	h = v.orig;
-	REQUIRE_OK(zdi_geometry(8, v.orig.geo.slot_capacity, &h.geo));
+	{
+		zd_class_spec_t spec = {.slot_count = 8,
+					.slot_capacity = v.orig.geo.slot_capacity};
+
+		REQUIRE_OK(zdi_geometry(&spec, 1, &h.geo, h.classes));
+	}
 	pwrite_full(v.fd, &h, sizeof(h), 0);
 	REQUIRE(ftruncate(v.fd, (off_t)h.geo.total_size) == 0);
 	expect_accepted(v.name, "consistent 8-slot header");
@@ -1173,6 +1366,8 @@ int main(void)
 	zdt_case("each_immutable_field_rejected", each_immutable_field_rejected);
 	zdt_case("informational_fields_are_copied", informational_fields_are_copied);
 	zdt_case("consistent_overflowing_geometry", consistent_overflowing_geometry);
+	zdt_case("class_table_fields_rejected", class_table_fields_rejected);
+	zdt_case("class_table_shapes", class_table_shapes);
 	zdt_case("init_flag_and_magic", init_flag_and_magic);
 	zdt_case("short_and_wrong_sized_files", short_and_wrong_sized_files);
 	zdt_case("zero_length_file_is_in_progress", zero_length_file_is_in_progress);

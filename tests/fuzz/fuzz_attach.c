@@ -1,15 +1,16 @@
 /* fuzz_attach.c — libFuzzer target: attach and use a segment made of
  * arbitrary bytes.
  *
- * The input is the control part of a small segment (layout version 3),
+ * The input is the control part of a small segment (layout version 5),
  * packed in the order of a real segment of 8 slots:
- *   [0, 1024)       the segment header (geometry at offset 16)
- *   [1024, 5120)    the reader table (64 entries of 64 bytes)
- *   [5120, 9216)    the attachment table (64 entries of 64 bytes)
- *   [9216, 9344)    ring entries 0..15 (8 bytes each)
- *   [9344, 9408)    the first 64 bytes of the free map (words, summary)
- *   [9408, 9472)    the first 64 bytes of the old map
- *   [9472, 10496)   the headers of slots 0..7 (128 bytes each)
+ *   [0, 2048)       the segment header (geometry at offset 16, the class
+ *                   table at offset 1024)
+ *   [2048, 6144)    the reader table (64 entries of 64 bytes)
+ *   [6144, 10240)   the attachment table (64 entries of 64 bytes)
+ *   [10240, 10368)  ring entries 0..15 (8 bytes each)
+ *   [10368, 10432)  the first 64 bytes of the free map (words, summary)
+ *   [10432, 10496)  the first 64 bytes of the old map
+ *   [10496, 11520)  the headers of slots 0..7 (128 bytes each)
  * shorter inputs are padded with zeros, longer ones cut.
  *
  * The object is as long as the header's total_size says when that is
@@ -17,9 +18,10 @@
  * go on to the rest), else as long as the input.  Each part is written
  * where the header's geometry puts it when that field is sane (an 8-byte
  * aligned offset past the header, a power-of-two ring, a stride of whole
- * cache lines), else where zdi_geometry puts it for the header's slot_count
- * and slot_capacity, else where it is in a segment of 8 slots of 256
- * bytes.  Ring entries beyond the 16 packed ones read "unwritten" (all
+ * cache lines; a slot header where its class of the header's class table
+ * puts it), else where zdi_geometry puts it for the (count, capacity) pairs
+ * of the header's class table, else where it is in a segment of 8 slots of
+ * 256 bytes.  Ring entries beyond the 16 packed ones read "unwritten" (all
  * ones), as in a new segment; map words beyond the packed ones are zero.
  *
  * Each input becomes the posix object ZDFUZZ_NAME (default zdfuzz-<pid>,
@@ -29,7 +31,7 @@
  * describe, attach, a reader with join_last, takes and releases until
  * -EAGAIN (bounded), the low-level next_unread / read / mark_read of
  * reader 0, acquire of every slot, loan + commit, reserve + discard,
- * eviction, reap, close.  A crash, a sanitizer report, a view larger than
+ * loans of several sizes (each class), eviction, reap, close.  A crash, a sanitizer report, a view larger than
  * the capacity or a hang (libFuzzer's -timeout) is a finding.
  */
 #include <errno.h>
@@ -60,7 +62,7 @@
 #define TAKES_MAX 64
 
 _Static_assert(PACKED_RING_AT == ZDI_RING_OFFSET, "packed like a real segment");
-_Static_assert(PACKED_SIZE == 10496, "tests/fuzz/run.sh -max_len");
+_Static_assert(PACKED_SIZE == 11520, "tests/fuzz/run.sh -max_len");
 
 static char name[64];
 static char path[96];
@@ -113,28 +115,52 @@ static uint64_t pick_offset(uint64_t mine, uint64_t ref)
 }
 
 /* Where the parts go: the header's geometry field by field where sane,
- * else the reference (zdi_geometry of the header's slot_count and
- * slot_capacity, or of 8 x 256). */
-static void placement(const zd_geometry_t *h, zd_geometry_t *g)
+ * else the reference (zdi_geometry of the (count, capacity) pairs of the
+ * header's class table, or of 8 x 256); the classes likewise. */
+static void placement(const struct zdi_segment_header *h, zd_geometry_t *g,
+		      zd_class_t cls[ZD_CLASS_MAX])
 {
+	zd_class_spec_t specs[ZD_CLASS_MAX], one = {.slot_count = PACKED_SLOTS,
+						    .slot_capacity = 256u};
+	uint32_t n = h->geo.class_count <= ZD_CLASS_MAX ? h->geo.class_count : 0;
 	zd_geometry_t ref;
 
-	if (zdi_geometry(h->slot_count, h->slot_capacity, &ref) < 0 &&
-	    zdi_geometry(PACKED_SLOTS, 256u, &ref) < 0)
+	for (uint32_t c = 0; c < n; c++) {
+		specs[c].slot_count = h->classes[c].slot_count;
+		specs[c].reserved = 0;
+		specs[c].slot_capacity = h->classes[c].slot_capacity;
+	}
+	if (zdi_geometry(specs, n, &ref, cls) < 0 &&
+	    zdi_geometry(&one, 1, &ref, cls) < 0)
 		abort();
 	*g = ref;
-	g->readers_offset = pick_offset(h->readers_offset, ref.readers_offset);
-	g->attach_offset = pick_offset(h->attach_offset, ref.attach_offset);
-	g->ring_offset = pick_offset(h->ring_offset, ref.ring_offset);
-	g->free_offset = pick_offset(h->free_offset, ref.free_offset);
-	g->old_offset = pick_offset(h->old_offset, ref.old_offset);
-	g->slots_offset = pick_offset(h->slots_offset, ref.slots_offset);
-	if (h->ring_size >= 4u && (h->ring_size & (h->ring_size - 1u)) == 0 &&
-	    (uint64_t)h->ring_size * 8u < OBJECT_MAX)
-		g->ring_size = h->ring_size;
-	if (h->slot_stride >= ZD_SLOT_HEADER_SIZE && h->slot_stride <= OBJECT_MAX &&
-	    h->slot_stride % ZDI_CACHE_LINE == 0)
-		g->slot_stride = h->slot_stride;
+	g->readers_offset = pick_offset(h->geo.readers_offset, ref.readers_offset);
+	g->attach_offset = pick_offset(h->geo.attach_offset, ref.attach_offset);
+	g->ring_offset = pick_offset(h->geo.ring_offset, ref.ring_offset);
+	g->free_offset = pick_offset(h->geo.free_offset, ref.free_offset);
+	g->old_offset = pick_offset(h->geo.old_offset, ref.old_offset);
+	g->slots_offset = pick_offset(h->geo.slots_offset, ref.slots_offset);
+	if (h->geo.ring_size >= 4u && (h->geo.ring_size & (h->geo.ring_size - 1u)) == 0 &&
+	    (uint64_t)h->geo.ring_size * 8u < OBJECT_MAX)
+		g->ring_size = h->geo.ring_size;
+	for (uint32_t c = 0; c < ref.class_count; c++) {
+		const zd_class_t *k = &h->classes[c];
+
+		cls[c].slots_offset = pick_offset(k->slots_offset, cls[c].slots_offset);
+		if (k->slot_stride >= ZD_SLOT_HEADER_SIZE && k->slot_stride <= OBJECT_MAX &&
+		    k->slot_stride % ZDI_CACHE_LINE == 0)
+			cls[c].slot_stride = k->slot_stride;
+	}
+}
+
+/* Where slot i's header goes: by the class table of placement(). */
+static uint64_t slot_at(const zd_geometry_t *g, const zd_class_t *cls, uint32_t i)
+{
+	uint32_t c = g->class_count - 1u;
+
+	while (c > 0 && i < cls[c].first_slot)
+		c--;
+	return cls[c].slots_offset + (uint64_t)(i - cls[c].first_slot) * cls[c].slot_stride;
 }
 
 /* Lays the packed input out as a segment object. */
@@ -144,12 +170,13 @@ static void write_object(const uint8_t *data, size_t size)
 	static uint8_t unwritten[4096];
 	struct zdi_segment_header h;
 	zd_geometry_t g;
+	zd_class_t cls[ZD_CLASS_MAX];
 	uint64_t len, ring_bytes;
 
 	memset(packed, 0, sizeof(packed));
 	memcpy(packed, data, size < sizeof(packed) ? size : sizeof(packed));
 	memcpy(&h, packed + PACKED_HEADER, sizeof(h));
-	placement(&h.geo, &g);
+	placement(&h, &g, cls);
 	len = h.geo.total_size >= ZDI_SEGMENT_HEADER_SIZE && h.geo.total_size <= OBJECT_MAX
 		      ? h.geo.total_size : (uint64_t)size;
 	if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)len) != 0)
@@ -176,7 +203,7 @@ static void write_object(const uint8_t *data, size_t size)
 	put(packed + PACKED_OLD, PACKED_MAP, g.old_offset, len);
 	for (uint32_t i = 0; i < PACKED_SLOTS; i++)
 		put(packed + PACKED_SLOT_HEADERS + i * ZD_SLOT_HEADER_SIZE,
-		    ZD_SLOT_HEADER_SIZE, g.slots_offset + i * g.slot_stride, len);
+		    ZD_SLOT_HEADER_SIZE, slot_at(&g, cls, i), len);
 }
 
 static volatile uint8_t sink;
@@ -188,7 +215,8 @@ static void touch(zd_segment_t *seg, const zd_view_t *v)
 	const volatile uint8_t *m = v->meta;
 	uint8_t x = 0;
 
-	if (v->size > zd_segment_slot_capacity(seg) || v->slot >= zd_segment_slot_count(seg))
+	if (v->slot >= zd_segment_slot_count(seg) ||
+	    v->size > zd_segment_slot_capacity_of(seg, v->slot))
 		__builtin_trap();
 	for (uint64_t i = 0; i < v->size; i++)
 		x ^= d[i];
@@ -265,6 +293,22 @@ static void exercise(zd_segment_t *seg)
 		zd_slot_commit(seg, s, "fuzz", cap >= 4 ? 4 : 0, NULL);
 	if (zd_slot_reserve(seg, zd_segment_active_mask(seg), &s) == 0)
 		zd_slot_discard(seg, s);
+	/* a loan of each class's capacity, and one past the largest */
+	for (uint32_t c = 0; c < zd_segment_class_count(seg); c++) {
+		zd_class_t k;
+
+		if (zd_segment_class(seg, c, &k) == 0 &&
+		    zd_writer_loan_size(seg, k.slot_capacity, ZD_OVERFLOW_RECLAIM, 0, 0,
+					&s) == 0) {
+			if (zd_segment_slot_capacity_of(seg, s) < k.slot_capacity ||
+			    zd_segment_class_of(seg, s) < (int)c)
+				__builtin_trap();
+			zd_slot_commit(seg, s, "class", k.slot_capacity >= 5 ? 5 : 0, NULL);
+		}
+	}
+	if (zd_writer_loan_size(seg, zd_segment_slot_capacity(seg) + 1, ZD_OVERFLOW_FAIL,
+				0, 0, &s) != -EMSGSIZE)
+		__builtin_trap();
 	if (have_reader) {
 		drain(seg, &r);
 		if (zd_reader_wait_take(seg, &r, &v, zd_now_ns(), 0) == 0) {

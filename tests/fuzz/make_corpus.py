@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of tests/fuzz/fuzz_attach.c: real segments (layout
-version 3) in a few states, made with zdshm, captured from /dev/shm and
+version 5) in a few states, made with zdshm, captured from /dev/shm and
 packed the way the target reads its input: header, reader table,
 attachment table, ring entries 0..15, the first 64 bytes of the free map
 and of the old map, slot headers 0..7, each taken from where the header's
-geometry says it is.  Trailing zero bytes are dropped (the target pads them
+geometry (for the slots: its class table) says it is.  Trailing zero bytes are dropped (the target pads them
 back); packed ring entries past the segment's ring_size read "unwritten".
 
     python tests/fuzz/make_corpus.py          # rewrites tests/fuzz/corpus/
@@ -18,7 +18,7 @@ import uuid
 
 import zdshm
 
-HEADER, SLOT_HEADER, ENTRY, TABLE = 1024, 128, 64, 64
+HEADER, SLOT_HEADER, ENTRY, TABLE = 2048, 128, 64, 64
 PACKED_SLOTS, PACKED_RING, PACKED_MAP = 8, 16, 64
 # offsets of the parts in a packed input
 P_READERS = HEADER
@@ -30,10 +30,13 @@ P_SLOTS = P_OLD + PACKED_MAP
 P_SIZE = P_SLOTS + PACKED_SLOTS * SLOT_HEADER
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 
-GEO = struct.Struct("<IIQQQQQQQQQ")     # zd_geometry_t at header offset 16
+GEO = struct.Struct("<IIQQQQQQQQQII")   # zd_geometry_t at header offset 16
 GEO_FIELDS = ("slot_count", "ring_size", "slot_capacity", "slot_stride",
               "total_size", "readers_offset", "attach_offset", "ring_offset",
-              "free_offset", "old_offset", "slots_offset")
+              "free_offset", "old_offset", "slots_offset", "class_count", "reserved")
+CLASS = struct.Struct("<IIQQQ")         # zd_class_t, 16 of them at header offset 1024
+CLASS_FIELDS = ("slot_count", "first_slot", "slot_capacity", "slot_stride", "slots_offset")
+CLASSES_AT = 1024
 # slot header fields (struct zdi_slot_header)
 SLOT_STATE, SLOT_READ_MASK, SLOT_READER_PINS, SLOT_SN = 0, 8, 16, 32
 
@@ -42,15 +45,26 @@ def geometry(raw: bytes) -> dict[str, int]:
     return dict(zip(GEO_FIELDS, GEO.unpack_from(raw, 16)))
 
 
+def class_table(raw: bytes, n: int) -> list[dict[str, int]]:
+    return [dict(zip(CLASS_FIELDS, CLASS.unpack_from(raw, CLASSES_AT + k * CLASS.size)))
+            for k in range(n)]
+
+
+def slot_offset(classes: list[dict[str, int]], i: int) -> int:
+    c = next(c for c in reversed(classes) if c["first_slot"] <= i)
+    return c["slots_offset"] + (i - c["first_slot"]) * c["slot_stride"]
+
+
 def pack(raw: bytes) -> bytes:
     g = geometry(raw)
     assert g["total_size"] == len(raw), (g, len(raw))
+    classes = class_table(raw, g["class_count"])
     ring = bytearray(b"\xff" * (PACKED_RING * 8))
     n = min(g["ring_size"], PACKED_RING) * 8
     ring[:n] = raw[g["ring_offset"]:g["ring_offset"] + n]
     slots = bytearray(PACKED_SLOTS * SLOT_HEADER)
     for i in range(min(g["slot_count"], PACKED_SLOTS)):
-        off = g["slots_offset"] + i * g["slot_stride"]
+        off = slot_offset(classes, i)
         assert off + SLOT_HEADER <= len(raw)
         slots[i * SLOT_HEADER:(i + 1) * SLOT_HEADER] = raw[off:off + SLOT_HEADER]
     packed = (raw[:HEADER] +
@@ -177,6 +191,30 @@ def states():
     yield "16x64-two-readers", pack(snapshot(name))
     fast.close()
     slow.close()
+    w.close()
+    seg.close()
+    zdshm.unlink(name)
+
+    # three size classes (2 x 64, 3 x 256, 2 x 1024): samples in each, a
+    # loan in class 1, a reader holding a view of the class-2 sample
+    seg = zdshm.PosixSegment.create(name, classes=[(2, 64), (3, 256), (2, 1024)])
+    r = seg.reader()
+    w = seg.writer(overflow="fail")
+    w.publish(b"small")
+    w.publish(b"m" * 200)
+    w.publish(b"L" * 1000)
+    loan = w.loan(nbytes=100)
+    r.take(timeout=1).release()
+    r.take(timeout=1).release()
+    held = r.take(timeout=1)
+    packed = pack(snapshot(name))
+    yield "classes-3-held-loaned", packed
+    # the same with class 1's capacity claimed as class 2's: sizes that
+    # no longer fit the strides
+    yield "classes-hostile-capacity", with_u64(packed, CLASSES_AT + CLASS.size + 8, 1024)
+    held.release()
+    loan.discard()
+    r.close()
     w.close()
     seg.close()
     zdshm.unlink(name)

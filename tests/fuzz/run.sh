@@ -46,7 +46,7 @@ rc=0
 ZDFUZZ_NAME="$name" \
 ASAN_OPTIONS="abort_on_error=0:detect_leaks=1" \
 UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
-  "$out/fuzz_attach" -runs="$runs" -timeout=10 -max_len=10496 -seed=1 \
+  "$out/fuzz_attach" -runs="$runs" -timeout=10 -max_len=11520 -seed=1 \
     -print_final_stats=1 -artifact_prefix="$out/artifacts/" \
     "$scratch" tests/fuzz/corpus || rc=$?
 echo "== fuzz: $(( $(date +%s) - start )) s, exit $rc"

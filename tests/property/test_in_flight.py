@@ -28,9 +28,9 @@ zdshm = pytest.importorskip("zdshm")
 
 pytestmark = pytest.mark.timeout(60)
 
-# csrc/core/layout.h: the ring follows the 1024-byte header, the reader
+# csrc/core/layout.h: the ring follows the 2048-byte header, the reader
 # table and the attachment table (64 entries of 64 bytes each).
-RING_OFFSET = 1024 + 2 * 64 * 64     # geo.ring_offset (layout.h): after the header and the two tables
+RING_OFFSET = 2048 + 2 * 64 * 64     # geo.ring_offset (layout.h): after the header and the two tables
 
 
 @pytest.fixture

@@ -7,6 +7,12 @@ After every step the invariants compare the whole observable state: each
 slot's state, header and bytes, the counters, next_unread of every reader
 bit, the registered readers' stats.  Geometries are tiny (1..6 slots) so
 that loans, unread samples and pins collide.
+
+The classed machines run the same rules on segments of 1 to 4 size classes
+(zdshm.testing.strategies.class_geometries) and add sized loans: a loan
+always lands in the smallest fitting class that had a loanable slot, never
+in a smaller class than its size; each reader receives every sample once, in
+sn order across the classes.
 """
 from __future__ import annotations
 
@@ -68,6 +74,7 @@ class SlotMachine(RuleBasedStateMachine):
     """The lockstep machine; the backend comes from the subclass."""
 
     backend = ""
+    GEOMETRIES = zst.geometries(max_slots=6, max_capacity=48)
 
     def __init__(self):
         super().__init__()
@@ -84,17 +91,17 @@ class SlotMachine(RuleBasedStateMachine):
         self.received = {}          # id(reader pair) -> real sns in order
 
     # -- setup / teardown -------------------------------------------------------
-    @initialize(geo=zst.geometries(max_slots=6, max_capacity=48),
-                n_readers=st.integers(0, 2), n_samples=st.integers(0, 6), data=st.data())
-    def create(self, geo, n_readers, n_samples, data):
+    @initialize(n_readers=st.integers(0, 2), n_samples=st.integers(0, 6), data=st.data())
+    def create(self, n_readers, n_samples, data):
         """A segment of the drawn geometry, with readers and committed
         samples to start from (shrinks to an empty one)."""
+        geo = data.draw(self.GEOMETRIES, label="geometry")
+        args, kwargs = geo.create_args()
         if self.backend == "memory":
-            self.seg = zdshm.MemorySegment(geo.slot_count, geo.slot_capacity)
+            self.seg = zdshm.MemorySegment(*args, **kwargs)
         else:
             self.name = unique_segment_name("sm")
-            self.seg = zdshm.PosixSegment.create(self.name, geo.slot_count,
-                                                 geo.slot_capacity)
+            self.seg = zdshm.PosixSegment.create(self.name, *args, **kwargs)
         self.handles = [self.seg]
         if self.backend == "posix":
             # A second attachment: loans, pins and readers of either handle
@@ -102,7 +109,9 @@ class SlotMachine(RuleBasedStateMachine):
             self.handles.append(zdshm.PosixSegment.attach(self.name))
         assert self.seg.slot_count == geo.slot_count
         assert self.seg.slot_capacity == geo.slot_capacity
-        self.model = SegmentModel(geo.slot_count, geo.slot_capacity)
+        self.model = SegmentModel(*args, **kwargs)
+        assert [self.seg.slot_capacity_of(i) for i in range(geo.slot_count)] == \
+            [s.capacity for s in self.model.slots]
         for _ in range(n_readers):
             self.open_reader(0, latest=data.draw(st.booleans(), label="latest"))
         for _ in range(n_samples):
@@ -154,7 +163,8 @@ class SlotMachine(RuleBasedStateMachine):
 
     def add_loan(self, real, model):
         assert real.slot == model.slot, f"loaned slot {real.slot}, model {model.slot}"
-        assert len(real) == real.capacity == self.model.slot_capacity
+        assert len(real) == real.capacity == model.capacity == \
+            self.seg.slot_capacity_of(real.slot)
         assert real.live
         # A loan shows the slot's bytes as the last sample left them.
         assert bytes(real) == model.read(), "loan buffer differs from the model"
@@ -361,14 +371,14 @@ class SlotMachine(RuleBasedStateMachine):
         """Disconnecting reader r frees exactly the slots that waited only
         on r (against the mask)."""
         m = self.mask(mask) | (1 << r)
-        before = set(self.model.reservable_slots(m))
+        before = set(self.model.reservable_slots(m, 0))   # every class
         waiting_only_on_r = {
             s.index for s in self.model.committed_slots()
             if not s.pinned and (m & ~s.read_mask) == (1 << r)}
         lockstep(f"mark_reader_disconnected({r})",
                  lambda: self.seg.mark_reader_disconnected(r),
                  lambda: self.model.mark_reader_disconnected(r))
-        after = set(self.model.reservable_slots(m))
+        after = set(self.model.reservable_slots(m, 0))
         assert after - before == waiting_only_on_r
         for i in waiting_only_on_r:
             hdr, _ = self.seg.read_copy(i)
@@ -554,6 +564,91 @@ class SlotMachine(RuleBasedStateMachine):
                 f"stats of reader {model_r.index}"
 
 
+class ClassMachine(SlotMachine):
+    """The same machine on segments of 1 to 4 size classes, with sized loans."""
+
+    GEOMETRIES = zst.class_geometries(max_classes=4, max_slots_per_class=3,
+                                      max_capacity=64)
+
+    def sizes(self, data):
+        """A loan size: mostly a class's capacity or one past it, or any
+        size up to the largest capacity, sometimes one past that."""
+        caps = [cap for _, cap, _ in self.model.classes]
+        edges = caps + [c + 1 for c in caps[:-1]] + [0]
+        return data.draw(st.one_of(st.sampled_from(edges),
+                                   st.integers(0, self.model.slot_capacity),
+                                   st.just(self.model.slot_capacity + 1)), label="nbytes")
+
+    def check_class(self, nbytes, slot, mask):
+        """The loan of nbytes in slot is in the smallest class that fits and
+        had a loanable slot (computed before the loan): never a smaller one,
+        never a larger one while a fitting class had a slot."""
+        got = self.model.slots[slot].size_class
+        want = self.model.class_for(nbytes)
+        assert got >= want, f"a loan of {nbytes} bytes took class {got} < {want}"
+        assert self.seg.slot_capacity_of(slot) >= nbytes
+        event(f"sized loan: {got - want} classes up")
+        return got
+
+    @rule(mask=MASKS, data=st.data(), h=HANDLE)
+    def reserve_sized(self, mask, data, h):
+        m = self.mask(mask)
+        n = self.sizes(data)
+        if n > self.model.slot_capacity:
+            r, _ = lockstep(f"reserve(nbytes={n})",
+                            lambda: self.handle(h).reserve(m, nbytes=n),
+                            lambda: self.model.reserve(m, nbytes=n))
+            assert r.error == "SampleTooLargeError"
+            return
+        expected = self.model.reservable_slots(m, n)
+        real, model = lockstep(f"reserve({m:#x}, nbytes={n})",
+                               lambda: self.handle(h).reserve(m, nbytes=n),
+                               lambda: self.model.reserve(m, nbytes=n))
+        if real.error is None:
+            assert real.value.slot == expected[0], \
+                f"reserve took slot {real.value.slot}, not {expected[0]}"
+            got = self.check_class(n, real.value.slot, m)
+            # every fitting class below the one taken had no loanable slot
+            for c in range(self.model.class_for(n), got):
+                count, _, first = self.model.classes[c]
+                assert not [i for i in expected if first <= i < first + count]
+            self.add_loan(real.value, model.value)
+        else:
+            assert real.error == "NoFreeSlotError" and not expected
+
+    @rule(policy=zst.overflow_policies(), timeout=st.sampled_from([0, 0, 0.001]),
+          data=st.data(), h=HANDLE, try_=st.booleans())
+    def writer_loan_sized(self, policy, timeout, data, h, try_):
+        w_real, w_model = self.writer(policy, timeout, h)
+        n = self.sizes(data)
+        active = self.model.active_mask
+        fits = self.model.slot_capacity >= n
+        reservable = self.model.reservable_slots(active, n) if fits else []
+        if try_:
+            real, model = lockstep(f"writer({policy}).try_loan(nbytes={n})",
+                                   lambda: w_real.try_loan(nbytes=n),
+                                   lambda: w_model.try_loan(nbytes=n))
+            assert (real.value is None) == (model.value is None)
+        else:
+            real, model = lockstep(f"writer({policy}).loan(nbytes={n})",
+                                   lambda: w_real.loan(nbytes=n),
+                                   lambda: w_model.loan(nbytes=n))
+        if not fits:
+            assert real.error == "SampleTooLargeError"
+            return
+        if real.error is None and real.value is not None:
+            slot = real.value.slot
+            self.check_class(n, slot, active)
+            if reservable:
+                assert slot == reservable[0], \
+                    f"loan of {n} took slot {slot}, not {reservable[0]}"
+            else:
+                # only the reclaim policy finds one: the oldest unpinned
+                # sample of a class that fits
+                assert policy == "reclaim"
+            self.add_loan(real.value, model.value)
+
+
 # To replay a failure, put the printed @reproduce_failure(...) line above the
 # class of the failing backend (see README.md).
 class MemorySlotMachine(SlotMachine):
@@ -568,3 +663,17 @@ TestMemorySlots = MemorySlotMachine.TestCase
 TestMemorySlots.settings = PROFILE
 TestPosixSlots = PosixSlotMachine.TestCase
 TestPosixSlots.settings = PROFILE
+
+
+class MemoryClassMachine(ClassMachine):
+    backend = "memory"
+
+
+class PosixClassMachine(ClassMachine):
+    backend = "posix"
+
+
+TestMemoryClasses = MemoryClassMachine.TestCase
+TestMemoryClasses.settings = PROFILE
+TestPosixClasses = PosixClassMachine.TestCase
+TestPosixClasses.settings = PROFILE

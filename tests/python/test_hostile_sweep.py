@@ -44,16 +44,17 @@ VALUES = (0x00, 0xFF, 0x7F, 0x80)
 
 # The layout of a 4 x 256 segment (the shared-memory layout is an ABI).
 HEADER = (0, 640)                   # up to the end of the counters; the rest is reserved
-READERS = (1024, 64 * 64)
-ATTACH = (1024 + 64 * 64, 64 * 64)
-RING = (1024 + 2 * 64 * 64, 8 * 8)  # ring_size 8 for 4 slots
+CLASSES = (1024, 2 * 32)            # the class table: its one entry and the next
+READERS = (2048, 64 * 64)           # after the 2048-byte header
+ATTACH = (2048 + 64 * 64, 64 * 64)
+RING = (2048 + 2 * 64 * 64, 8 * 8)  # ring_size 8 for 4 slots
 MAPS = (RING[0] + RING[1], 2 * 64)  # the free map, then the old map
 SLOTS_OFFSET = 12288
 SLOT_STRIDE = 384                   # align64(128-byte header + 256)
 SLOT_HEADER = 128
 SLOT_COUNT = 4
 TOTAL = SLOTS_OFFSET + SLOT_COUNT * SLOT_STRIDE
-CONTROL = [HEADER, (READERS[0], READERS[1] + ATTACH[1]), RING, MAPS] + [
+CONTROL = [HEADER, CLASSES, (READERS[0], READERS[1] + ATTACH[1]), RING, MAPS] + [
     (SLOTS_OFFSET + i * SLOT_STRIDE, SLOT_HEADER) for i in range(SLOT_COUNT)]
 
 
@@ -72,7 +73,8 @@ def committed_slot(base: bytes) -> int:
 
 def systematic(base: bytes) -> list[tuple[int, int]]:
     """(offset, value) of every single-byte trial that changes the base."""
-    regions = [HEADER, READERS, ATTACH, RING, MAPS, (committed_slot(base), SLOT_HEADER)]
+    regions = [HEADER, CLASSES, READERS, ATTACH, RING, MAPS,
+               (committed_slot(base), SLOT_HEADER)]
     return [(off, v) for start, n in regions for off in range(start, start + n)
             for v in VALUES if base[off] != v]
 

@@ -117,6 +117,19 @@ def contract(name: str) -> None:
         again.close()
     with zdshm.MemorySegment(2, 64) as mem:
         assert_type(mem, zdshm.MemorySegment)
+    with zdshm.MemorySegment(classes=[(8, 64), (2, 1 << 20)]) as sized:
+        assert_type(sized.slot_capacity_of(0), int)
+        assert_type(sized.slots(), list[dict[str, Any]])
+        with sized.writer() as w2:
+            assert_type(w2.loan(nbytes=100), zdshm.Loan)
+            assert_type(w2.try_loan(nbytes=100), zdshm.Loan | None)
+        assert_type(sized.reserve(nbytes=10), zdshm.Loan)
+    with zdshm.AnonymousSegment(classes=((1, 8), (1, 16))) as anon:
+        assert_type(anon, zdshm.AnonymousSegment)
+    named = zdshm.PosixSegment.create(name + "-c", classes=[(4, 64), (1, 4096)])
+    assert_type(named, zdshm.PosixSegment)
+    named.unlink()
+    named.close()
     print(sn)
 '''
 
@@ -133,6 +146,9 @@ zdshm.unlink(name="x")                      # positional-only
 seg.writer().wait_for_readers("2")          # n is an int
 seg.reader(0, 0.0, True)                    # latest is keyword-only
 zdshm.PosixSegment.attach("x", None)        # allow_owner is keyword-only
+zdshm.MemorySegment(2, 64, classes=[(2, 64)])  # one form or the other
+zdshm.MemorySegment(classes=[(2, "64")])    # pairs of ints
+seg.writer().loan(nbytes="10")              # nbytes is an int
 '''
 
 

@@ -13,11 +13,12 @@
 extern "C" {
 #endif
 
-#define ZD_LAYOUT_VERSION 4u       /* 4: readiness sockets (armed counts, tokens) */
+#define ZD_LAYOUT_VERSION 5u       /* 5: size classes (the class table) */
 #define ZD_READER_MAX 64u          /* readers per segment (bits of a mask)   */
 #define ZD_ATTACH_MAX 64u          /* open handles per segment               */
 #define ZD_SLOT_COUNT_MAX (1u << 20)
 #define ZD_SLOT_CAPACITY_MAX ((uint64_t)1 << 40)
+#define ZD_CLASS_MAX 16u           /* size classes per segment              */
 #define ZD_SLOT_META_SIZE 64u      /* opaque per-slot bytes for the caller   */
 #define ZD_SLOT_HEADER_SIZE 128u   /* 64 B control + ZD_SLOT_META_SIZE       */
 #define ZD_NAME_MAX 200u           /* without the leading '/'                */
@@ -31,9 +32,23 @@ typedef enum zd_backend_kind {
 	ZD_BACKEND_ANONYMOUS = 3,  /* a nameless object shared by descriptor */
 } zd_backend_kind_t;
 
+/* One size class asked for at creation: slot_count slots of slot_capacity
+ * data bytes each. */
+typedef struct zd_class_spec {
+	uint32_t slot_count;               /* 1 .. ZD_SLOT_COUNT_MAX          */
+	uint32_t reserved;
+	uint64_t slot_capacity;            /* 1 .. ZD_SLOT_CAPACITY_MAX bytes */
+} zd_class_spec_t;
+
+/* Either one class (slot_count, slot_capacity; class_count 0), or
+ * class_count (1 .. ZD_CLASS_MAX) classes in classes[], strictly increasing
+ * in capacity, with slot_count and slot_capacity 0.  The total slot count
+ * is at most ZD_SLOT_COUNT_MAX. */
 typedef struct zd_config {
 	uint32_t slot_count;               /* 1 .. ZD_SLOT_COUNT_MAX          */
 	uint64_t slot_capacity;            /* 1 .. ZD_SLOT_CAPACITY_MAX bytes */
+	uint32_t class_count;              /* 0: the one class above          */
+	zd_class_spec_t classes[ZD_CLASS_MAX];
 	uint8_t type_hash[ZD_TYPE_HASH_SIZE]; /* all zero: no hash          */
 	uint32_t mode;                     /* posix: permission bits, 0 = 0600 */
 	uint32_t flags;                    /* ZD_CREATE_*, 0 for none          */
@@ -44,10 +59,42 @@ typedef struct zd_config {
  * A live segment, or a name that is no valid segment, is never touched. */
 #define ZD_CREATE_REPLACE_STALE 1u
 
+/* ZD_CLASS_FIELDS(X) calls X(type, name, doc) for each field of an entry
+ * of the class table, in layout order: the struct, the header's table, its
+ * validation and every report expand this list. */
+#define ZD_CLASS_FIELDS(X)                                                   \
+	X(uint32_t, slot_count,    "slots of the class")                     \
+	X(uint32_t, first_slot,    "global index of its first slot")         \
+	X(uint64_t, slot_capacity, "data bytes per slot")                    \
+	X(uint64_t, slot_stride,   "slot header + data, padded to 64 B")     \
+	X(uint64_t, slots_offset,  "offset of its first slot in the object")
+
+#define ZD_CLASS_FIELD(type, name, doc) type name;
+
+/* One size class: slot_count slots, global indices first_slot .. first_slot
+ * + slot_count - 1, laid out from slots_offset every slot_stride bytes.
+ * Classes are ordered by capacity and their slots follow each other. */
+typedef struct zd_class {
+	ZD_CLASS_FIELDS(ZD_CLASS_FIELD)
+} zd_class_t;
+
+/* ZD_CLASS_STATS(X): X(name, doc) for the per-class slot counts reported
+ * by info (a scan of the slot state words: a snapshot). */
+#define ZD_CLASS_STATS(X)                                                    \
+	X(free,      "slots FREE")                                           \
+	X(loaned,    "slots loaned by a writer")                             \
+	X(committed, "slots holding a published sample")
+
+typedef struct zd_class_stats {
+	ZD_CLASS_STATS(ZD_COUNTER_FIELD)
+} zd_class_stats_t;
+
 /* Where everything is in a segment, and how big: computed by the creator
- * from (slot_count, slot_capacity), written into the header, recomputed
- * and compared at attach, then kept in the handle and reported by info.
- * Offsets are from the start of the object. */
+ * from the class specs, written into the header, recomputed and compared
+ * at attach, then kept in the handle and reported by info.  Offsets are
+ * from the start of the object.  With several classes, slot_count is their
+ * total, slot_capacity and slot_stride those of the largest class and
+ * slots_offset that of class 0; the class table has the rest. */
 typedef struct zd_geometry {
 	uint32_t slot_count;
 	uint32_t ring_size;        /* delivery ring entries: a power of two
@@ -61,6 +108,8 @@ typedef struct zd_geometry {
 	uint64_t free_offset;      /* free-slot map: bit words, summary     */
 	uint64_t old_offset;       /* map of samples the ring lost track of */
 	uint64_t slots_offset;     /* page aligned                          */
+	uint32_t class_count;      /* 1 .. ZD_CLASS_MAX                     */
+	uint32_t reserved;
 } zd_geometry_t;
 
 /* Segment-wide counters (monotonic, relaxed), one uint64_t per entry of
@@ -80,6 +129,9 @@ typedef struct zd_segment_info {
 	zd_backend_kind_t backend;
 	uint32_t layout_version;
 	zd_geometry_t geo;
+	zd_class_t classes[ZD_CLASS_MAX];  /* geo.class_count of them        */
+	zd_class_stats_t class_stats[ZD_CLASS_MAX]; /* a scan of the slot
+				      state words (describe: one pread each) */
 	uint8_t type_hash[ZD_TYPE_HASH_SIZE];
 	int32_t owner_pid;
 	uint32_t owner_uid;
@@ -104,7 +156,9 @@ int zd_name_validate(const char *name);
 
 /* Checks a configuration without creating anything.
  * Returns 0, -EINVAL (a count or capacity of 0, a mode outside 0..0777,
- * an unknown flag),
+ * an unknown flag; classes: more than ZD_CLASS_MAX, capacities not strictly
+ * increasing, more than ZD_SLOT_COUNT_MAX slots in all, or slot_count /
+ * slot_capacity given as well),
  * -EOVERFLOW (the segment size would not fit). */
 int zd_config_validate(const zd_config_t *cfg);
 
@@ -224,7 +278,8 @@ int zd_segment_describe_posix(const char *name, zd_segment_info_t *out);
  * attachment entry: opens it O_RDONLY, checks the owner like attach
  * (opts), reads the header and the reader and attachment tables with pread
  * into private memory and validates them exactly like attach; the liveness
- * counts ask the locks of that descriptor (F_OFD_GETLK).  An object that
+ * counts ask the locks of that descriptor (F_OFD_GETLK); the per-class slot
+ * counts cost one pread of each slot's state word.  An object that
  * shrinks meanwhile yields -EBADMSG, never a signal: nothing is mapped.
  * The counters are a snapshot of words other processes write.
  * Same codes as zd_segment_attach_posix_opts, without -EUSERS. */
@@ -296,7 +351,15 @@ int zd_segment_abandon(zd_segment_t *seg);
 /* Geometry from the private copy (never from shared memory). */
 zd_backend_kind_t zd_segment_backend(const zd_segment_t *seg);
 uint32_t zd_segment_slot_count(const zd_segment_t *seg);
-uint64_t zd_segment_slot_capacity(const zd_segment_t *seg);
+uint64_t zd_segment_slot_capacity(const zd_segment_t *seg); /* the largest */
+/* Number of size classes (1 .. ZD_CLASS_MAX). */
+uint32_t zd_segment_class_count(const zd_segment_t *seg);
+/* Copies class c of the table.  Returns 0, -ERANGE. */
+int zd_segment_class(const zd_segment_t *seg, uint32_t c, zd_class_t *out);
+/* The class of a slot (global index).  Returns the class, -ERANGE. */
+int zd_segment_class_of(const zd_segment_t *seg, uint32_t slot);
+/* The data capacity of a slot, or 0 for an index out of range. */
+uint64_t zd_segment_slot_capacity_of(const zd_segment_t *seg, uint32_t slot);
 uint64_t zd_segment_slot_total_size(const zd_segment_t *seg);
 uint64_t zd_segment_total_size(const zd_segment_t *seg);
 /* Returns 1 and copies the hash when the segment has one, else 0. */
@@ -314,7 +377,8 @@ int zd_segment_is_creator(const zd_segment_t *seg);
 int zd_segment_creator_alive(const zd_segment_t *seg);
 
 /* Fills *out from the handle.  The live counts cost one fcntl per ACTIVE
- * entry that is not this handle's.  Returns 0. */
+ * entry that is not this handle's; the per-class slot counts one load of
+ * each slot's state word.  Returns 0. */
 int zd_segment_info(const zd_segment_t *seg, zd_segment_info_t *out);
 
 /* Finds readers and attachments whose process has died (their liveness lock

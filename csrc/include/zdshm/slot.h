@@ -50,6 +50,32 @@ typedef struct zd_slot_header {
  * slot). */
 int zd_slot_reserve(zd_segment_t *seg, uint64_t active_mask, uint32_t *slot);
 
+/* The same for a loan of nbytes: in the smallest size class that holds
+ * nbytes and has a loanable slot, else the next larger one, and so on
+ * (zd_slot_reserve asks for the largest capacity: the largest class).
+ * Returns 0, -EAGAIN, -EMSGSIZE (nbytes > the largest capacity). */
+int zd_slot_reserve_size(zd_segment_t *seg, uint64_t nbytes,
+			 uint64_t active_mask, uint32_t *slot);
+
+/* One slot as seen now (for diagnostics; may be stale at once). */
+typedef struct zd_slot_info {
+	uint32_t slot;
+	uint32_t class_index;
+	int32_t state;             /* 0 FREE, 1 LOANED, 2 COMMITTED          */
+	int32_t loaned_by;         /* LOANED: the attachment entry, else -1  */
+	uint64_t capacity;
+	uint64_t sn;               /* COMMITTED: its sequence number, else
+				      UINT64_MAX                            */
+	uint64_t size;             /* COMMITTED: sample bytes, else 0        */
+	uint64_t read_mask;        /* COMMITTED: readers that read it        */
+	uint64_t reader_pins;      /* readers holding a view of it           */
+	uint64_t handle_pins;      /* attachments holding a view of it       */
+} zd_slot_info_t;
+
+/* Describes a slot.  Returns 0, -ERANGE, -EBADMSG (no valid state). */
+int zd_slot_describe(const zd_segment_t *seg, uint32_t slot,
+		     zd_slot_info_t *out);
+
 /* Writable data pointer and capacity, and the meta area, of a live loan of
  * this handle.  Valid until commit or discard.  meta may be NULL.
  * Returns 0, -ERANGE, -ESTALE. */

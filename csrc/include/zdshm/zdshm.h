@@ -7,12 +7,14 @@
  * nameless memfd shared by descriptor for the anonymous backend) with this
  * layout:
  *
- *   offset 0            segment header (1 KiB): immutable geometry written
+ *   offset 0            segment header (2 KiB): immutable geometry written
  *                       once by the creator (zd_geometry_t), then lifecycle
  *                       flags, the sequence counter, the two wake-up
  *                       channels, the active-reader mask, the ring tail and
  *                       the segment counters, each hot word on its own
- *                       64-byte cache line
+ *                       64-byte cache line; at 1 KiB the immutable class
+ *                       table (zd_class_t: count, first slot, capacity,
+ *                       stride, offset of each size class)
  *   readers_offset      reader table: ZD_READER_MAX entries of 64 B
  *   attach_offset       attachment table: ZD_ATTACH_MAX entries of 64 B
  *                       (one per open handle; it owns that handle's loans)
@@ -25,7 +27,16 @@
  *                       later commit took over
  *   slots_offset        slot_count slots of slot_stride bytes each:
  *                       a 128 B slot header (64 B control + 64 B user meta)
- *                       then slot_capacity data bytes, padded to 64 B
+ *                       then slot_capacity data bytes, padded to 64 B; with
+ *                       size classes, each class's slots (its own capacity
+ *                       and stride) right after the previous class's, in
+ *                       order of capacity, numbered by one global index
+ *
+ * Size classes share everything but the slot area: one ring, one sequence
+ * counter, one free map and one old map over the global slot index.  A loan
+ * of n bytes searches (pool.c) the smallest class whose capacity holds n,
+ * then each larger class, restricted to that class's index range; the
+ * overflow policies then apply to all classes that fit.
  *
  * Every word that more than one process changes is in the segment, so any
  * attached process may loan, commit, take and release.

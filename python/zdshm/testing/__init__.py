@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import (COMMITTED, COUNTERS, FREE, LOANED, READER_MAX, ClosedError,
+from .model import (CLASS_MAX, COMMITTED, COUNTERS, FREE, LOANED, READER_MAX, ClosedError,
                     DisconnectedError, LoanModel, ModelError, NoFreeSlotError,
                     NoSampleError, ReaderModel, SampleModel, SampleTooLargeError,
                     SegmentModel, SlotBusyError, SlotModel, StaleLoanError,
@@ -35,7 +35,7 @@ from .model import (COMMITTED, COUNTERS, FREE, LOANED, READER_MAX, ClosedError,
 from .schedule import ReaderRole, WriterRole, normalize_stats, role_of, run_schedule
 
 __all__ = [
-    "COMMITTED", "COUNTERS", "FREE", "LOANED", "READER_MAX",
+    "CLASS_MAX", "COMMITTED", "COUNTERS", "FREE", "LOANED", "READER_MAX",
     "ClosedError", "DisconnectedError", "LoanModel", "ModelError",
     "NoFreeSlotError", "NoSampleError", "ReaderModel", "SampleModel",
     "SampleTooLargeError", "SegmentModel", "SlotBusyError", "SlotModel",

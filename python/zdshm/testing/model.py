@@ -22,6 +22,12 @@ What it models
   slot with the oldest sample among those no view pins and every reader of
   ``mask`` has read.  A commit takes the next segment-global sequence number
   and resets the read mask.
+* Size classes (``classes=[(slot_count, slot_capacity), ...]``): a loan of
+  ``nbytes`` looks for such a slot in the smallest class whose capacity holds
+  ``nbytes``, then in each larger class in turn, never in a smaller one; the
+  overflow policies apply to all the classes that fit (``reclaim`` takes the
+  oldest unpinned sample among them).  A loan without a size asks for the
+  largest capacity.  One sequence-number space spans the classes.
 * Readers: ``Segment.reader(join_last)`` claims the lowest free index, joins
   "from now" (older samples are marked read for it) or also receives the
   ``join_last`` newest samples still held in committed slots.  ``take``
@@ -51,7 +57,7 @@ Errors carry the names of zdshm's exceptions, so a test compares outcomes by
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 __all__ = [
     "READER_MAX", "FREE", "LOANED", "COMMITTED", "COUNTERS",
@@ -59,10 +65,11 @@ __all__ = [
     "StaleLoanError", "NoSampleError", "TooManyReadersError",
     "DisconnectedError", "SlotBusyError", "ClosedError", "WouldBlockForever",
     "seconds_to_ns", "SlotModel", "LoanModel", "SampleModel", "ReaderModel",
-    "WriterModel", "SegmentModel",
+    "WriterModel", "SegmentModel", "CLASS_MAX",
 ]
 
 READER_MAX = 64
+CLASS_MAX = 16
 FREE, LOANED, COMMITTED = "free", "loaned", "committed"
 # The C core declares these once (ZD_COUNTERS); zdshm.COUNTER_NAMES must equal
 # this tuple, and a test holds them together.
@@ -166,10 +173,13 @@ class SlotModel:
     as the real slot does (a new loan shows the previous sample's bytes)."""
 
     __slots__ = ("index", "buf", "state", "sn", "size", "commit_ns",
-                 "read_mask", "data", "reader_pins", "handle_pins", "loan")
+                 "read_mask", "data", "reader_pins", "handle_pins", "loan",
+                 "capacity", "size_class")
 
-    def __init__(self, index: int, capacity: int) -> None:
+    def __init__(self, index: int, capacity: int, size_class: int = 0) -> None:
         self.index = index
+        self.capacity = capacity
+        self.size_class = size_class
         self.buf = bytearray(capacity)
         self.state = FREE
         self.sn = -1
@@ -203,7 +213,7 @@ class LoanModel:
     def __init__(self, segment: SegmentModel, slot: int) -> None:
         self._segment = segment
         self.slot = slot
-        self.capacity = segment.slot_capacity
+        self.capacity = segment.slots[slot].capacity
         self.live = True
         self.sn: int | None = None
 
@@ -342,19 +352,29 @@ class WriterModel:
         self.timeout = timeout
         self.closed = False
 
-    def loan(self, timeout: object = _DEFAULT) -> LoanModel:
+    def loan(self, timeout: object = _DEFAULT, *, nbytes: int | None = None) -> LoanModel:
+        """A slot of the smallest class that holds ``nbytes`` and has one
+        (None: the largest class)."""
         if self.closed:
             raise ClosedError("writer is closed")
         t = self.timeout if timeout is WriterModel._DEFAULT else timeout
-        return self._segment._writer_loan(self.overflow, t)
+        return self._segment._writer_loan(self.overflow, t, nbytes)
+
+    def try_loan(self, *, nbytes: int | None = None) -> LoanModel | None:
+        """loan() that never waits: None where loan() would wait."""
+        try:
+            return self.loan(0, nbytes=nbytes)
+        except (WaitTimeoutError, NoFreeSlotError):
+            return None
 
     def publish(self, obj: bytes, timeout: object = _DEFAULT) -> int:
-        """Copy-in of a bytes-like object.  Checks the size before loaning."""
+        """Copy-in of a bytes-like object into a slot of the smallest class
+        that holds it.  Checks the size before loaning."""
         data = bytes(memoryview(obj).cast("B")) if not isinstance(obj, bytes) else obj
         if len(data) > self._segment.slot_capacity:
             raise SampleTooLargeError(
                 f"{len(data)} bytes do not fit a slot of {self._segment.slot_capacity}")
-        loan = self.loan(timeout)
+        loan = self.loan(timeout, nbytes=len(data))
         loan.write(data)
         return loan.commit(len(data))
 
@@ -374,16 +394,40 @@ class SegmentModel:
     :meth:`evict_stale`.
     """
 
-    def __init__(self, slot_count: int, slot_capacity: int, *,
+    def __init__(self, slot_count: int | None = None, slot_capacity: int | None = None,
+                 *, classes: Sequence[tuple[int, int]] | None = None,
                  clock: Callable[[], int] | None = None) -> None:
-        if not 1 <= slot_count <= (1 << 20):
-            raise ValueError(f"slot_count must be in 1..{1 << 20}, got {slot_count!r}")
-        if not 1 <= slot_capacity:
-            raise ValueError(f"slot_capacity must be >= 1, got {slot_capacity!r}")
-        self.slot_count = slot_count
-        self.slot_capacity = slot_capacity
+        if classes is not None:
+            if slot_count is not None or slot_capacity is not None:
+                raise TypeError("pass either slot_count and slot_capacity or classes, not both")
+            classes = [tuple(c) for c in classes]
+            if not 1 <= len(classes) <= CLASS_MAX:
+                raise ValueError(f"classes must hold 1..{CLASS_MAX} pairs, got {len(classes)}")
+        elif slot_count is None or slot_capacity is None:
+            raise TypeError("needs slot_count and slot_capacity, or classes")
+        else:
+            classes = [(slot_count, slot_capacity)]
+        for i, (count, cap) in enumerate(classes):
+            if not 1 <= count <= (1 << 20):
+                raise ValueError(f"slot_count must be in 1..{1 << 20}, got {count!r}")
+            if not 1 <= cap:
+                raise ValueError(f"slot_capacity must be >= 1, got {cap!r}")
+            if i and cap <= classes[i - 1][1]:
+                raise ValueError(f"classes[{i}] has {cap} after {classes[i - 1][1]}")
+        self.slot_count = sum(count for count, _ in classes)
+        if self.slot_count > (1 << 20):
+            raise ValueError(f"classes hold {self.slot_count} slots in all")
+        self.slot_capacity = classes[-1][1]
+        # (slot_count, slot_capacity, first_slot) of each class
+        self.classes: list[tuple[int, int, int]] = []
+        first = 0
+        for count, cap in classes:
+            self.classes.append((count, cap, first))
+            first += count
         self.clock = clock if clock is not None else time.monotonic_ns
-        self.slots = [SlotModel(i, slot_capacity) for i in range(slot_count)]
+        self.slots = [SlotModel(first + i, cap, c)
+                      for c, (count, cap, first) in enumerate(self.classes)
+                      for i in range(count)]
         self.next_sn = 0
         self.active_mask = 0
         self.counters = dict.fromkeys(COUNTERS, 0)
@@ -405,6 +449,22 @@ class SegmentModel:
     def slot_state(self, slot: int) -> str:
         return self._slot(slot).state
 
+    def slot_capacity_of(self, slot: int) -> int:
+        return self._slot(slot).capacity
+
+    def class_for(self, nbytes: int | None) -> int:
+        """The smallest class whose capacity holds nbytes (None: the largest
+        capacity); SampleTooLargeError beyond the largest."""
+        n = self.slot_capacity if nbytes is None else nbytes
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"nbytes must be an int >= 0, got {nbytes!r}")
+        for c, (_, cap, _) in enumerate(self.classes):
+            if n <= cap:
+                return c
+        raise SampleTooLargeError(
+            f"a sample of {n} bytes does not fit: the largest slot capacity is "
+            f"{self.slot_capacity} bytes")
+
     def info(self) -> dict[str, object]:
         return {
             "slot_count": self.slot_count,
@@ -413,6 +473,11 @@ class SegmentModel:
             "readers_active": bin(self.active_mask).count("1"),
             "next_sn": self.next_sn,
             "counters": dict(self.counters),
+            "classes": [
+                {"slot_count": count, "first_slot": first, "slot_capacity": cap,
+                 **{state: sum(1 for s in self.slots[first:first + count] if s.state == state)
+                    for state in (FREE, LOANED, COMMITTED)}}
+                for count, cap, first in self.classes],
         }
 
     def is_reservable(self, slot: int, mask: int) -> bool:
@@ -423,16 +488,22 @@ class SegmentModel:
         return (s.state == COMMITTED and not s.pinned
                 and (s.read_mask & mask) == mask)
 
-    def reservable_slots(self, mask: int) -> list[int]:
-        """The slots ``reserve(mask)`` may take, in the order successive
-        reserves take them: FREE slots by index, then the reusable committed
-        slots oldest sample first (so the newest samples stay held for
-        readers that join with ``join_last``)."""
-        free = [s.index for s in self.slots if s.state == FREE]
-        reusable = sorted((s for s in self.slots
-                           if s.state == COMMITTED and self.is_reservable(s.index, mask)),
-                          key=lambda s: s.sn)
-        return free + [s.index for s in reusable]
+    def reservable_slots(self, mask: int, nbytes: int | None = None) -> list[int]:
+        """The slots ``reserve(mask, nbytes=nbytes)`` may take, in the order
+        successive reserves take them: class by class from the smallest that
+        holds ``nbytes`` (None: the largest class), within a class its FREE
+        slots by index, then its reusable committed slots oldest sample
+        first (so the newest samples stay held for readers that join with
+        ``join_last``)."""
+        out: list[int] = []
+        for count, _, first in self.classes[self.class_for(nbytes):]:
+            mine = self.slots[first:first + count]
+            out += [s.index for s in mine if s.state == FREE]
+            out += [s.index for s in sorted(
+                (s for s in mine
+                 if s.state == COMMITTED and self.is_reservable(s.index, mask)),
+                key=lambda s: s.sn)]
+        return out
 
     def stale_slots(self, max_age_ns: int, mask: int, now_ns: int) -> list[int]:
         """The slots ``evict_stale`` would free: committed, unpinned, not
@@ -453,12 +524,14 @@ class SegmentModel:
         return [s for s in self.slots if s.state == COMMITTED]
 
     # -- low level ---------------------------------------------------------------
-    def reserve(self, active_readers_mask: int = 0) -> LoanModel:
+    def reserve(self, active_readers_mask: int = 0, *,
+                nbytes: int | None = None) -> LoanModel:
         """Loans the lowest FREE slot; failing that, the committed slot with
         the oldest sample that no view pins and every reader of the mask has
-        read."""
+        read -- in the smallest class that holds nbytes and has one, else
+        the next larger class."""
         mask = _check_mask(active_readers_mask)
-        order = self.reservable_slots(mask)
+        order = self.reservable_slots(mask, nbytes)
         if not order:
             raise NoFreeSlotError("no free slot")
         return self._loan_slot(self.slots[order[0]])
@@ -610,12 +683,12 @@ class SegmentModel:
     def _commit(self, loan: LoanModel, nbytes: int | None,
                 commit_ns: int | None) -> int:
         # Arguments are checked before the loan's state, as zdshm does.
-        n = self.slot_capacity if nbytes is None else nbytes
+        cap = loan.capacity
+        n = cap if nbytes is None else nbytes
         if n < 0:
             raise ValueError(f"nbytes must be >= 0, got {nbytes!r}")
-        if n > self.slot_capacity:
-            raise SampleTooLargeError(
-                f"{n} bytes do not fit a slot of {self.slot_capacity}")
+        if n > cap:
+            raise SampleTooLargeError(f"{n} bytes do not fit a slot of {cap}")
         s = self._live(loan)
         sn = self.next_sn
         self.next_sn += 1
@@ -642,8 +715,9 @@ class SegmentModel:
         for r in _bits(unread_mask):
             self.entry_dropped[r] += 1
 
-    def _reclaim_oldest(self, active: int) -> LoanModel | None:
-        candidates = [s for s in self.slots if s.state == COMMITTED and not s.pinned]
+    def _reclaim_oldest(self, active: int, min_class: int = 0) -> LoanModel | None:
+        candidates = [s for s in self.slots if s.state == COMMITTED and not s.pinned
+                      and s.size_class >= min_class]
         if not candidates:
             return None
         best = min(candidates, key=lambda s: s.sn)
@@ -653,15 +727,17 @@ class SegmentModel:
             self.counters["reclaims"] += 1
         return self._loan_slot(best)
 
-    def _writer_loan(self, overflow: str, timeout: float | None) -> LoanModel:
+    def _writer_loan(self, overflow: str, timeout: float | None,
+                     nbytes: int | None = None) -> LoanModel:
+        c = self.class_for(nbytes)          # too large: before anything
         try:
-            return self.reserve(self.active_mask)
+            return self.reserve(self.active_mask, nbytes=nbytes)
         except NoFreeSlotError:
             pass
         if overflow == "fail":
             raise NoFreeSlotError("no free slot (overflow='fail')")
         if overflow == "reclaim":
-            loan = self._reclaim_oldest(self.active_mask)
+            loan = self._reclaim_oldest(self.active_mask, c)
             if loan is not None:
                 return loan
         if timeout is None:
@@ -747,7 +823,7 @@ class SegmentModel:
                 assert s.loan is None, s
             if s.state == COMMITTED:
                 assert 0 <= s.sn < self.next_sn, s
-                assert len(s.data) == s.size <= self.slot_capacity, s
+                assert len(s.data) == s.size <= s.capacity <= self.slot_capacity, s
                 sns.append(s.sn)
                 for r in _bits(s.reader_pins):
                     assert s.read_mask & (1 << r), f"model: pinned but unread: {s!r}"

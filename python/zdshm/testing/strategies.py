@@ -13,15 +13,27 @@ from hypothesis import strategies as st
 
 from .model import OVERFLOW_POLICIES, READER_MAX
 
-__all__ = ["Geometry", "geometries", "reader_indices", "reader_masks",
+__all__ = ["Geometry", "geometries", "class_geometries", "reader_indices", "reader_masks",
            "overflow_policies", "payloads", "max_ages", "schedule_ops",
            "Scenario", "scenarios"]
 
 
 @dataclass(frozen=True)
 class Geometry:
+    """A segment geometry: slot_count slots of slot_capacity bytes, or, with
+    ``classes`` non-empty, those size classes ((slot_count, slot_capacity)
+    pairs, capacities increasing); slot_count is then their total and
+    slot_capacity the largest."""
     slot_count: int
     slot_capacity: int
+    classes: tuple[tuple[int, int], ...] = ()
+
+    def create_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """(args, kwargs) of MemorySegment / SegmentModel for this geometry
+        (PosixSegment.create takes the name first)."""
+        if self.classes:
+            return (), {"classes": [tuple(c) for c in self.classes]}
+        return (self.slot_count, self.slot_capacity), {}
 
 
 def geometries(*, min_slots: int = 1, max_slots: int = 6,
@@ -30,6 +42,20 @@ def geometries(*, min_slots: int = 1, max_slots: int = 6,
     return st.builds(Geometry,
                      st.integers(min_slots, max_slots),
                      st.integers(min_capacity, max_capacity))
+
+
+@st.composite
+def class_geometries(draw, *, min_classes: int = 1, max_classes: int = 4,
+                     max_slots_per_class: int = 3,
+                     max_capacity: int = 96) -> Geometry:
+    """Size-class layouts: ``min_classes`` to ``max_classes`` classes of 1 to
+    ``max_slots_per_class`` slots, with distinct capacities up to
+    ``max_capacity`` (sorted).  Shrinks towards one class of one small slot."""
+    n = draw(st.integers(min_classes, max_classes))
+    caps = sorted(draw(st.sets(st.integers(1, max_capacity), min_size=n, max_size=n)))
+    counts = [draw(st.integers(1, max_slots_per_class)) for _ in range(n)]
+    classes = tuple(zip(counts, caps))
+    return Geometry(sum(counts), caps[-1], classes)
 
 
 def reader_indices(max_readers: int = 4) -> st.SearchStrategy[int]:
