@@ -130,6 +130,41 @@ int zd_reader_stats(const zd_segment_t *seg, const zd_reader_t *r,
 	return 0;
 }
 
+/* 1 if a slot still holds a pin of reader r (bit). */
+static int reader_pinned(zd_segment_t *seg, uint64_t bit)
+{
+	for (uint32_t i = 0; i < seg->geo.slot_count; i++)
+		if (zdi_load_acquire_u64(&zdi_slot(seg, i)->reader_pins) & bit)
+			return 1;
+	return 0;
+}
+
+/* Frees the entry of closed reader r if no view pins it any more and this
+ * thread is the one that takes r out of closing_readers (fetch_and returns
+ * the old mask: of two racing last releases exactly one frees). */
+static void reader_free_if_unpinned(zd_segment_t *seg, uint32_t r)
+{
+	uint64_t bit = zdi_bit(r);
+
+	if (reader_pinned(seg, bit))
+		return;
+	if (!(zdi_fetch_and_acq_rel_u64(&seg->closing_readers, ~bit) & bit))
+		return;
+	zdi_reader_cleanup(seg, r);
+	zdi_ready_close_reader(seg, r);
+	zdi_fetch_and_acq_rel_u64(&seg->own_readers, ~bit);
+	seg->ops->lock_release(seg, ZDI_LOCK_READER(r));
+}
+
+void zdi_reader_close_unpinned(zd_segment_t *seg, uint32_t r)
+{
+	/* Pairs with the acq_rel fetch_or of zd_reader_close: a release that
+	 * sees no closing bit ran its unpin before the close looked at the
+	 * pins, so the close itself sees the slot unpinned. */
+	if (zdi_load_acquire_u64(&seg->closing_readers) & zdi_bit(r))
+		reader_free_if_unpinned(seg, r);
+}
+
 int zd_reader_close(zd_segment_t *seg, zd_reader_t *r)
 {
 	uint64_t bit;
@@ -138,14 +173,32 @@ int zd_reader_close(zd_segment_t *seg, zd_reader_t *r)
 	if (rc < 0)
 		return rc;
 	bit = zdi_bit(r->index);
+	if (zdi_load_acquire_u64(&seg->closing_readers) & bit)
+		return -EBUSY;          /* closed already, views still pinned */
 	zdi_reader_disconnect(seg, r->index);
-	for (uint32_t i = 0; i < seg->geo.slot_count; i++)
-		if (zdi_load_acquire_u64(&zdi_slot(seg, i)->reader_pins) & bit)
-			return -EBUSY;  /* index kept until the views are released */
-	zdi_reader_cleanup(seg, r->index);
-	zdi_ready_close_reader(seg, r->index);
-	zdi_fetch_and_acq_rel_u64(&seg->own_readers, ~bit);
-	seg->ops->lock_release(seg, ZDI_LOCK_READER(r->index));
+	/* Closing first, then the pin scan (in reader_free_if_unpinned): a
+	 * view released meanwhile either sees the bit and frees the entry
+	 * itself, or dropped its pin before our scan. */
+	zdi_fetch_or_acq_rel_u64(&seg->closing_readers, bit);
+	reader_free_if_unpinned(seg, r->index);
+	if (zdi_load_acquire_u64(&seg->closing_readers) & bit)
+		return -EBUSY;  /* freed by the release of its last view */
 	return 0;
 }
 
+int zd_segment_close_readers(zd_segment_t *seg)
+{
+	uint64_t own = zdi_load_acquire_u64(&seg->own_readers);
+
+	for (uint32_t i = 0; i < ZD_READER_MAX; i++) {
+		zd_reader_t r;
+
+		if (!(own & zdi_bit(i)))
+			continue;
+		r.index = i;
+		r.epoch = zdi_load_relaxed_u32(&seg->readers[i].epoch);
+		r.start_sn = 0;
+		(void)zd_reader_close(seg, &r);
+	}
+	return 0;
+}
