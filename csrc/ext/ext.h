@@ -189,7 +189,13 @@ typedef struct zdext_state {
 	PyObject *str_loaned;
 	PyObject *str_committed;
 
-	PyObject *loan_array;       /* zdshm.arrays.loan_array, imported lazily */
+	/* loan_array (arrays.c), filled on first use: numpy is optional. */
+	PyTypeObject *loan_array_type;  /* the context manager             */
+	PyTypeObject *frame_type;       /* LoanFrame, an ndarray subclass  */
+	PyObject *np_dtype;             /* numpy.dtype                     */
+	PyObject *dtype_to_format;      /* zdshm.arrays.dtype_to_format    */
+	PyObject *str_setflags;
+	PyObject *str_base;
 	PyObject *aio;              /* zdshm.aio, imported lazily              */
 } zdext_state;
 
@@ -327,34 +333,39 @@ PyObject *zdext_info_dict(const zd_segment_info_t *info);
 /* --------------------------------------------------------------------------
  * Objects
  * ------------------------------------------------------------------------ */
-enum zdext_child_kind {
-	ZDEXT_CHILD_LOAN = 1,
-	ZDEXT_CHILD_SAMPLE = 2,
-	ZDEXT_CHILD_READER = 3,
+
+/* A segment's close moves it forward through these states, never back. */
+enum zdext_seg_state {
+	ZDEXT_OPEN = 0,
+	ZDEXT_CLOSING = 1,   /* close() runs: no new operations, waits bail   */
+	ZDEXT_DEFERRED = 2,  /* goodbye said, readers closed; views of live
+				loans or samples keep their loans and pins   */
+	ZDEXT_DETACHED = 3,  /* nothing shared left (zd_segment_detach): only
+				views of committed loans keep the mapping    */
 };
 
-/* Intrusive list link; `owner` is the object it is embedded in (borrowed). */
-typedef struct zdext_child {
-	struct zdext_child *prev;
-	struct zdext_child *next;
+/* Link of a Loan or Sample on its segment's list of exporters that have
+ * views (exports > 0): what ViewsAliveError names and what a deferred
+ * close waits for.  `owner` is borrowed (the view holds it). */
+typedef struct zdext_viewed {
+	struct zdext_viewed *prev;
+	struct zdext_viewed *next;
 	PyObject *owner;
-	int kind;
-} zdext_child;
+	int is_loan;
+} zdext_viewed;
 
 typedef struct SegmentObject {
 	PyObject_HEAD
-	zd_segment_t *seg;        /* NULL once really closed                  */
+	zd_segment_t *seg;        /* NULL once unmapped                       */
 	pid_t pid;                /* the process that opened the handle       */
 	/* On the process-wide list of mapped handles (under the GIL), which
 	 * the fork child handler walks to disown their descriptors. */
 	struct SegmentObject *open_prev, *open_next;
-	int closed;               /* no new operations                        */
-	int closing;              /* a close is in progress: waiters bail out */
-	int close_pending;        /* unmap when the last child lets go        */
+	int state;                /* enum zdext_seg_state                     */
 	Py_ssize_t inflight;      /* calls running with the GIL released      */
-	zdext_child children;     /* sentinel: loans, samples, readers        */
-	Py_ssize_t n_loans;       /* children on the list, by kind            */
-	Py_ssize_t n_samples;
+	zdext_viewed viewed;      /* sentinel: exporters with views           */
+	Py_ssize_t n_loans;       /* live loans, unreleased samples, open     */
+	Py_ssize_t n_samples;     /* readers (Segment.info open_objects)      */
 	Py_ssize_t n_readers;
 	zd_backend_kind_t backend; /* geometry, cached at open: valid after close */
 	uint32_t slot_count;
@@ -371,10 +382,6 @@ typedef struct SegmentObject {
 	 * lets group or other write (the default policy would refuse it). */
 	PyObject *allow_owner;
 	PyObject *weakreflist;
-	/* Registrations whose zd_reader_close returned -EBUSY (a view it took
-	 * is still pinned): retried whenever a sample is released. */
-	int n_pending_close;
-	zd_reader_t pending_close[ZD_READER_MAX];
 } SegmentObject;
 
 /* A loan's nbytes argument (None or absent: the largest capacity); raises
@@ -390,9 +397,8 @@ enum zdext_loan_state {
 
 typedef struct LoanObject {
 	PyObject_HEAD
-	zdext_child link;         /* on the list while live or exported       */
-	int linked;
 	SegmentObject *segment;   /* strong                                   */
+	zdext_viewed link;        /* on segment->viewed while exports > 0     */
 	uint8_t *data;
 	uint8_t *meta;
 	Py_ssize_t capacity;
@@ -401,20 +407,30 @@ typedef struct LoanObject {
 	uint32_t slot;
 	int state;
 	int has_format;
-	Py_ssize_t exports;
+	Py_ssize_t exports;       /* buffer exports and loan_array frames     */
 } LoanObject;
 
 typedef struct SampleObject {
 	PyObject_HEAD
-	zdext_child link;         /* on the list until released               */
-	int linked;
 	SegmentObject *segment;   /* strong                                   */
+	zdext_viewed link;        /* on segment->viewed while exports > 0     */
 	zd_view_t view;
 	int released;
 	int parsed;               /* layout below is filled                   */
 	Py_ssize_t exports;
 	zdext_layout layout;
 } SampleObject;
+
+/* The last (shape, dtype) a Writer's loan_array resolved. */
+typedef struct zdext_plan {
+	PyObject *shape;          /* the shape as passed (a tuple), or NULL   */
+	PyObject *dtype;          /* the dtype as passed                      */
+	PyObject *descr;          /* numpy.dtype(dtype)                       */
+	PyObject *args;           /* (shape tuple, descr): the frame's ndarray
+				     arguments without the buffer           */
+	zdext_layout layout;
+	uint64_t need;            /* the slot capacity the layout needs       */
+} zdext_plan;
 
 typedef struct WriterObject {
 	PyObject_HEAD
@@ -423,17 +439,15 @@ typedef struct WriterObject {
 	uint64_t timeout_ns;      /* UINT64_MAX: none                         */
 	uint64_t spin_ns;
 	int closed;
+	zdext_plan plan;          /* loan_array's cache                       */
 } WriterObject;
 
 typedef struct ReaderObject {
 	PyObject_HEAD
-	zdext_child link;
-	int linked;
 	SegmentObject *segment;   /* strong                                   */
 	zd_reader_t r;
 	uint64_t spin_ns;
-	int closed;
-	int closing;              /* close() waits for the waiter to leave    */
+	int closed;               /* set first by close(): the wait's abort   */
 	Py_ssize_t busy;          /* a take is waiting with the GIL released  */
 	int has_fd;               /* fileno() was called: try_take() arms     */
 } ReaderObject;
@@ -446,16 +460,26 @@ extern PyType_Spec zdext_loan_spec;
 extern PyType_Spec zdext_sample_spec;
 extern PyType_Spec zdext_writer_spec;
 extern PyType_Spec zdext_reader_spec;
+extern PyType_Spec zdext_loan_array_spec;
 
-/* segment.c */
-void zdext_child_link(SegmentObject *seg, zdext_child *c, int kind,
-		      PyObject *owner);
-void zdext_child_unlink(SegmentObject *seg, zdext_child *c);
-/* Called when a child left the list: finishes a deferred close. */
-void zdext_segment_settle(SegmentObject *seg);
+/* segment.c: an exporter got its first view (exports 0 -> 1) / lost its
+ * last (1 -> 0).  The latter finishes what a deferred close left. */
+void zdext_viewed_add(SegmentObject *seg, zdext_viewed *v);
+void zdext_viewed_remove(SegmentObject *seg, zdext_viewed *v);
 /* ClosedError unless the segment is open, ForkedHandleError in another
  * process than the segment's; returns 0 or -1. */
 int zdext_segment_check(SegmentObject *seg);
+
+/* 1 while this handle's loans, pins and readers are its own to end: the
+ * segment is mapped, not detached, and this is the process that opened
+ * it.  Otherwise the core (zd_segment_detach/close) ended them, or they
+ * belong to the parent of this fork child: touch none of them. */
+static inline int
+zdext_segment_attached(const SegmentObject *seg)
+{
+	return seg->seg != NULL && seg->state < ZDEXT_DETACHED &&
+	       seg->pid == zdext_pid;
+}
 
 /* 1 when the handle was opened by another process (this is a fork child). */
 static inline int
@@ -466,11 +490,6 @@ zdext_foreign(const SegmentObject *seg)
 
 /* ForkedHandleError for `what` ("the loan") when seg is foreign: -1, else 0. */
 int zdext_check_owner(SegmentObject *seg, const char *what);
-/* Closes a reader registration now, or queues it for a retry after the
- * next sample release if the core reports -EBUSY. */
-void zdext_segment_close_reader(SegmentObject *seg, zd_reader_t *r);
-/* Retries queued reader closes (cheap when none is queued). */
-void zdext_segment_retry_closes(SegmentObject *seg);
 /* Waits with the GIL released until *counter is at most `own` (polls every
  * ms); `own` counts the waits of the calling thread itself, which are
  * between two slices when it gets here (see Signals above). */
@@ -492,18 +511,30 @@ int zdext_wait(SegmentObject *seg, zdext_slice_fn fn, void *ctx,
 
 /* loan.c */
 PyObject *zdext_loan_new(zdext_state *st, SegmentObject *seg, uint32_t slot);
+/* One export more / less of a live or ended loan (a loan_array frame's). */
+void zdext_loan_export(LoanObject *l);
+void zdext_loan_unexport(LoanObject *l);
+/* commit(nbytes) allowing `allowed` exports to remain (a frame's own). */
+PyObject *zdext_loan_commit(LoanObject *l, PyObject *nbytes, Py_ssize_t allowed);
+/* discard() allowing `allowed` exports to remain. */
+PyObject *zdext_loan_discard(LoanObject *l, Py_ssize_t allowed);
 
 /* sample.c */
 PyObject *zdext_sample_new(zdext_state *st, SegmentObject *seg,
 			   const zd_view_t *view);
-/* Releases the pin (segment open, exports 0); unlinks. */
-void zdext_sample_release_now(SampleObject *s);
 
-/* loan.c: discard (if live) and unlink; used by close. */
-void zdext_loan_drop_now(LoanObject *l);
-
-/* reader.c: close the registration and unlink; used by close. */
-void zdext_reader_close_now(ReaderObject *r);
+/* arrays.c: Writer.loan_array and the LoanFrame ndarray subclass. */
+PyObject *zdext_writer_loan_array(WriterObject *w, PyObject *const *args,
+				  Py_ssize_t nargs, PyObject *kwnames);
+/* The LoanFrame type (made on first use, numpy imported then). */
+PyObject *zdext_loan_frame_type(PyObject *module, PyObject *ignored);
+void zdext_plan_clear(zdext_plan *p);
+/* writer.c: loans a slot of the smallest size class that holds nbytes,
+ * per the writer's policy (0 or a core code). */
+int zdext_writer_loan_slot(WriterObject *w, uint64_t timeout_ns, uint64_t nbytes,
+			   uint32_t *slot);
+/* writer.c: ClosedError/ForkedHandleError unless the writer may loan. */
+int zdext_writer_check(WriterObject *w);
 
 /* reader.c: calls zdshm.aio.<name>(self, *args, **kwargs), the asyncio
  * side of Reader and Writer (written in Python: it drives the event loop
