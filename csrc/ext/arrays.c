@@ -69,28 +69,41 @@ frame_dealloc(PyObject *self)
 	Py_DECREF(tp);
 }
 
-/* numpy calls this on every new LoanFrame: the frame itself (its base is
- * the loan), views of a frame (their base is the frame), and results with
- * memory of their own (their base is not a frame).  Only a view of a frame
- * whose loan is live takes an export. */
-static PyObject *
-frame_array_finalize(PyObject *self, PyObject *Py_UNUSED(obj))
+/* 1 if o is a LoanFrame (or an instance of a subclass of it). */
+static int
+is_frame(PyObject *o)
 {
-	PyObject *mod = PyType_GetModuleByDef(Py_TYPE(self), &zdext_module_def);
+	PyTypeObject *tp;
+
+	for (tp = Py_TYPE(o); tp != NULL; tp = tp->tp_base)
+		if (tp->tp_dealloc == frame_dealloc)
+			return 1;
+	return 0;
+}
+
+/* numpy calls this on every new LoanFrame with the array it came from
+ * (None for the frame itself).  Only a view of a frame whose loan is live
+ * takes an export: it shares the frame's memory, so its base is the frame
+ * (ufunc results and copies have memory of their own). */
+static PyObject *
+frame_array_finalize(PyObject *self, PyObject *obj)
+{
+	PyObject *mod, *base;
 	zdext_state *st;
-	PyObject *base;
-	frame_ext *bx;
 	LoanObject *l;
 
+	if (!is_frame(obj) || frame_ext_of(obj)->loan == NULL ||
+	    frame_ext_of(self)->loan != NULL)
+		Py_RETURN_NONE;
+	mod = PyType_GetModuleByDef(Py_TYPE(self), &zdext_module_def);
 	if (mod == NULL)
 		return NULL;
 	st = PyModule_GetState(mod);
 	base = PyObject_GetAttr(self, st->str_base);
 	if (base == NULL)
 		return NULL;
-	if (PyObject_TypeCheck(base, st->frame_type) && frame_ext_of(self)->loan == NULL) {
-		bx = frame_ext_of(base);
-		l = bx->loan;
+	if (is_frame(base)) {
+		l = frame_ext_of(base)->loan;
 		if (l != NULL && l->state == ZDEXT_LOAN_LIVE &&
 		    l->segment->state == ZDEXT_OPEN && l->segment->seg != NULL) {
 			zdext_loan_export(l);

@@ -5,43 +5,55 @@
  *              function that maps C return codes to exceptions (zdext_raise),
  *              argument converters, list_segments/describe/unlink/validate_name
  *   segment.c  Segment (base), MemorySegment, PosixSegment, AnonymousSegment;
- *              the child list
- *              and the sliced, interruptible wait loop
+ *              the close path and the sliced, interruptible wait loop
  *   loan.c     Loan: writable buffer exporter over a reserved slot
  *   sample.c   Sample: read-only buffer exporter over a pinned committed slot
  *   writer.c   Writer: loan/publish under an overflow policy
+ *   arrays.c   Writer.loan_array (LoanArray) and its frame type, LoanFrame
  *   reader.c   Reader: registered reader, take/try_take/iteration
  *   interop.c  DLPack export and __array__, shared by Loan and Sample
  *
  * Lifetime model
  * --------------
- * Every Loan, Sample and Reader holds a strong reference to its Segment and
- * sits on the segment's intrusive child list (borrowed pointers).  A Loan or
- * Sample counts its buffer exports; a view (memoryview, numpy array, slice,
- * and a DLPack tensor, which holds a buffer export until its deleter runs:
- * interop.c) holds a reference to its exporter, so exporter -> segment ->
- * mapping is alive for as long as any view is.  Segment.close() raises ViewsAliveError
- * while a live loan or an unreleased sample has exports; otherwise it
- * discards live loans, releases samples, closes readers and unmaps.
- * Segment.__exit__ defers instead: the segment refuses new operations at
- * once and ends each remaining child (and unmaps) when its last view lets
- * go.  Nothing unmaps while a pointer into the mapping is held.
+ * Export counts and strong references, as CPython's mmap and
+ * python-zstandard do it.  A Loan or Sample is a buffer exporter that
+ * counts its exports; bf_releasebuffer is one decrement.  A view
+ * (memoryview, numpy array, a DLPack tensor until its deleter runs, a
+ * loan_array frame: arrays.c) holds a strong reference to its exporter,
+ * and every Loan, Sample, Reader and Writer holds one to its Segment, so
+ * view -> exporter -> segment -> mapping: nothing unmaps while a pointer
+ * into the mapping is in use, and a segment nobody references unmaps in
+ * its dealloc.  An exporter is on its segment's `viewed` list exactly
+ * while it has exports (0 -> 1 joins, 1 -> 0 leaves): the list is what
+ * ViewsAliveError names (slot, sn, number of views) and what a deferred
+ * close waits for; objects without views are on no list.
  *
- * A committed loan is no longer part of the stream: a view of it (the
- * read-only frame of zdshm.arrays.loan_array) does not block close().  The
- * close then happens at once in everything other processes see (goodbye,
- * readers closed, live loans discarded, samples released, the attachment
- * entry freed: zd_segment_detach) and only the unmap waits for the last
- * such view; `with seg:` (__exit__) says goodbye at once as well when it
- * defers for views of live loans or samples (their loans and pins stay
- * until those views are gone).  ViewsAliveError names the live loans
- * and samples (slot, sn, number of views).
+ * Segment.close() raises ViewsAliveError while a live loan or an
+ * unreleased sample has views.  Otherwise it waits for the calls inside
+ * the core (below) and, with no view left, unmaps: zd_segment_close ends
+ * whatever of the handle is left (readers, live loans, pins, the
+ * attachment entry; the creator's goodbye).  Views of committed loans (a
+ * loan_array frame) do not block: the close then detaches at once
+ * (zd_segment_detach: all of the above but the unmap) and the unmap waits
+ * for the last of them.  Segment.__exit__ defers instead of raising: it
+ * says goodbye and closes the handle's readers now (zd_segment_goodbye,
+ * zd_segment_close_readers), and the segment refuses new operations; each
+ * exporter whose last view goes then ends (a live loan is discarded, a
+ * sample unpinned), the detach follows once no view of a live loan or
+ * unreleased sample is left, the unmap once no view is left.  The state
+ * only moves forward (enum zdext_seg_state), and after the detach no
+ * object touches the core any more (zdext_segment_attached).
+ *
+ * A reader closed while a sample it took is still pinned needs nothing
+ * from the extension: the core frees its entry with the release of that
+ * sample's pin (zd_slot_release), so Reader.close() is one call.
  *
  * Threads: every call into the core that may block or make system calls runs
  * with the GIL released and with segment->inflight raised, so close() (which
- * sets `closed` and `closing`, then waits with the GIL released for inflight
- * to drop to the calling thread's own waits) never frees the handle under a
- * thread that is inside the core.
+ * moves the segment to ZDEXT_CLOSING, then waits with the GIL released for
+ * inflight to drop to the calling thread's own waits) never frees the handle
+ * under a thread that is inside the core.  A wait leaves at its next slice
+ * once the segment is no longer open (or its reader or writer is closed).
  *
  * Signals: a blocking wait runs the signal handlers between two slices,
  * outside the core.  A close() of the segment, the reader or the writer the
