@@ -157,6 +157,9 @@ frame_type_ready(PyObject *module, zdext_state *st)
 	if (st->np_dtype == NULL &&
 	    (st->np_dtype = PyObject_GetAttrString(np, "dtype")) == NULL)
 		goto done;
+	if (st->ndarray_setflags == NULL &&
+	    (st->ndarray_setflags = PyObject_GetAttrString(nd, "setflags")) == NULL)
+		goto done;
 	arrays = PyImport_ImportModule("zdshm.arrays");
 	if (arrays == NULL)
 		goto done;
@@ -435,7 +438,12 @@ loan_array_exit(LoanArrayObject *self, PyObject *const *args, Py_ssize_t nargs)
 		goto done;
 	}
 	/* No writable frame past the block, whatever happens next. */
-	r = PyObject_CallMethodOneArg(frame, st->str_setflags, Py_False);
+	{
+		PyObject *argv[2] = {frame, Py_False};
+
+		/* ndarray.setflags(frame, False): write=False. */
+		r = PyObject_Vectorcall(st->ndarray_setflags, argv, 2, NULL);
+	}
 	if (r == NULL)
 		goto done;
 	Py_DECREF(r);

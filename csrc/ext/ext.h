@@ -206,7 +206,7 @@ typedef struct zdext_state {
 	PyTypeObject *frame_type;       /* LoanFrame, an ndarray subclass  */
 	PyObject *np_dtype;             /* numpy.dtype                     */
 	PyObject *dtype_to_format;      /* zdshm.arrays.dtype_to_format    */
-	PyObject *str_setflags;
+	PyObject *ndarray_setflags;     /* numpy.ndarray.setflags          */
 	PyObject *str_base;
 	PyObject *aio;              /* zdshm.aio, imported lazily              */
 } zdext_state;

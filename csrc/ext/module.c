@@ -1043,9 +1043,8 @@ zdext_exec(PyObject *m)
 	    add_type(m, &st->reader_type, &zdext_reader_spec, NULL) < 0 ||
 	    add_type(m, &st->loan_array_type, &zdext_loan_array_spec, NULL) < 0)
 		return -1;
-	st->str_setflags = PyUnicode_InternFromString("setflags");
 	st->str_base = PyUnicode_InternFromString("base");
-	if (st->str_setflags == NULL || st->str_base == NULL)
+	if (st->str_base == NULL)
 		return -1;
 	st->str_free = PyUnicode_InternFromString("free");
 	st->str_loaned = PyUnicode_InternFromString("loaned");

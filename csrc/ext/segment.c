@@ -136,15 +136,22 @@ segment_settle(SegmentObject *self)
 {
 	zd_segment_t *h = self->seg;
 
-	if (self->state < ZDEXT_DEFERRED || h == NULL)
+	/* Not while another thread is inside the core on this handle (the
+	 * detach below runs with the GIL released): it settles again when it
+	 * is back.  This thread's own waits are between two slices. */
+	if (self->state < ZDEXT_DEFERRED || h == NULL ||
+	    self->inflight > zdext_own_waits(self, NULL))
 		return;
 	if (self->viewed.next == &self->viewed) {
 		segment_unmap(self);
 	} else if (self->state == ZDEXT_DEFERRED && segment_blocking(self) == 0) {
 		self->state = ZDEXT_DETACHED;
+		self->inflight++;
 		Py_BEGIN_ALLOW_THREADS
 		zd_segment_detach(h);
 		Py_END_ALLOW_THREADS
+		self->inflight--;
+		segment_settle(self);   /* the last view may have gone meanwhile */
 	}
 }
 
