@@ -134,7 +134,7 @@ int zd_reader_stats(const zd_segment_t *seg, const zd_reader_t *r,
 static int reader_pinned(zd_segment_t *seg, uint64_t bit)
 {
 	for (uint32_t i = 0; i < seg->geo.slot_count; i++)
-		if (zdi_load_acquire_u64(&zdi_slot(seg, i)->reader_pins) & bit)
+		if (zdi_load_seqcst_u64(&zdi_slot(seg, i)->reader_pins) & bit)
 			return 1;
 	return 0;
 }
@@ -158,10 +158,11 @@ static void reader_free_if_unpinned(zd_segment_t *seg, uint32_t r)
 
 void zdi_reader_close_unpinned(zd_segment_t *seg, uint32_t r)
 {
-	/* Pairs with the acq_rel fetch_or of zd_reader_close: a release that
-	 * sees no closing bit ran its unpin before the close looked at the
-	 * pins, so the close itself sees the slot unpinned. */
-	if (zdi_load_acquire_u64(&seg->closing_readers) & zdi_bit(r))
+	/* seq_cst like the unpin before it and like zd_reader_close's
+	 * fetch_or and pin scan (store, then load, on both sides): either
+	 * this load sees the closing bit, or the close's scan sees our pin
+	 * gone; so the last release and the close never both miss. */
+	if (zdi_load_seqcst_u64(&seg->closing_readers) & zdi_bit(r))
 		reader_free_if_unpinned(seg, r);
 }
 
@@ -179,7 +180,7 @@ int zd_reader_close(zd_segment_t *seg, zd_reader_t *r)
 	/* Closing first, then the pin scan (in reader_free_if_unpinned): a
 	 * view released meanwhile either sees the bit and frees the entry
 	 * itself, or dropped its pin before our scan. */
-	zdi_fetch_or_acq_rel_u64(&seg->closing_readers, bit);
+	zdi_fetch_or_seqcst_u64(&seg->closing_readers, bit);
 	reader_free_if_unpinned(seg, r->index);
 	if (zdi_load_acquire_u64(&seg->closing_readers) & bit)
 		return -EBUSY;  /* freed by the release of its last view */
