@@ -192,13 +192,12 @@ int zd_segment_close_readers(zd_segment_t *seg)
 	uint64_t own = zdi_load_acquire_u64(&seg->own_readers);
 
 	for (uint32_t i = 0; i < ZD_READER_MAX; i++) {
-		zd_reader_t r;
+		zd_reader_t r = {0};
 
 		if (!(own & zdi_bit(i)))
 			continue;
 		r.index = i;
 		r.epoch = zdi_load_relaxed_u32(&seg->readers[i].epoch);
-		r.start_sn = 0;
 		(void)zd_reader_close(seg, &r);
 	}
 	return 0;
