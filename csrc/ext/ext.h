@@ -394,6 +394,14 @@ typedef struct SegmentObject {
 	 * lets group or other write (the default policy would refuse it). */
 	PyObject *allow_owner;
 	PyObject *weakreflist;
+	/* The last slot meta a Sample decoded, with the committed size and
+	 * the slot capacity it was validated against, and its layout: consecutive samples of one stream share their meta, so
+	 * a sample's first view costs a 64-byte compare, not a decode. */
+	int meta_cached;
+	uint64_t meta_size;
+	uint64_t meta_capacity;
+	uint8_t meta_key[ZD_SLOT_META_SIZE];
+	zdext_layout meta_layout;
 } SegmentObject;
 
 /* A loan's nbytes argument (None or absent: the largest capacity); raises

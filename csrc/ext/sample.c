@@ -52,15 +52,32 @@ sample_unpin(SampleObject *s)
 		zd_slot_release(s->segment->seg, &s->view);
 }
 
-/* Decodes the meta once; the layout never changes for this Sample. */
+/* Decodes the meta once; the layout never changes for this Sample.  The
+ * meta is copied out of the slot first; a copy equal to the segment's last
+ * decoded one (same committed size, same capacity) has that layout. */
 static void
 sample_parse(SampleObject *s)
 {
+	SegmentObject *seg = s->segment;
+	uint64_t cap = seg->slot_capacity;
+	uint8_t meta[ZD_SLOT_META_SIZE];
+
 	if (s->parsed)
 		return;
-	/* Bounded shape and strides, or 1-D "B" (see the meta layout). */
-	zdext_meta_decode(s->view.meta, s->view.size, s->segment->slot_capacity,
-			  &s->layout);
+	memcpy(meta, s->view.meta, sizeof(meta));
+	if (seg->meta_cached && seg->meta_size == s->view.size &&
+	    seg->meta_capacity == cap &&
+	    memcmp(meta, seg->meta_key, sizeof(meta)) == 0) {
+		s->layout = seg->meta_layout;
+	} else {
+		/* Bounded shape and strides, or 1-D "B" (see the meta layout). */
+		zdext_meta_decode(meta, s->view.size, cap, &s->layout);
+		memcpy(seg->meta_key, meta, sizeof(meta));
+		seg->meta_size = s->view.size;
+		seg->meta_capacity = cap;
+		seg->meta_layout = s->layout;
+		seg->meta_cached = 1;
+	}
 	s->parsed = 1;
 }
 
