@@ -144,7 +144,10 @@ segment_settle(SegmentObject *self)
 		return;
 	if (self->viewed.next == &self->viewed) {
 		segment_unmap(self);
-	} else if (self->state == ZDEXT_DEFERRED && segment_blocking(self) == 0) {
+	} else if (self->state == ZDEXT_DEFERRED && !zdext_foreign(self) &&
+		   segment_blocking(self) == 0) {
+		/* (A fork child never detaches: the parent's part is not its
+		 * to end; it only abandons its mapping, above.) */
 		self->state = ZDEXT_DETACHED;
 		self->inflight++;
 		Py_BEGIN_ALLOW_THREADS
