@@ -141,19 +141,21 @@ static int reader_pinned(zd_segment_t *seg, uint64_t bit)
 
 /* Frees the entry of closed reader r if no view pins it any more and this
  * thread is the one that takes r out of closing_readers (fetch_and returns
- * the old mask: of two racing last releases exactly one frees). */
-static void reader_free_if_unpinned(zd_segment_t *seg, uint32_t r)
+ * the old mask: of two racing last releases exactly one frees).  Returns 1
+ * if this call freed it. */
+static int reader_free_if_unpinned(zd_segment_t *seg, uint32_t r)
 {
 	uint64_t bit = zdi_bit(r);
 
 	if (reader_pinned(seg, bit))
-		return;
+		return 0;
 	if (!(zdi_fetch_and_acq_rel_u64(&seg->closing_readers, ~bit) & bit))
-		return;
+		return 0;
 	zdi_reader_cleanup(seg, r);
 	zdi_ready_close_reader(seg, r);
 	zdi_fetch_and_acq_rel_u64(&seg->own_readers, ~bit);
 	seg->ops->lock_release(seg, ZDI_LOCK_READER(r));
+	return 1;
 }
 
 void zdi_reader_close_unpinned(zd_segment_t *seg, uint32_t r)
@@ -163,7 +165,7 @@ void zdi_reader_close_unpinned(zd_segment_t *seg, uint32_t r)
 	 * this load sees the closing bit, or the close's scan sees our pin
 	 * gone; so the last release and the close never both miss. */
 	if (zdi_load_seqcst_u64(&seg->closing_readers) & zdi_bit(r))
-		reader_free_if_unpinned(seg, r);
+		(void)reader_free_if_unpinned(seg, r);
 }
 
 int zd_reader_close(zd_segment_t *seg, zd_reader_t *r)
@@ -181,10 +183,11 @@ int zd_reader_close(zd_segment_t *seg, zd_reader_t *r)
 	 * view released meanwhile either sees the bit and frees the entry
 	 * itself, or dropped its pin before our scan. */
 	zdi_fetch_or_seqcst_u64(&seg->closing_readers, bit);
-	reader_free_if_unpinned(seg, r->index);
-	if (zdi_load_acquire_u64(&seg->closing_readers) & bit)
-		return -EBUSY;  /* freed by the release of its last view */
-	return 0;
+	/* Decided by what this call did, never by a second look at the
+	 * mask: once freed, the index may belong to a new reader already. */
+	if (reader_free_if_unpinned(seg, r->index))
+		return 0;
+	return -EBUSY;  /* freed by the release of its last view */
 }
 
 int zd_segment_close_readers(zd_segment_t *seg)
