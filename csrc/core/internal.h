@@ -56,6 +56,10 @@ struct zd_segment {
 	uint32_t attach_index;         /* this handle's attachment entry */
 	uint32_t attach_epoch;
 	uint64_t own_readers;          /* readers opened here (atomic) */
+	/* Readers of own_readers closed while a view they took was still
+	 * pinned (atomic): each entry is freed by the release of its last
+	 * pinned view (zdi_reader_close_unpinned). */
+	uint64_t closing_readers;
 	uint64_t last_reap_ns;         /* rate limit of the writer's reap */
 	uint64_t last_creator_check_ns; /* rate limit of the creator check */
 	uint32_t creator_dead;         /* 1 once the creator was found dead */
@@ -291,6 +295,10 @@ void zdi_ready_close_all(zd_segment_t *seg);
 
 /* Registry (registry.c). */
 void zdi_reader_cleanup(zd_segment_t *seg, uint32_t r);
+/* reader.c: called after a pin of reader r was dropped; when r was closed
+ * with views pinned (closing_readers) and none is left, frees its entry
+ * as zd_reader_close would have. */
+void zdi_reader_close_unpinned(zd_segment_t *seg, uint32_t r);
 void zdi_reader_disconnect(zd_segment_t *seg, uint32_t r);
 int zdi_attach_claim(zd_segment_t *seg);
 void zdi_attach_release(zd_segment_t *seg);

@@ -130,6 +130,44 @@ int zd_reader_stats(const zd_segment_t *seg, const zd_reader_t *r,
 	return 0;
 }
 
+/* 1 if a slot still holds a pin of reader r (bit). */
+static int reader_pinned(zd_segment_t *seg, uint64_t bit)
+{
+	for (uint32_t i = 0; i < seg->geo.slot_count; i++)
+		if (zdi_load_seqcst_u64(&zdi_slot(seg, i)->reader_pins) & bit)
+			return 1;
+	return 0;
+}
+
+/* Frees the entry of closed reader r if no view pins it any more and this
+ * thread is the one that takes r out of closing_readers (fetch_and returns
+ * the old mask: of two racing last releases exactly one frees).  Returns 1
+ * if this call freed it. */
+static int reader_free_if_unpinned(zd_segment_t *seg, uint32_t r)
+{
+	uint64_t bit = zdi_bit(r);
+
+	if (reader_pinned(seg, bit))
+		return 0;
+	if (!(zdi_fetch_and_acq_rel_u64(&seg->closing_readers, ~bit) & bit))
+		return 0;
+	zdi_reader_cleanup(seg, r);
+	zdi_ready_close_reader(seg, r);
+	zdi_fetch_and_acq_rel_u64(&seg->own_readers, ~bit);
+	seg->ops->lock_release(seg, ZDI_LOCK_READER(r));
+	return 1;
+}
+
+void zdi_reader_close_unpinned(zd_segment_t *seg, uint32_t r)
+{
+	/* seq_cst like the unpin before it and like zd_reader_close's
+	 * fetch_or and pin scan (store, then load, on both sides): either
+	 * this load sees the closing bit, or the close's scan sees our pin
+	 * gone; so the last release and the close never both miss. */
+	if (zdi_load_seqcst_u64(&seg->closing_readers) & zdi_bit(r))
+		(void)reader_free_if_unpinned(seg, r);
+}
+
 int zd_reader_close(zd_segment_t *seg, zd_reader_t *r)
 {
 	uint64_t bit;
@@ -138,14 +176,32 @@ int zd_reader_close(zd_segment_t *seg, zd_reader_t *r)
 	if (rc < 0)
 		return rc;
 	bit = zdi_bit(r->index);
+	if (zdi_load_acquire_u64(&seg->closing_readers) & bit)
+		return -EBUSY;          /* closed already, views still pinned */
 	zdi_reader_disconnect(seg, r->index);
-	for (uint32_t i = 0; i < seg->geo.slot_count; i++)
-		if (zdi_load_acquire_u64(&zdi_slot(seg, i)->reader_pins) & bit)
-			return -EBUSY;  /* index kept until the views are released */
-	zdi_reader_cleanup(seg, r->index);
-	zdi_ready_close_reader(seg, r->index);
-	zdi_fetch_and_acq_rel_u64(&seg->own_readers, ~bit);
-	seg->ops->lock_release(seg, ZDI_LOCK_READER(r->index));
-	return 0;
+	/* Closing first, then the pin scan (in reader_free_if_unpinned): a
+	 * view released meanwhile either sees the bit and frees the entry
+	 * itself, or dropped its pin before our scan. */
+	zdi_fetch_or_seqcst_u64(&seg->closing_readers, bit);
+	/* Decided by what this call did, never by a second look at the
+	 * mask: once freed, the index may belong to a new reader already. */
+	if (reader_free_if_unpinned(seg, r->index))
+		return 0;
+	return -EBUSY;  /* freed by the release of its last view */
 }
 
+int zd_segment_close_readers(zd_segment_t *seg)
+{
+	uint64_t own = zdi_load_acquire_u64(&seg->own_readers);
+
+	for (uint32_t i = 0; i < ZD_READER_MAX; i++) {
+		zd_reader_t r = {0};
+
+		if (!(own & zdi_bit(i)))
+			continue;
+		r.index = i;
+		r.epoch = zdi_load_relaxed_u32(&seg->readers[i].epoch);
+		(void)zd_reader_close(seg, &r);
+	}
+	return 0;
+}

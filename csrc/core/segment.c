@@ -289,6 +289,8 @@ int zd_segment_detach(zd_segment_t *seg)
 	if (seg == NULL)
 		return 0;
 	own = zdi_fetch_and_acq_rel_u64(&seg->own_readers, 0);
+	/* Closed readers still pinned are among own: freed here. */
+	zdi_fetch_and_acq_rel_u64(&seg->closing_readers, 0);
 	for (uint32_t r = 0; r < ZD_READER_MAX; r++) {
 		if (own & zdi_bit(r)) {
 			zdi_reader_cleanup(seg, r);

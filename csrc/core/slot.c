@@ -263,6 +263,8 @@ int zd_slot_release(zd_segment_t *seg, const zd_view_t *view)
 		    !(zdi_load_relaxed_u64(&h->reader_pins) & bit))
 			return -ESTALE;
 		zdi_unpin(seg, view->slot, &h->reader_pins, bit);
+		/* The last view of a closed reader frees its entry. */
+		zdi_reader_close_unpinned(seg, (uint32_t)view->reader);
 		return 0;
 	}
 	pthread_mutex_lock(&seg->pin_mu);

@@ -5,43 +5,55 @@
  *              function that maps C return codes to exceptions (zdext_raise),
  *              argument converters, list_segments/describe/unlink/validate_name
  *   segment.c  Segment (base), MemorySegment, PosixSegment, AnonymousSegment;
- *              the child list
- *              and the sliced, interruptible wait loop
+ *              the close path and the sliced, interruptible wait loop
  *   loan.c     Loan: writable buffer exporter over a reserved slot
  *   sample.c   Sample: read-only buffer exporter over a pinned committed slot
  *   writer.c   Writer: loan/publish under an overflow policy
+ *   arrays.c   Writer.loan_array (LoanArray) and its frame type, LoanFrame
  *   reader.c   Reader: registered reader, take/try_take/iteration
  *   interop.c  DLPack export and __array__, shared by Loan and Sample
  *
  * Lifetime model
  * --------------
- * Every Loan, Sample and Reader holds a strong reference to its Segment and
- * sits on the segment's intrusive child list (borrowed pointers).  A Loan or
- * Sample counts its buffer exports; a view (memoryview, numpy array, slice,
- * and a DLPack tensor, which holds a buffer export until its deleter runs:
- * interop.c) holds a reference to its exporter, so exporter -> segment ->
- * mapping is alive for as long as any view is.  Segment.close() raises ViewsAliveError
- * while a live loan or an unreleased sample has exports; otherwise it
- * discards live loans, releases samples, closes readers and unmaps.
- * Segment.__exit__ defers instead: the segment refuses new operations at
- * once and ends each remaining child (and unmaps) when its last view lets
- * go.  Nothing unmaps while a pointer into the mapping is held.
+ * Export counts and strong references, as CPython's mmap and
+ * python-zstandard do it.  A Loan or Sample is a buffer exporter that
+ * counts its exports; bf_releasebuffer is one decrement.  A view
+ * (memoryview, numpy array, a DLPack tensor until its deleter runs, a
+ * loan_array frame: arrays.c) holds a strong reference to its exporter,
+ * and every Loan, Sample, Reader and Writer holds one to its Segment, so
+ * view -> exporter -> segment -> mapping: nothing unmaps while a pointer
+ * into the mapping is in use, and a segment nobody references unmaps in
+ * its dealloc.  An exporter is on its segment's `viewed` list exactly
+ * while it has exports (0 -> 1 joins, 1 -> 0 leaves): the list is what
+ * ViewsAliveError names (slot, sn, number of views) and what a deferred
+ * close waits for; objects without views are on no list.
  *
- * A committed loan is no longer part of the stream: a view of it (the
- * read-only frame of zdshm.arrays.loan_array) does not block close().  The
- * close then happens at once in everything other processes see (goodbye,
- * readers closed, live loans discarded, samples released, the attachment
- * entry freed: zd_segment_detach) and only the unmap waits for the last
- * such view; `with seg:` (__exit__) says goodbye at once as well when it
- * defers for views of live loans or samples (their loans and pins stay
- * until those views are gone).  ViewsAliveError names the live loans
- * and samples (slot, sn, number of views).
+ * Segment.close() raises ViewsAliveError while a live loan or an
+ * unreleased sample has views.  Otherwise it waits for the calls inside
+ * the core (below) and, with no view left, unmaps: zd_segment_close ends
+ * whatever of the handle is left (readers, live loans, pins, the
+ * attachment entry; the creator's goodbye).  Views of committed loans (a
+ * loan_array frame) do not block: the close then detaches at once
+ * (zd_segment_detach: all of the above but the unmap) and the unmap waits
+ * for the last of them.  Segment.__exit__ defers instead of raising: it
+ * says goodbye and closes the handle's readers now (zd_segment_goodbye,
+ * zd_segment_close_readers), and the segment refuses new operations; each
+ * exporter whose last view goes then ends (a live loan is discarded, a
+ * sample unpinned), the detach follows once no view of a live loan or
+ * unreleased sample is left, the unmap once no view is left.  The state
+ * only moves forward (enum zdext_seg_state), and after the detach no
+ * object touches the core any more (zdext_segment_attached).
+ *
+ * A reader closed while a sample it took is still pinned needs nothing
+ * from the extension: the core frees its entry with the release of that
+ * sample's pin (zd_slot_release), so Reader.close() is one call.
  *
  * Threads: every call into the core that may block or make system calls runs
  * with the GIL released and with segment->inflight raised, so close() (which
- * sets `closed` and `closing`, then waits with the GIL released for inflight
- * to drop to the calling thread's own waits) never frees the handle under a
- * thread that is inside the core.
+ * moves the segment to ZDEXT_CLOSING, then waits with the GIL released for
+ * inflight to drop to the calling thread's own waits) never frees the handle
+ * under a thread that is inside the core.  A wait leaves at its next slice
+ * once the segment is no longer open (or its reader or writer is closed).
  *
  * Signals: a blocking wait runs the signal handlers between two slices,
  * outside the core.  A close() of the segment, the reader or the writer the
@@ -189,7 +201,13 @@ typedef struct zdext_state {
 	PyObject *str_loaned;
 	PyObject *str_committed;
 
-	PyObject *loan_array;       /* zdshm.arrays.loan_array, imported lazily */
+	/* loan_array (arrays.c), filled on first use: numpy is optional. */
+	PyTypeObject *loan_array_type;  /* the context manager             */
+	PyTypeObject *frame_type;       /* LoanFrame, an ndarray subclass  */
+	PyObject *np_dtype;             /* numpy.dtype                     */
+	PyObject *dtype_to_format;      /* zdshm.arrays.dtype_to_format    */
+	PyObject *ndarray_setflags;     /* numpy.ndarray.setflags          */
+	PyObject *str_base;
 	PyObject *aio;              /* zdshm.aio, imported lazily              */
 } zdext_state;
 
@@ -327,34 +345,39 @@ PyObject *zdext_info_dict(const zd_segment_info_t *info);
 /* --------------------------------------------------------------------------
  * Objects
  * ------------------------------------------------------------------------ */
-enum zdext_child_kind {
-	ZDEXT_CHILD_LOAN = 1,
-	ZDEXT_CHILD_SAMPLE = 2,
-	ZDEXT_CHILD_READER = 3,
+
+/* A segment's close moves it forward through these states, never back. */
+enum zdext_seg_state {
+	ZDEXT_OPEN = 0,
+	ZDEXT_CLOSING = 1,   /* close() runs: no new operations, waits bail   */
+	ZDEXT_DEFERRED = 2,  /* goodbye said, readers closed; views of live
+				loans or samples keep their loans and pins   */
+	ZDEXT_DETACHED = 3,  /* nothing shared left (zd_segment_detach): only
+				views of committed loans keep the mapping    */
 };
 
-/* Intrusive list link; `owner` is the object it is embedded in (borrowed). */
-typedef struct zdext_child {
-	struct zdext_child *prev;
-	struct zdext_child *next;
+/* Link of a Loan or Sample on its segment's list of exporters that have
+ * views (exports > 0): what ViewsAliveError names and what a deferred
+ * close waits for.  `owner` is borrowed (the view holds it). */
+typedef struct zdext_viewed {
+	struct zdext_viewed *prev;
+	struct zdext_viewed *next;
 	PyObject *owner;
-	int kind;
-} zdext_child;
+	int is_loan;
+} zdext_viewed;
 
 typedef struct SegmentObject {
 	PyObject_HEAD
-	zd_segment_t *seg;        /* NULL once really closed                  */
+	zd_segment_t *seg;        /* NULL once unmapped                       */
 	pid_t pid;                /* the process that opened the handle       */
 	/* On the process-wide list of mapped handles (under the GIL), which
 	 * the fork child handler walks to disown their descriptors. */
 	struct SegmentObject *open_prev, *open_next;
-	int closed;               /* no new operations                        */
-	int closing;              /* a close is in progress: waiters bail out */
-	int close_pending;        /* unmap when the last child lets go        */
+	int state;                /* enum zdext_seg_state                     */
 	Py_ssize_t inflight;      /* calls running with the GIL released      */
-	zdext_child children;     /* sentinel: loans, samples, readers        */
-	Py_ssize_t n_loans;       /* children on the list, by kind            */
-	Py_ssize_t n_samples;
+	zdext_viewed viewed;      /* sentinel: exporters with views           */
+	Py_ssize_t n_loans;       /* live loans, unreleased samples, open     */
+	Py_ssize_t n_samples;     /* readers (Segment.info open_objects)      */
 	Py_ssize_t n_readers;
 	zd_backend_kind_t backend; /* geometry, cached at open: valid after close */
 	uint32_t slot_count;
@@ -371,10 +394,14 @@ typedef struct SegmentObject {
 	 * lets group or other write (the default policy would refuse it). */
 	PyObject *allow_owner;
 	PyObject *weakreflist;
-	/* Registrations whose zd_reader_close returned -EBUSY (a view it took
-	 * is still pinned): retried whenever a sample is released. */
-	int n_pending_close;
-	zd_reader_t pending_close[ZD_READER_MAX];
+	/* The last slot meta a Sample decoded, with the committed size and
+	 * the slot capacity it was validated against, and its layout: consecutive samples of one stream share their meta, so
+	 * a sample's first view costs a 64-byte compare, not a decode. */
+	int meta_cached;
+	uint64_t meta_size;
+	uint64_t meta_capacity;
+	uint8_t meta_key[ZD_SLOT_META_SIZE];
+	zdext_layout meta_layout;
 } SegmentObject;
 
 /* A loan's nbytes argument (None or absent: the largest capacity); raises
@@ -390,9 +417,8 @@ enum zdext_loan_state {
 
 typedef struct LoanObject {
 	PyObject_HEAD
-	zdext_child link;         /* on the list while live or exported       */
-	int linked;
 	SegmentObject *segment;   /* strong                                   */
+	zdext_viewed link;        /* on segment->viewed while exports > 0     */
 	uint8_t *data;
 	uint8_t *meta;
 	Py_ssize_t capacity;
@@ -401,20 +427,30 @@ typedef struct LoanObject {
 	uint32_t slot;
 	int state;
 	int has_format;
-	Py_ssize_t exports;
+	Py_ssize_t exports;       /* buffer exports and loan_array frames     */
 } LoanObject;
 
 typedef struct SampleObject {
 	PyObject_HEAD
-	zdext_child link;         /* on the list until released               */
-	int linked;
 	SegmentObject *segment;   /* strong                                   */
+	zdext_viewed link;        /* on segment->viewed while exports > 0     */
 	zd_view_t view;
 	int released;
 	int parsed;               /* layout below is filled                   */
 	Py_ssize_t exports;
 	zdext_layout layout;
 } SampleObject;
+
+/* The last (shape, dtype) a Writer's loan_array resolved. */
+typedef struct zdext_plan {
+	PyObject *shape;          /* the shape as passed (a tuple), or NULL   */
+	PyObject *dtype;          /* the dtype as passed                      */
+	PyObject *descr;          /* numpy.dtype(dtype)                       */
+	PyObject *args;           /* (shape tuple, descr): the frame's ndarray
+				     arguments without the buffer           */
+	zdext_layout layout;
+	uint64_t need;            /* the slot capacity the layout needs       */
+} zdext_plan;
 
 typedef struct WriterObject {
 	PyObject_HEAD
@@ -423,17 +459,15 @@ typedef struct WriterObject {
 	uint64_t timeout_ns;      /* UINT64_MAX: none                         */
 	uint64_t spin_ns;
 	int closed;
+	zdext_plan plan;          /* loan_array's cache                       */
 } WriterObject;
 
 typedef struct ReaderObject {
 	PyObject_HEAD
-	zdext_child link;
-	int linked;
 	SegmentObject *segment;   /* strong                                   */
 	zd_reader_t r;
 	uint64_t spin_ns;
-	int closed;
-	int closing;              /* close() waits for the waiter to leave    */
+	int closed;               /* set first by close(): the wait's abort   */
 	Py_ssize_t busy;          /* a take is waiting with the GIL released  */
 	int has_fd;               /* fileno() was called: try_take() arms     */
 } ReaderObject;
@@ -446,16 +480,26 @@ extern PyType_Spec zdext_loan_spec;
 extern PyType_Spec zdext_sample_spec;
 extern PyType_Spec zdext_writer_spec;
 extern PyType_Spec zdext_reader_spec;
+extern PyType_Spec zdext_loan_array_spec;
 
-/* segment.c */
-void zdext_child_link(SegmentObject *seg, zdext_child *c, int kind,
-		      PyObject *owner);
-void zdext_child_unlink(SegmentObject *seg, zdext_child *c);
-/* Called when a child left the list: finishes a deferred close. */
-void zdext_segment_settle(SegmentObject *seg);
+/* segment.c: an exporter got its first view (exports 0 -> 1) / lost its
+ * last (1 -> 0).  The latter finishes what a deferred close left. */
+void zdext_viewed_add(SegmentObject *seg, zdext_viewed *v);
+void zdext_viewed_remove(SegmentObject *seg, zdext_viewed *v);
 /* ClosedError unless the segment is open, ForkedHandleError in another
  * process than the segment's; returns 0 or -1. */
 int zdext_segment_check(SegmentObject *seg);
+
+/* 1 while this handle's loans, pins and readers are its own to end: the
+ * segment is mapped, not detached, and this is the process that opened
+ * it.  Otherwise the core (zd_segment_detach/close) ended them, or they
+ * belong to the parent of this fork child: touch none of them. */
+static inline int
+zdext_segment_attached(const SegmentObject *seg)
+{
+	return seg->seg != NULL && seg->state < ZDEXT_DETACHED &&
+	       seg->pid == zdext_pid;
+}
 
 /* 1 when the handle was opened by another process (this is a fork child). */
 static inline int
@@ -466,11 +510,6 @@ zdext_foreign(const SegmentObject *seg)
 
 /* ForkedHandleError for `what` ("the loan") when seg is foreign: -1, else 0. */
 int zdext_check_owner(SegmentObject *seg, const char *what);
-/* Closes a reader registration now, or queues it for a retry after the
- * next sample release if the core reports -EBUSY. */
-void zdext_segment_close_reader(SegmentObject *seg, zd_reader_t *r);
-/* Retries queued reader closes (cheap when none is queued). */
-void zdext_segment_retry_closes(SegmentObject *seg);
 /* Waits with the GIL released until *counter is at most `own` (polls every
  * ms); `own` counts the waits of the calling thread itself, which are
  * between two slices when it gets here (see Signals above). */
@@ -492,18 +531,30 @@ int zdext_wait(SegmentObject *seg, zdext_slice_fn fn, void *ctx,
 
 /* loan.c */
 PyObject *zdext_loan_new(zdext_state *st, SegmentObject *seg, uint32_t slot);
+/* One export more / less of a live or ended loan (a loan_array frame's). */
+void zdext_loan_export(LoanObject *l);
+void zdext_loan_unexport(LoanObject *l);
+/* commit(nbytes) allowing `allowed` exports to remain (a frame's own). */
+PyObject *zdext_loan_commit(LoanObject *l, PyObject *nbytes, Py_ssize_t allowed);
+/* discard() allowing `allowed` exports to remain. */
+PyObject *zdext_loan_discard(LoanObject *l, Py_ssize_t allowed);
 
 /* sample.c */
 PyObject *zdext_sample_new(zdext_state *st, SegmentObject *seg,
 			   const zd_view_t *view);
-/* Releases the pin (segment open, exports 0); unlinks. */
-void zdext_sample_release_now(SampleObject *s);
 
-/* loan.c: discard (if live) and unlink; used by close. */
-void zdext_loan_drop_now(LoanObject *l);
-
-/* reader.c: close the registration and unlink; used by close. */
-void zdext_reader_close_now(ReaderObject *r);
+/* arrays.c: Writer.loan_array and the LoanFrame ndarray subclass. */
+PyObject *zdext_writer_loan_array(WriterObject *w, PyObject *const *args,
+				  Py_ssize_t nargs, PyObject *kwnames);
+/* The LoanFrame type (made on first use, numpy imported then). */
+PyObject *zdext_loan_frame_type(PyObject *module, PyObject *ignored);
+void zdext_plan_clear(zdext_plan *p);
+/* writer.c: loans a slot of the smallest size class that holds nbytes,
+ * per the writer's policy (0 or a core code). */
+int zdext_writer_loan_slot(WriterObject *w, uint64_t timeout_ns, uint64_t nbytes,
+			   uint32_t *slot);
+/* writer.c: ClosedError/ForkedHandleError unless the writer may loan. */
+int zdext_writer_check(WriterObject *w);
 
 /* reader.c: calls zdshm.aio.<name>(self, *args, **kwargs), the asyncio
  * side of Reader and Writer (written in Python: it drives the event loop

@@ -6,8 +6,9 @@
  *     ViewsAliveError while any view is alive, so after commit the writer
  *     holds no writable view of a published slot;
  *   - a Loan collected without commit is discarded, never published;
- *   - _commit_sealed()/_discard_sealed() allow exactly one remaining export:
- *     zdshm.arrays.loan_array uses them after making its array read-only.
+ *   - a loan_array frame (arrays.c) is one export of its loan, and so is
+ *     every ndarray view made of it while the loan is live: its commit
+ *     allows exactly the frame's own export to remain.
  */
 #include "ext.h"
 
@@ -33,6 +34,9 @@ zdext_loan_new(zdext_state *st, SegmentObject *seg, uint32_t slot)
 		return NULL;
 	}
 	l->segment = (SegmentObject *)Py_NewRef(seg);
+	l->link.next = l->link.prev = &l->link;
+	l->link.owner = (PyObject *)l;
+	l->link.is_loan = 1;
 	l->data = data;
 	l->meta = meta;
 	l->capacity = (Py_ssize_t)cap;
@@ -42,30 +46,47 @@ zdext_loan_new(zdext_state *st, SegmentObject *seg, uint32_t slot)
 	l->state = ZDEXT_LOAN_LIVE;
 	l->has_format = 0;
 	l->exports = 0;
-	zdext_child_link(seg, &l->link, ZDEXT_CHILD_LOAN, (PyObject *)l);
-	l->linked = 1;
+	seg->n_loans++;
 	return (PyObject *)l;
 }
 
+/* A live loan is committed or discarded: it leaves the open objects. */
 static void
-loan_unlink(LoanObject *l)
+loan_ended(LoanObject *l, int state)
 {
-	if (l->linked) {
-		zdext_child_unlink(l->segment, &l->link);
-		l->linked = 0;
-	}
+	l->state = state;
+	l->segment->n_loans--;
+}
+
+/* Ends a live loan without publishing: discarded in the core while the
+ * slot is still this handle's (otherwise the core's detach or close, or
+ * the parent of this fork child, owns it). */
+static void
+loan_drop(LoanObject *l)
+{
+	if (l->state != ZDEXT_LOAN_LIVE)
+		return;
+	if (zdext_segment_attached(l->segment))
+		zd_slot_discard(l->segment->seg, l->slot);
+	loan_ended(l, ZDEXT_LOAN_DISCARDED);
 }
 
 void
-zdext_loan_drop_now(LoanObject *l)
+zdext_loan_export(LoanObject *l)
 {
-	/* In a fork child the slot stays the owner's: no discard. */
-	if (l->state == ZDEXT_LOAN_LIVE && l->segment->seg != NULL &&
-	    !zdext_foreign(l->segment)) {
-		zd_slot_discard(l->segment->seg, l->slot);
-		l->state = ZDEXT_LOAN_DISCARDED;
-	}
-	loan_unlink(l);
+	if (l->exports++ == 0)
+		zdext_viewed_add(l->segment, &l->link);
+}
+
+void
+zdext_loan_unexport(LoanObject *l)
+{
+	if (--l->exports > 0)
+		return;
+	/* A close deferred for this view: the loan ends with it. */
+	if (l->segment->state >= ZDEXT_DEFERRED)
+		loan_drop(l);
+	zdext_viewed_remove(l->segment, &l->link);
 }
 
 /* 0 if the loan may be committed/discarded/formatted now, else -1. */
@@ -77,7 +98,7 @@ loan_check_live(LoanObject *l, const char *action)
 
 	if (zdext_check_owner(l->segment, "the loan") < 0)
 		return -1;
-	if (l->segment->closed || l->segment->seg == NULL) {
+	if (l->segment->state != ZDEXT_OPEN || l->segment->seg == NULL) {
 		zdext_closed(st, "the loan's segment");
 		return -1;
 	}
@@ -91,8 +112,8 @@ loan_check_live(LoanObject *l, const char *action)
 	return 0;
 }
 
-static PyObject *
-loan_commit_impl(LoanObject *l, PyObject *nbytes_obj, Py_ssize_t allowed)
+PyObject *
+zdext_loan_commit(LoanObject *l, PyObject *nbytes_obj, Py_ssize_t allowed)
 {
 	zdext_state *st = zdext_state_of((PyObject *)l);
 	uint64_t n = 0, sn = 0;
@@ -137,10 +158,8 @@ loan_commit_impl(LoanObject *l, PyObject *nbytes_obj, Py_ssize_t allowed)
 	rc = zd_slot_commit_in_place(l->segment->seg, l->slot, n, &sn);
 	if (rc < 0)
 		return zdext_raise(st, rc, "commit");
-	l->state = ZDEXT_LOAN_COMMITTED;
+	loan_ended(l, ZDEXT_LOAN_COMMITTED);
 	l->sn = sn;
-	if (l->exports == 0)
-		loan_unlink(l);
 	return PyLong_FromUnsignedLongLong(sn);
 }
 
@@ -152,24 +171,14 @@ loan_commit(LoanObject *l, PyObject *const *args, Py_ssize_t nargs,
 	PyObject *a[1];
 
 	if (kwnames == NULL && nargs <= 1)
-		return loan_commit_impl(l, nargs ? args[0] : NULL, 0);
+		return zdext_loan_commit(l, nargs ? args[0] : NULL, 0);
 	if (zdext_bind("commit", args, nargs, kwnames, names, 1, 1, a) < 0)
 		return NULL;
-	return loan_commit_impl(l, a[0], 0);
+	return zdext_loan_commit(l, a[0], 0);
 }
 
-static PyObject *
-loan_commit_sealed(LoanObject *l, PyObject *const *args, Py_ssize_t nargs)
-{
-	if (nargs > 1) {
-		PyErr_SetString(PyExc_TypeError, "_commit_sealed(nbytes=None)");
-		return NULL;
-	}
-	return loan_commit_impl(l, nargs ? args[0] : NULL, 1);
-}
-
-static PyObject *
-loan_discard_impl(LoanObject *l, Py_ssize_t allowed)
+PyObject *
+zdext_loan_discard(LoanObject *l, Py_ssize_t allowed)
 {
 	zdext_state *st = zdext_state_of((PyObject *)l);
 	int rc;
@@ -184,9 +193,7 @@ loan_discard_impl(LoanObject *l, Py_ssize_t allowed)
 		return zdext_views_alive(st, l->exports - allowed, what, "discard");
 	}
 	rc = zd_slot_discard(l->segment->seg, l->slot);
-	l->state = ZDEXT_LOAN_DISCARDED;
-	if (l->exports == 0)
-		loan_unlink(l);
+	loan_ended(l, ZDEXT_LOAN_DISCARDED);
 	if (rc < 0)
 		return zdext_raise(st, rc, "discard");
 	Py_RETURN_NONE;
@@ -195,13 +202,7 @@ loan_discard_impl(LoanObject *l, Py_ssize_t allowed)
 static PyObject *
 loan_discard(LoanObject *l, PyObject *Py_UNUSED(ignored))
 {
-	return loan_discard_impl(l, 0);
-}
-
-static PyObject *
-loan_discard_sealed(LoanObject *l, PyObject *Py_UNUSED(ignored))
-{
-	return loan_discard_impl(l, 1);
+	return zdext_loan_discard(l, 0);
 }
 
 static PyObject *
@@ -268,14 +269,13 @@ loan_exit(LoanObject *l, PyObject *const *args, Py_ssize_t nargs)
 	if (nargs >= 1 && args[0] != Py_None) {
 		/* The body raised: never publish.  With views still alive the
 		 * loan stays loaned and is discarded when the Loan is collected. */
-		if (l->state == ZDEXT_LOAN_LIVE && l->exports == 0 &&
-		    l->segment->seg != NULL)
-			zdext_loan_drop_now(l);
+		if (l->exports == 0)
+			loan_drop(l);
 		Py_RETURN_FALSE;
 	}
 	if (l->state != ZDEXT_LOAN_LIVE)
 		Py_RETURN_FALSE;
-	r = loan_commit_impl(l, NULL, 0);
+	r = zdext_loan_commit(l, NULL, 0);
 	if (r == NULL)
 		return NULL;
 	Py_DECREF(r);
@@ -293,7 +293,7 @@ loan_can_export(LoanObject *l)
 {
 	if (zdext_check_owner(l->segment, "the loan") < 0)
 		return -1;
-	if (l->segment->closed || l->segment->seg == NULL) {
+	if (l->segment->state != ZDEXT_OPEN || l->segment->seg == NULL) {
 		zdext_closed(zdext_state_of((PyObject *)l), "the loan's segment");
 		return -1;
 	}
@@ -317,23 +317,14 @@ loan_getbuffer(LoanObject *l, Py_buffer *view, int flags)
 	if (PyBuffer_FillInfo(view, (PyObject *)l, l->data, l->capacity, 0,
 			      flags) < 0)
 		return -1;
-	l->exports++;
+	zdext_loan_export(l);
 	return 0;
 }
 
 static void
 loan_releasebuffer(LoanObject *l, Py_buffer *Py_UNUSED(view))
 {
-	SegmentObject *seg = l->segment;
-
-	if (--l->exports > 0)
-		return;
-	if (seg->close_pending) {
-		zdext_loan_drop_now(l);
-		zdext_segment_settle(seg);
-	} else if (l->state != ZDEXT_LOAN_LIVE) {
-		loan_unlink(l);
-	}
+	zdext_loan_unexport(l);
 }
 
 static void
@@ -342,9 +333,9 @@ loan_dealloc(LoanObject *l)
 	PyTypeObject *tp = Py_TYPE(l);
 	SegmentObject *seg = l->segment;
 
-	/* An abandoned loan is discarded, never published. */
-	zdext_loan_drop_now(l);
-	zdext_segment_settle(seg);
+	/* An abandoned loan is discarded, never published.  No view is
+	 * left (each holds a reference), so it is on no list. */
+	loan_drop(l);
 	tp->tp_free((PyObject *)l);
 	Py_DECREF(tp);
 	Py_DECREF(seg);
@@ -382,7 +373,8 @@ static PyObject *
 loan_get_live(LoanObject *l, void *Py_UNUSED(c))
 {
 	return PyBool_FromLong(l->state == ZDEXT_LOAN_LIVE &&
-			       l->segment->seg != NULL);
+			       l->segment->seg != NULL &&
+			       l->segment->state < ZDEXT_DETACHED);
 }
 
 static PyObject *
@@ -431,13 +423,6 @@ static PyMethodDef loan_methods[] = {
 	 METH_FASTCALL | METH_KEYWORDS,
 	 "set_format($self, /, format, shape)\n--\n\n"
 	 "Stores a PEP 3118 format and shape in the slot's meta area."},
-	{"_commit_sealed", (PyCFunction)(void (*)(void))loan_commit_sealed,
-	 METH_FASTCALL,
-	 "_commit_sealed($self, nbytes=None, /)\n--\n\n"
-	 "commit() allowing one remaining (read-only) export."},
-	{"_discard_sealed", (PyCFunction)loan_discard_sealed, METH_NOARGS,
-	 "_discard_sealed($self, /)\n--\n\n"
-	 "discard() allowing one remaining (read-only) export."},
 	{"__enter__", (PyCFunction)loan_enter, METH_NOARGS,
 	 "__enter__($self, /)\n--\n\nThe loan itself."},
 	{"__exit__", (PyCFunction)(void (*)(void))loan_exit, METH_FASTCALL,

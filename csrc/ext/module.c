@@ -217,6 +217,8 @@ zdext_reduce_ex(PyObject *self, PyObject *Py_UNUSED(protocol))
 	else if (tp == st->writer_type)
 		advice = "pass its PosixSegment (which pickles to an attach of "
 			 "its name) and call seg.writer() in the other process";
+	else if (tp == st->loan_array_type)
+		advice = "call writer.loan_array() in the process that writes";
 	else if (tp == st->loan_type)
 		advice = "fill and commit it here, and take the sample through a "
 			 "reader of PosixSegment.attach(name) in the other process, "
@@ -829,6 +831,10 @@ zdext_validate_name(PyObject *Py_UNUSED(module), PyObject *arg)
 }
 
 static PyMethodDef zdext_methods[] = {
+	{"_loan_frame_type", zdext_loan_frame_type, METH_NOARGS,
+	 "_loan_frame_type()\n--\n\n"
+	 "The ndarray subclass of loan_array frames (zdshm.arrays.LoanFrame); "
+	 "imports numpy."},
 	{"list_segments", zdext_list_segments, METH_NOARGS,
 	 "list_segments()\n--\n\n"
 	 "Names of the zdshm segments in /dev/shm (sorted), whoever owns them.  "
@@ -1034,7 +1040,11 @@ zdext_exec(PyObject *m)
 	    add_type(m, &st->loan_type, &zdext_loan_spec, NULL) < 0 ||
 	    add_type(m, &st->sample_type, &zdext_sample_spec, NULL) < 0 ||
 	    add_type(m, &st->writer_type, &zdext_writer_spec, NULL) < 0 ||
-	    add_type(m, &st->reader_type, &zdext_reader_spec, NULL) < 0)
+	    add_type(m, &st->reader_type, &zdext_reader_spec, NULL) < 0 ||
+	    add_type(m, &st->loan_array_type, &zdext_loan_array_spec, NULL) < 0)
+		return -1;
+	st->str_base = PyUnicode_InternFromString("base");
+	if (st->str_base == NULL)
 		return -1;
 	st->str_free = PyUnicode_InternFromString("free");
 	st->str_loaned = PyUnicode_InternFromString("loaned");

@@ -69,27 +69,38 @@ zdext_segment_reader(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
 	r->r = reg;
 	r->spin_ns = spin;
 	r->closed = 0;
-	r->closing = 0;
 	r->busy = 0;
 	r->has_fd = 0;
-	zdext_child_link(seg, &r->link, ZDEXT_CHILD_READER, (PyObject *)r);
-	r->linked = 1;
+	seg->n_readers++;
 	return (PyObject *)r;
 }
 
-void
-zdext_reader_close_now(ReaderObject *r)
+/* Closed by close(), or with its segment (whose close closes every reader
+ * of the handle in the core). */
+static int
+reader_is_closed(const ReaderObject *r)
 {
-	if (!r->closed) {
-		r->closed = 1;
-		/* In a fork child the registration stays the owner's. */
-		if (!zdext_foreign(r->segment))
-			zdext_segment_close_reader(r->segment, &r->r);
-	}
-	if (r->linked) {
-		zdext_child_unlink(r->segment, &r->link);
-		r->linked = 0;
-	}
+	return r->closed || r->segment->state != ZDEXT_OPEN ||
+	       r->segment->seg == NULL;
+}
+
+/* Marks the reader closed: a wait on it leaves at its next slice. */
+static void
+reader_mark_closed(ReaderObject *r)
+{
+	r->closed = 1;
+	r->segment->n_readers--;
+}
+
+/* Closes the registration in the core.  -EBUSY (a view it took is still
+ * pinned) needs nothing more: the release of the last such view frees the
+ * entry.  In a fork child or after the segment's close the registration
+ * is not this object's to close. */
+static void
+reader_unregister(ReaderObject *r)
+{
+	if (zdext_segment_attached(r->segment))
+		(void)zd_reader_close(r->segment->seg, &r->r);
 }
 
 struct take_ctx {
@@ -120,13 +131,11 @@ reader_take_impl(ReaderObject *r, uint64_t timeout, int iterating)
 
 	if (zdext_check_owner(seg, "the reader") < 0)
 		return NULL;
-	if (r->closed || r->closing) {
+	if (reader_is_closed(r)) {
 		if (iterating)
 			return NULL;
 		return zdext_closed(st, "the reader");
 	}
-	if (zdext_segment_check(seg) < 0)
-		return NULL;
 	if (r->busy) {
 		PyErr_SetString(PyExc_RuntimeError,
 				"another thread is already waiting on this Reader");
@@ -141,7 +150,7 @@ reader_take_impl(ReaderObject *r, uint64_t timeout, int iterating)
 			ctx.r = &r->r;
 			r->busy = 1;
 			rc = zdext_wait(seg, take_slice, &ctx, timeout, r->spin_ns,
-					&r->closing);
+					&r->closed);
 			r->busy = 0;
 		}
 	}
@@ -182,10 +191,8 @@ reader_try_take(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 
 	if (zdext_check_owner(seg, "the reader") < 0)
 		return NULL;
-	if (r->closed || r->closing)
+	if (reader_is_closed(r))
 		return zdext_closed(st, "the reader");
-	if (zdext_segment_check(seg) < 0)
-		return NULL;
 	if (r->busy) {
 		PyErr_SetString(PyExc_RuntimeError,
 				"another thread is already waiting on this Reader");
@@ -210,12 +217,10 @@ reader_usable(ReaderObject *r)
 
 	if (zdext_check_owner(r->segment, "the reader") < 0)
 		return -1;
-	if (r->closed || r->closing) {
+	if (reader_is_closed(r)) {
 		zdext_closed(st, "the reader");
 		return -1;
 	}
-	if (zdext_segment_check(r->segment) < 0)
-		return -1;
 	if (r->busy) {
 		PyErr_SetString(PyExc_RuntimeError,
 				"another thread is already waiting on this Reader");
@@ -289,7 +294,7 @@ static PyObject *
 reader_disarm(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 {
 	/* Harmless on a closed reader: nothing is armed any more. */
-	if (!r->closed && r->segment->seg != NULL && !zdext_foreign(r->segment))
+	if (!r->closed && zdext_segment_attached(r->segment))
 		zd_reader_ready_disarm(r->segment->seg, &r->r);
 	Py_RETURN_NONE;
 }
@@ -358,10 +363,8 @@ reader_stats(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 
 	if (zdext_check_owner(r->segment, "the reader") < 0)
 		return NULL;
-	if (r->closed)
+	if (reader_is_closed(r))
 		return zdext_closed(st, "the reader");
-	if (zdext_segment_check(r->segment) < 0)
-		return NULL;
 	rc = zd_reader_stats(r->segment->seg, &r->r, &s);
 	if (rc < 0)
 		return zdext_raise(st, rc, "stats");
@@ -385,15 +388,14 @@ reader_close(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 
 	if (zdext_check_owner(seg, "the reader") < 0)
 		return NULL;
-	if (r->closed)
+	if (reader_is_closed(r))
 		Py_RETURN_NONE;
 	/* A waiter in another thread leaves at its next slice; this thread's
 	 * own wait (we run in a signal handler between two of its slices)
 	 * leaves once the handler returns. */
-	r->closing = 1;
-	zdext_wait_idle(&r->busy, zdext_own_waits(seg, &r->closing));
-	zdext_reader_close_now(r);
-	zdext_segment_settle(seg);
+	reader_mark_closed(r);
+	zdext_wait_idle(&r->busy, zdext_own_waits(seg, &r->closed));
+	reader_unregister(r);
 	Py_RETURN_NONE;
 }
 
@@ -402,7 +404,7 @@ reader_enter(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 {
 	if (zdext_check_owner(r->segment, "the reader") < 0)
 		return NULL;
-	if (r->closed)
+	if (reader_is_closed(r))
 		return zdext_closed(zdext_state_of((PyObject *)r), "the reader");
 	return Py_NewRef(r);
 }
@@ -414,7 +416,8 @@ reader_exit(ReaderObject *r, PyObject *const *Py_UNUSED(args),
 	PyObject *res;
 
 	if (zdext_foreign(r->segment)) {
-		r->closed = 1;      /* a fork child: the registration stays */
+		if (!r->closed)     /* a fork child: the registration stays */
+			reader_mark_closed(r);
 		Py_RETURN_FALSE;
 	}
 	res = reader_close(r, NULL);
@@ -430,8 +433,10 @@ reader_dealloc(ReaderObject *r)
 	PyTypeObject *tp = Py_TYPE(r);
 	SegmentObject *seg = r->segment;
 
-	zdext_reader_close_now(r);
-	zdext_segment_settle(seg);
+	if (!r->closed) {
+		reader_mark_closed(r);
+		reader_unregister(r);
+	}
 	tp->tp_free((PyObject *)r);
 	Py_DECREF(tp);
 	Py_DECREF(seg);
@@ -443,7 +448,7 @@ reader_repr(ReaderObject *r)
 	return PyUnicode_FromFormat("<zdshm.Reader index=%u%s%s>",
 				    (unsigned)r->r.index,
 				    (r->r.flags & ZD_READER_LATEST) ? " latest" : "",
-				    r->closed ? " closed" : "");
+				    reader_is_closed(r) ? " closed" : "");
 }
 
 static PyObject *
@@ -455,7 +460,7 @@ reader_get_index(ReaderObject *r, void *Py_UNUSED(c))
 static PyObject *
 reader_get_closed(ReaderObject *r, void *Py_UNUSED(c))
 {
-	return PyBool_FromLong(r->closed || r->segment->seg == NULL);
+	return PyBool_FromLong(reader_is_closed(r));
 }
 
 static PyObject *

@@ -27,42 +27,57 @@ zdext_sample_new(zdext_state *st, SegmentObject *seg, const zd_view_t *view)
 		return NULL;
 	}
 	s->segment = (SegmentObject *)Py_NewRef(seg);
+	s->link.next = s->link.prev = &s->link;
+	s->link.owner = (PyObject *)s;
+	s->link.is_loan = 0;
 	s->view = *view;
 	s->released = 0;
 	s->parsed = 0;
 	s->exports = 0;
-	zdext_child_link(seg, &s->link, ZDEXT_CHILD_SAMPLE, (PyObject *)s);
-	s->linked = 1;
+	seg->n_samples++;
 	return (PyObject *)s;
 }
 
-void
-zdext_sample_release_now(SampleObject *s)
+/* Drops the pin (no view is left).  The core frees a closed reader's
+ * entry with the release of its last pinned view.  After a detach or in
+ * a fork child the pin is not this handle's to drop. */
+static void
+sample_unpin(SampleObject *s)
 {
-	if (!s->released) {
-		s->released = 1;
-		/* In a fork child the pin stays the owner's: no unpin. */
-		if (s->segment->seg != NULL && !zdext_foreign(s->segment)) {
-			zd_slot_release(s->segment->seg, &s->view);
-			if (s->segment->n_pending_close)
-				zdext_segment_retry_closes(s->segment);
-		}
-	}
-	if (s->linked) {
-		zdext_child_unlink(s->segment, &s->link);
-		s->linked = 0;
-	}
+	if (s->released)
+		return;
+	s->released = 1;
+	s->segment->n_samples--;
+	if (zdext_segment_attached(s->segment))
+		zd_slot_release(s->segment->seg, &s->view);
 }
 
-/* Decodes the meta once; the layout never changes for this Sample. */
+/* Decodes the meta once; the layout never changes for this Sample.  The
+ * meta is copied out of the slot first; a copy equal to the segment's last
+ * decoded one (same committed size, same capacity) has that layout. */
 static void
 sample_parse(SampleObject *s)
 {
+	SegmentObject *seg = s->segment;
+	uint64_t cap = seg->slot_capacity;
+	uint8_t meta[ZD_SLOT_META_SIZE];
+
 	if (s->parsed)
 		return;
-	/* Bounded shape and strides, or 1-D "B" (see the meta layout). */
-	zdext_meta_decode(s->view.meta, s->view.size, s->segment->slot_capacity,
-			  &s->layout);
+	memcpy(meta, s->view.meta, sizeof(meta));
+	if (seg->meta_cached && seg->meta_size == s->view.size &&
+	    seg->meta_capacity == cap &&
+	    memcmp(meta, seg->meta_key, sizeof(meta)) == 0) {
+		s->layout = seg->meta_layout;
+	} else {
+		/* Bounded shape and strides, or 1-D "B" (see the meta layout). */
+		zdext_meta_decode(meta, s->view.size, cap, &s->layout);
+		memcpy(seg->meta_key, meta, sizeof(meta));
+		seg->meta_size = s->view.size;
+		seg->meta_capacity = cap;
+		seg->meta_layout = s->layout;
+		seg->meta_cached = 1;
+	}
 	s->parsed = 1;
 }
 
@@ -71,7 +86,8 @@ sample_check(SampleObject *s)
 {
 	if (zdext_check_owner(s->segment, "the sample") < 0)
 		return -1;
-	if (s->released || s->segment->seg == NULL) {
+	if (s->released || s->segment->seg == NULL ||
+	    s->segment->state >= ZDEXT_DETACHED) {
 		zdext_closed(zdext_state_of((PyObject *)s), "the sample (released)");
 		return -1;
 	}
@@ -127,21 +143,20 @@ sample_getbuffer(SampleObject *s, Py_buffer *view, int flags)
 	view->suboffsets = NULL;
 	view->internal = NULL;
 	view->obj = Py_NewRef(s);
-	s->exports++;
+	if (s->exports++ == 0)
+		zdext_viewed_add(s->segment, &s->link);
 	return 0;
 }
 
 static void
 sample_releasebuffer(SampleObject *s, Py_buffer *Py_UNUSED(view))
 {
-	SegmentObject *seg = s->segment;
-
 	if (--s->exports > 0)
 		return;
-	if (seg->close_pending) {
-		zdext_sample_release_now(s);
-		zdext_segment_settle(seg);
-	}
+	/* A close deferred for this view: the pin goes with it. */
+	if (s->segment->state >= ZDEXT_DEFERRED)
+		sample_unpin(s);
+	zdext_viewed_remove(s->segment, &s->link);
 }
 
 static void
@@ -151,8 +166,7 @@ sample_dealloc(SampleObject *s)
 	SegmentObject *seg = s->segment;
 
 	/* No view is alive (each holds a reference): unpin. */
-	zdext_sample_release_now(s);
-	zdext_segment_settle(seg);
+	sample_unpin(s);
 	tp->tp_free((PyObject *)s);
 	Py_DECREF(tp);
 	Py_DECREF(seg);
@@ -167,7 +181,8 @@ sample_release(SampleObject *s, PyObject *Py_UNUSED(ignored))
 {
 	if (zdext_check_owner(s->segment, "the sample") < 0)
 		return NULL;
-	if (s->released || s->segment->seg == NULL)
+	if (s->released || s->segment->seg == NULL ||
+	    s->segment->state >= ZDEXT_DETACHED)
 		Py_RETURN_NONE;
 	if (s->exports > 0) {
 		char what[64];
@@ -178,8 +193,7 @@ sample_release(SampleObject *s, PyObject *Py_UNUSED(ignored))
 		return zdext_views_alive(zdext_state_of((PyObject *)s), s->exports,
 					 what, "release");
 	}
-	zdext_sample_release_now(s);
-	zdext_segment_settle(s->segment);
+	sample_unpin(s);
 	Py_RETURN_NONE;
 }
 
@@ -237,8 +251,7 @@ sample_len(SampleObject *s)
 static PyObject *
 sample_repr(SampleObject *s)
 {
-	int pinned = !s->released && s->segment->seg != NULL &&
-		     !zdext_foreign(s->segment);
+	int pinned = !s->released && zdext_segment_attached(s->segment);
 
 	/* The meta may be read only while the slot is pinned. */
 	if (pinned)
@@ -311,7 +324,8 @@ sample_get_shape(SampleObject *s, void *Py_UNUSED(c))
 static PyObject *
 sample_get_released(SampleObject *s, void *Py_UNUSED(c))
 {
-	return PyBool_FromLong(s->released || s->segment->seg == NULL);
+	return PyBool_FromLong(s->released || s->segment->seg == NULL ||
+			       s->segment->state >= ZDEXT_DETACHED);
 }
 
 static PyObject *

@@ -1,10 +1,11 @@
 /* segment.c — Segment (abstract base), MemorySegment, PosixSegment and
  * AnonymousSegment.
  *
- * A segment object owns one zd_segment_t handle.  Its children (Loan, Sample,
- * Reader) hold strong references to it and sit on an intrusive list, so
- * close() can refuse while views are alive and otherwise end every child
- * before unmapping (see the lifetime model in ext.h).
+ * A segment object owns one zd_segment_t handle.  Loans, samples, readers
+ * and writers hold strong references to it; loans and samples with views
+ * are on its `viewed` list, so close() can refuse while views are alive
+ * and otherwise leave the rest to the core (see the lifetime model in
+ * ext.h).
  */
 #include "ext.h"
 
@@ -15,38 +16,27 @@
 #include <unistd.h>
 
 /* --------------------------------------------------------------------------
- * Child list, closing, waiting
+ * Exporters with views, closing, waiting
  * ------------------------------------------------------------------------ */
 
+static void segment_settle(SegmentObject *self);
+
 void
-zdext_child_link(SegmentObject *seg, zdext_child *c, int kind, PyObject *owner)
+zdext_viewed_add(SegmentObject *seg, zdext_viewed *v)
 {
-	c->kind = kind;
-	c->owner = owner;
-	c->next = &seg->children;
-	c->prev = seg->children.prev;
-	seg->children.prev->next = c;
-	seg->children.prev = c;
-	if (kind == ZDEXT_CHILD_LOAN)
-		seg->n_loans++;
-	else if (kind == ZDEXT_CHILD_SAMPLE)
-		seg->n_samples++;
-	else
-		seg->n_readers++;
+	v->next = &seg->viewed;
+	v->prev = seg->viewed.prev;
+	seg->viewed.prev->next = v;
+	seg->viewed.prev = v;
 }
 
 void
-zdext_child_unlink(SegmentObject *seg, zdext_child *c)
+zdext_viewed_remove(SegmentObject *seg, zdext_viewed *v)
 {
-	c->prev->next = c->next;
-	c->next->prev = c->prev;
-	c->next = c->prev = c;
-	if (c->kind == ZDEXT_CHILD_LOAN)
-		seg->n_loans--;
-	else if (c->kind == ZDEXT_CHILD_SAMPLE)
-		seg->n_samples--;
-	else
-		seg->n_readers--;
+	v->prev->next = v->next;
+	v->next->prev = v->prev;
+	v->next = v->prev = v;
+	segment_settle(seg);
 }
 
 /* The mapped handles of this process (SegmentObject.open_prev/next). */
@@ -87,60 +77,84 @@ zdext_segments_disown(void)
 			zd_segment_disown(s->seg);
 }
 
+/* Unmaps: nothing points into the mapping any more (no exports).  The
+ * core ends whatever of the handle is left (zd_segment_close); in a fork
+ * child only the local mapping goes (zd_segment_abandon). */
 static void
-segment_close_now(SegmentObject *self)
+segment_unmap(SegmentObject *self)
 {
 	zd_segment_t *h = self->seg;
 	int foreign = zdext_foreign(self);
 
-	/* Nothing points into the mapping any more: every child is gone or
-	 * has no exports and no pin. */
 	self->seg = NULL;
-	self->closed = 1;
-	self->close_pending = 0;
-	self->n_pending_close = 0;   /* zd_segment_close ends them */
+	if (self->state == ZDEXT_OPEN)
+		self->state = ZDEXT_DETACHED;
 	if (h == NULL)
 		return;
 	open_list_remove(self);
 	Py_BEGIN_ALLOW_THREADS
 	if (foreign)
-		zd_segment_abandon(h);   /* a fork child: local unmap only */
+		zd_segment_abandon(h);
 	else
 		zd_segment_close(h);
 	Py_END_ALLOW_THREADS
 }
 
-void
-zdext_segment_settle(SegmentObject *seg)
+/* Views that keep close() from ending the stream's part of the handle:
+ * those of a live loan (it would be discarded under a writable view) and
+ * of an unreleased sample (its slot would be recycled under the view).  A
+ * committed or discarded loan's views only keep the mapping. */
+static Py_ssize_t
+viewed_blocking(const zdext_viewed *v)
 {
-	if (seg->close_pending && seg->seg != NULL &&
-	    seg->children.next == &seg->children)
-		segment_close_now(seg);
+	if (v->is_loan) {
+		const LoanObject *l = (const LoanObject *)v->owner;
+
+		return l->state == ZDEXT_LOAN_LIVE ? l->exports : 0;
+	}
+	return ((const SampleObject *)v->owner)->released
+	       ? 0 : ((const SampleObject *)v->owner)->exports;
 }
 
-void
-zdext_segment_close_reader(SegmentObject *seg, zd_reader_t *r)
+static Py_ssize_t
+segment_blocking(const SegmentObject *self)
 {
-	int rc;
+	const zdext_viewed *v;
+	Py_ssize_t n = 0;
 
-	if (seg->seg == NULL)
+	for (v = self->viewed.next; v != &self->viewed; v = v->next)
+		n += viewed_blocking(v);
+	return n;
+}
+
+/* What a close left for the views, done as soon as they allow it: the
+ * detach once no view of a live loan or unreleased sample is left, the
+ * unmap once no view at all is left.  Called by close() and whenever an
+ * exporter loses its last view. */
+static void
+segment_settle(SegmentObject *self)
+{
+	zd_segment_t *h = self->seg;
+
+	/* Not while another thread is inside the core on this handle (the
+	 * detach below runs with the GIL released): it settles again when it
+	 * is back.  This thread's own waits are between two slices. */
+	if (self->state < ZDEXT_DEFERRED || h == NULL ||
+	    self->inflight > zdext_own_waits(self, NULL))
 		return;
-	rc = zd_reader_close(seg->seg, r);
-	if (rc == -EBUSY && seg->n_pending_close < (int)ZD_READER_MAX)
-		seg->pending_close[seg->n_pending_close++] = *r;
-}
-
-void
-zdext_segment_retry_closes(SegmentObject *seg)
-{
-	int i = 0;
-
-	while (i < seg->n_pending_close && seg->seg != NULL) {
-		if (zd_reader_close(seg->seg, &seg->pending_close[i]) == -EBUSY) {
-			i++;
-			continue;
-		}
-		seg->pending_close[i] = seg->pending_close[--seg->n_pending_close];
+	if (self->viewed.next == &self->viewed) {
+		segment_unmap(self);
+	} else if (self->state == ZDEXT_DEFERRED && !zdext_foreign(self) &&
+		   segment_blocking(self) == 0) {
+		/* (A fork child never detaches: the parent's part is not its
+		 * to end; it only abandons its mapping, above.) */
+		self->state = ZDEXT_DETACHED;
+		self->inflight++;
+		Py_BEGIN_ALLOW_THREADS
+		zd_segment_detach(h);
+		Py_END_ALLOW_THREADS
+		self->inflight--;
+		segment_settle(self);   /* the last view may have gone meanwhile */
 	}
 }
 
@@ -159,7 +173,7 @@ zdext_segment_check(SegmentObject *seg)
 {
 	if (zdext_check_owner(seg, "the segment") < 0)
 		return -1;
-	if (seg->closed || seg->seg == NULL) {
+	if (seg->state != ZDEXT_OPEN || seg->seg == NULL) {
 		zdext_closed(zdext_state_of((PyObject *)seg), "the segment");
 		return -1;
 	}
@@ -234,7 +248,8 @@ zdext_wait(SegmentObject *seg, zdext_slice_fn fn, void *ctx,
 		}
 		/* A handler (or another thread) may have closed the segment,
 		 * the reader or the writer: ctx may point to a freed handle. */
-		if (seg->closed || seg->seg == NULL || (abort != NULL && *abort)) {
+		if (seg->state != ZDEXT_OPEN || seg->seg == NULL ||
+		    (abort != NULL && *abort)) {
 			rc = ZDEXT_CLOSED;
 			break;
 		}
@@ -244,69 +259,39 @@ zdext_wait(SegmentObject *seg, zdext_slice_fn fn, void *ctx,
 	return rc;
 }
 
-static Py_ssize_t
-child_exports(zdext_child *c)
-{
-	if (c->kind == ZDEXT_CHILD_LOAN)
-		return ((LoanObject *)c->owner)->exports;
-	if (c->kind == ZDEXT_CHILD_SAMPLE)
-		return ((SampleObject *)c->owner)->exports;
-	return 0;
-}
-
-/* Views that keep close() from ending their object now: those of a live
- * loan (it would be discarded under a writable view) and of an unreleased
- * sample (its slot would be recycled under the view).  A committed or
- * discarded loan's views only keep the mapping. */
-static Py_ssize_t
-child_blocking_views(zdext_child *c)
-{
-	if (c->kind == ZDEXT_CHILD_LOAN) {
-		LoanObject *l = (LoanObject *)c->owner;
-
-		return l->state == ZDEXT_LOAN_LIVE ? l->exports : 0;
-	}
-	if (c->kind == ZDEXT_CHILD_SAMPLE) {
-		SampleObject *s = (SampleObject *)c->owner;
-
-		return s->released ? 0 : s->exports;
-	}
-	return 0;
-}
-
 /* ViewsAliveError naming each loan and sample whose views block close(). */
 static void
 segment_views_alive(SegmentObject *self)
 {
 	char msg[640];
 	size_t len;
-	zdext_child *c;
+	zdext_viewed *v;
 	Py_ssize_t objects = 0, shown = 0, n;
 
 	len = (size_t)PyOS_snprintf(msg, sizeof(msg),
 				    "cannot close the segment: views are alive of");
-	for (c = self->children.next; c != &self->children; c = c->next) {
-		n = child_blocking_views(c);
+	for (v = self->viewed.next; v != &self->viewed; v = v->next) {
+		n = viewed_blocking(v);
 		if (n == 0)
 			continue;
 		objects++;
 		if (shown == 4 || len >= sizeof(msg) - 96)
 			continue;
 		shown++;
-		if (c->kind == ZDEXT_CHILD_LOAN)
+		if (v->is_loan)
 			len += (size_t)PyOS_snprintf(
 				msg + len, sizeof(msg) - len,
 				"%s the live loan of slot %u (%zd view%s)",
 				shown > 1 ? "," : "",
-				(unsigned)((LoanObject *)c->owner)->slot, n,
+				(unsigned)((LoanObject *)v->owner)->slot, n,
 				n == 1 ? "" : "s");
 		else
 			len += (size_t)PyOS_snprintf(
 				msg + len, sizeof(msg) - len,
 				"%s the sample of slot %u, sn %llu (%zd view%s)",
 				shown > 1 ? "," : "",
-				(unsigned)((SampleObject *)c->owner)->view.slot,
-				(unsigned long long)((SampleObject *)c->owner)->view.sn,
+				(unsigned)((SampleObject *)v->owner)->view.slot,
+				(unsigned long long)((SampleObject *)v->owner)->view.sn,
 				n, n == 1 ? "" : "s");
 	}
 	if (objects > shown)
@@ -319,66 +304,44 @@ segment_views_alive(SegmentObject *self)
 	PyErr_SetString(zdext_state_of((PyObject *)self)->ViewsAliveError, msg);
 }
 
-/* close(): defer == 0 refuses while a live loan or a sample has views;
- * __exit__ defers the end of those until their last view is gone.  Either
- * way the goodbye, the readers' close and the end of every other loan and
- * sample happen now; only the unmap waits for views that remain. */
+/* close(): defer == 0 refuses while a live loan or an unreleased sample
+ * has views; __exit__ defers instead.  Either way the goodbye and the
+ * readers' close happen now; the rest (the end of the loans and pins of
+ * the handle, the unmap) as soon as the views allow (segment_settle). */
 static int
 segment_close_impl(SegmentObject *self, int defer)
 {
-	zdext_child *c, *next;
-	Py_ssize_t views = 0;
+	zd_segment_t *h = self->seg;
 
 	if (zdext_foreign(self)) {
 		if (!defer)
 			return zdext_check_owner(self, "the segment");
-		self->closed = 1;   /* unmapped locally when collected */
+		/* Unmapped locally when collected (zd_segment_abandon). */
+		if (self->state == ZDEXT_OPEN)
+			self->state = ZDEXT_DETACHED;
 		return 0;
 	}
-	if (self->seg == NULL || self->closing || self->close_pending)
+	if (h == NULL || self->state != ZDEXT_OPEN)
 		return 0;
-	for (c = self->children.next; c != &self->children; c = c->next)
-		views += child_blocking_views(c);
-	if (views > 0 && !defer) {
+	if (!defer && segment_blocking(self) > 0) {
 		segment_views_alive(self);
 		return -1;
 	}
-	self->closed = 1;
-	self->closing = 1;
-	/* Not for this thread's own waits: this is a signal handler running
-	 * between two of their slices, and they leave once it returns. */
+	self->state = ZDEXT_CLOSING;
+	/* Other threads inside the core leave at their next slice; this
+	 * thread's own waits (we run in a signal handler between two of their
+	 * slices) leave once it returns. */
 	zdext_wait_idle(&self->inflight, zdext_own_waits(self, NULL));
-	for (c = self->children.next; c != &self->children; c = next) {
-		next = c->next;
-		if (child_exports(c) > 0)
-			continue;
-		if (c->kind == ZDEXT_CHILD_LOAN)
-			zdext_loan_drop_now((LoanObject *)c->owner);
-		else if (c->kind == ZDEXT_CHILD_SAMPLE)
-			zdext_sample_release_now((SampleObject *)c->owner);
-		else
-			zdext_reader_close_now((ReaderObject *)c->owner);
-	}
-	self->closing = 0;
-	if (self->children.next == &self->children) {
-		segment_close_now(self);
-	} else {
-		zd_segment_t *h = self->seg;
-		Py_ssize_t blocking = 0;
-
-		for (c = self->children.next; c != &self->children; c = c->next)
-			blocking += child_blocking_views(c);
-		self->close_pending = 1;
-		/* Only views of committed loans left: nothing of the stream is
-		 * ours any more but the mapping.  Else the pins and loans of the
-		 * remaining views stay, and only the goodbye is said now. */
+	if (self->viewed.next != &self->viewed) {
+		/* Views remain: end the stream's part now, keep the mapping
+		 * (and the loans and pins those views need). */
 		Py_BEGIN_ALLOW_THREADS
-		if (blocking == 0)
-			zd_segment_detach(h);
-		else
-			zd_segment_goodbye(h);
+		zd_segment_goodbye(h);
+		zd_segment_close_readers(h);
 		Py_END_ALLOW_THREADS
 	}
+	self->state = ZDEXT_DEFERRED;
+	segment_settle(self);
 	return 0;
 }
 
@@ -400,9 +363,8 @@ segment_wrap(PyTypeObject *tp, zd_segment_t *h, PyObject *name)
 	self->seg = h;
 	self->pid = zdext_pid;
 	open_list_add(self);
-	self->children.next = self->children.prev = &self->children;
-	self->children.owner = NULL;
-	self->children.kind = 0;
+	self->viewed.next = self->viewed.prev = &self->viewed;
+	self->viewed.owner = NULL;
 	self->backend = zd_segment_backend(h);
 	self->slot_count = zd_segment_slot_count(h);
 	self->slot_capacity = zd_segment_slot_capacity(h);
@@ -804,9 +766,9 @@ segment_dealloc(SegmentObject *self)
 
 	if (self->weakreflist != NULL)
 		PyObject_ClearWeakRefs((PyObject *)self);
-	/* Every child holds a reference, so the list is empty here. */
+	/* Every exporter holds a reference: no view is left. */
 	if (self->seg != NULL)
-		segment_close_now(self);
+		segment_unmap(self);
 	Py_CLEAR(self->name);
 	Py_CLEAR(self->allow_owner);
 	tp->tp_free((PyObject *)self);
@@ -817,7 +779,7 @@ static PyObject *
 segment_repr(SegmentObject *self)
 {
 	const char *state = self->seg == NULL ? "closed"
-			    : self->closed ? "closing" : "open";
+			    : self->state != ZDEXT_OPEN ? "closing" : "open";
 
 	if (self->name != NULL)
 		return PyUnicode_FromFormat("<%s name=%R slots=%ux%llu %s>",
@@ -877,7 +839,7 @@ seg_get_type_hash(SegmentObject *self, void *Py_UNUSED(c))
 static PyObject *
 seg_get_closed(SegmentObject *self, void *Py_UNUSED(c))
 {
-	return PyBool_FromLong(self->closed || self->seg == NULL);
+	return PyBool_FromLong(self->state != ZDEXT_OPEN || self->seg == NULL);
 }
 
 static PyObject *
@@ -1639,7 +1601,7 @@ posix_segment_reduce_ex(SegmentObject *self, PyObject *Py_UNUSED(protocol))
 
 	if (zdext_check_owner(self, "the segment") < 0)
 		return NULL;
-	if (self->closed || self->seg == NULL) {
+	if (self->state != ZDEXT_OPEN || self->seg == NULL) {
 		PyErr_Format(zdext_state_of((PyObject *)self)->ClosedError,
 			     "cannot pickle the segment %R: it is closed (a pickle "
 			     "carries the open segment's identity)", self->name);

@@ -65,6 +65,7 @@ zdext_segment_writer(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
 	w->timeout_ns = timeout;
 	w->spin_ns = spin;
 	w->closed = 0;
+	memset(&w->plan, 0, sizeof(w->plan));
 	return (PyObject *)w;
 }
 
@@ -87,9 +88,9 @@ loan_slice(void *p, uint64_t deadline, uint64_t spin)
 /* Loans a slot for nbytes (of the smallest size class that fits and has
  * one) per the writer's policy; returns 0 or a code for zdext_raise.  The
  * segment is open. */
-static int
-writer_loan_slot(WriterObject *w, uint64_t timeout_ns, uint64_t nbytes,
-		 uint32_t *slot)
+int
+zdext_writer_loan_slot(WriterObject *w, uint64_t timeout_ns, uint64_t nbytes,
+		       uint32_t *slot)
 {
 	SegmentObject *seg = w->segment;
 	struct loan_ctx ctx;
@@ -130,8 +131,8 @@ writer_try_slot(WriterObject *w, uint64_t nbytes, uint32_t *slot)
 	return rc == -EAGAIN || rc == -ETIMEDOUT ? 1 : rc;
 }
 
-static int
-writer_check(WriterObject *w)
+int
+zdext_writer_check(WriterObject *w)
 {
 	if (zdext_check_owner(w->segment, "the writer") < 0)
 		return -1;
@@ -170,10 +171,10 @@ writer_loan(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 	} else if (zdext_bind("loan", args, nargs, kwnames, names, 2, 1, a) < 0) {
 		return NULL;
 	}
-	if (timeout_arg(w, a[0], &timeout) < 0 || writer_check(w) < 0 ||
+	if (timeout_arg(w, a[0], &timeout) < 0 || zdext_writer_check(w) < 0 ||
 	    zdext_nbytes_arg(w->segment, a[1], "loan", &nbytes) < 0)
 		return NULL;
-	rc = writer_loan_slot(w, timeout, nbytes, &slot);
+	rc = zdext_writer_loan_slot(w, timeout, nbytes, &slot);
 	if (rc < 0)
 		return zdext_raise(st, rc, "loan");
 	return zdext_loan_new(st, w->segment, slot);
@@ -221,11 +222,11 @@ publish_impl(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 	}
 	if (zdext_layout_from_buffer(st, &v, a[0], seg->slot_capacity, &lay) < 0)
 		goto fail;
-	if (writer_check(w) < 0)
+	if (zdext_writer_check(w) < 0)
 		goto fail;
 	/* The smallest size class that holds the bytes. */
 	rc = try_ ? writer_try_slot(w, (uint64_t)v.len, &slot)
-		  : writer_loan_slot(w, timeout, (uint64_t)v.len, &slot);
+		  : zdext_writer_loan_slot(w, timeout, (uint64_t)v.len, &slot);
 	if (rc == 1) {
 		PyBuffer_Release(&v);
 		Py_RETURN_NONE;
@@ -291,7 +292,7 @@ writer_try_loan(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 	if ((nargs != 0 || kwnames != NULL) &&
 	    zdext_bind("try_loan", args, nargs, kwnames, names, 1, 0, a) < 0)
 		return NULL;
-	if (writer_check(w) < 0 ||
+	if (zdext_writer_check(w) < 0 ||
 	    zdext_nbytes_arg(w->segment, a[0], "try_loan", &nbytes) < 0)
 		return NULL;
 	rc = writer_try_slot(w, nbytes, &slot);
@@ -307,7 +308,7 @@ writer_fileno(WriterObject *w, PyObject *Py_UNUSED(ignored))
 {
 	int fd;
 
-	if (writer_check(w) < 0)
+	if (zdext_writer_check(w) < 0)
 		return NULL;
 	fd = zd_writer_ready_fd(w->segment->seg);
 	if (fd < 0)
@@ -324,7 +325,7 @@ writer_arm(WriterObject *w, PyObject *arg)
 	unsigned long long last;
 	int rc;
 
-	if (writer_check(w) < 0)
+	if (zdext_writer_check(w) < 0)
 		return NULL;
 	last = PyLong_AsUnsignedLongLong(arg);
 	if (last == (unsigned long long)-1 && PyErr_Occurred())
@@ -355,36 +356,6 @@ writer_apublish(PyObject *w, PyObject *const *args, Py_ssize_t nargs,
 		PyObject *kwnames)
 {
 	return zdext_aio_call(w, "apublish", args, nargs, kwnames);
-}
-
-/* Writer.loan_array(shape, dtype, ...) is zdshm.arrays.loan_array(self, ...):
- * the extension stays free of numpy. */
-static PyObject *
-writer_loan_array(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
-		  PyObject *kwnames)
-{
-	zdext_state *st = zdext_state_of((PyObject *)w);
-	PyObject *stack[8];
-	Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i;
-
-	if (st->loan_array == NULL) {
-		PyObject *mod = PyImport_ImportModule("zdshm.arrays");
-		if (mod == NULL)
-			return NULL;
-		st->loan_array = PyObject_GetAttrString(mod, "loan_array");
-		Py_DECREF(mod);
-		if (st->loan_array == NULL)
-			return NULL;
-	}
-	if (1 + nargs + nkw > (Py_ssize_t)(sizeof(stack) / sizeof(stack[0]))) {
-		PyErr_SetString(PyExc_TypeError, "loan_array(): too many arguments");
-		return NULL;
-	}
-	stack[0] = (PyObject *)w;
-	for (i = 0; i < nargs + nkw; i++)
-		stack[1 + i] = args[i];
-	return PyObject_Vectorcall(st->loan_array, stack, (size_t)(1 + nargs),
-				   kwnames);
 }
 
 /* wait_for_readers: one slice waits for the next change of the segment's
@@ -428,7 +399,7 @@ writer_wait_for_readers(WriterObject *w, PyObject *const *args,
 	if (zdext_u64_arg(a[0], "n", 0, ZD_READER_MAX, &ctx.want) < 0 ||
 	    (a[1] != NULL &&
 	     zdext_seconds_arg(a[1], "timeout", 1, 0.0, &timeout) < 0) ||
-	    writer_check(w) < 0)
+	    zdext_writer_check(w) < 0)
 		return NULL;
 	ctx.seg = w->segment->seg;
 	rc = zdext_wait(w->segment, readers_slice, &ctx, timeout, 0, NULL);
@@ -449,7 +420,7 @@ writer_close(WriterObject *w, PyObject *Py_UNUSED(ignored))
 static PyObject *
 writer_enter(WriterObject *w, PyObject *Py_UNUSED(ignored))
 {
-	if (writer_check(w) < 0)
+	if (zdext_writer_check(w) < 0)
 		return NULL;
 	return Py_NewRef(w);
 }
@@ -467,6 +438,7 @@ writer_dealloc(WriterObject *w)
 {
 	PyTypeObject *tp = Py_TYPE(w);
 
+	zdext_plan_clear(&w->plan);
 	Py_DECREF(w->segment);
 	tp->tp_free((PyObject *)w);
 	Py_DECREF(tp);
@@ -564,11 +536,15 @@ static PyMethodDef writer_methods[] = {
 	 "_arm($self, last, /)\n--\n\nArms the readiness descriptor; True: wait."},
 	{"_disarm", (PyCFunction)writer_disarm, METH_NOARGS,
 	 "_disarm($self, /)\n--\n\nStops an armed wait."},
-	{"loan_array", (PyCFunction)(void (*)(void))writer_loan_array,
+	{"loan_array", (PyCFunction)(void (*)(void))zdext_writer_loan_array,
 	 METH_FASTCALL | METH_KEYWORDS,
 	 "loan_array($self, /, shape, dtype, timeout=...)\n--\n\n"
-	 "zdshm.arrays.loan_array(self, shape, dtype, timeout): a context manager "
-	 "yielding a writable numpy array over a loan; commit on exit."},
+	 "A context manager (LoanArray) whose `with` loans a slot and yields a "
+	 "writable numpy array (a zdshm.arrays.LoanFrame) of that shape and "
+	 "dtype over it; a normal exit makes the array read-only and commits, "
+	 "an exception discards.  ViewsAliveError (nothing published) while "
+	 "another view of the frame is alive at the exit.  timeout defaults to "
+	 "the writer's."},
 	{"wait_for_readers", (PyCFunction)(void (*)(void))writer_wait_for_readers,
 	 METH_FASTCALL | METH_KEYWORDS,
 	 "wait_for_readers($self, /, n, timeout=None)\n--\n\n"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
-from contextlib import AbstractContextManager
 from typing import Any, Literal, NoReturn, Self, SupportsIndex, TypeAlias, final, overload
 
 import numpy.typing
@@ -210,8 +209,6 @@ class Loan(Buffer):
     def address(self) -> int: ...                        # slot data address in this process (diagnostics)
     @property
     def sn(self) -> int | None: ...                      # sequence number once committed
-    def _commit_sealed(self, nbytes: int | None = None, /) -> int: ...  # commit allowing 1 export (loan_array)
-    def _discard_sealed(self) -> None: ...               # discard allowing 1 export (loan_array)
     def __len__(self) -> int: ...
     def __buffer__(self, flags: int, /) -> memoryview: ...
     # DLPack (a PyCapsule; an export like a memoryview) and numpy's fallback
@@ -260,6 +257,16 @@ class Sample(Buffer):
     def __exit__(self, *exc_info: object) -> None: ...
 
 @final
+class LoanArray:
+    """Context manager of Writer.loan_array: __enter__ loans a slot and returns a writable
+    zdshm.arrays.LoanFrame over it; a normal exit makes it read-only and commits (ViewsAliveError,
+    nothing published, while another view of the frame is alive); an exception discards."""
+    def __enter__(self) -> numpy.typing.NDArray[Any]: ...
+    def __exit__(self, *exc_info: object) -> Literal[False]: ...
+
+def _loan_frame_type() -> type[numpy.ndarray[Any, Any]]: ...   # zdshm.arrays.LoanFrame; imports numpy
+
+@final
 class Writer:
     @property
     def overflow(self) -> str: ...
@@ -269,7 +276,7 @@ class Writer:
     def close(self) -> None: ...
     # additions
     def loan_array(self, shape: int | tuple[int, ...], dtype: Any,
-                   timeout: float | None = ...) -> AbstractContextManager[numpy.typing.NDArray[Any]]: ...  # zdshm.arrays.loan_array
+                   timeout: float | None = ...) -> LoanArray: ...  # with: a writable LoanFrame; commit on exit
     @property
     def timeout(self) -> float | None: ...
     @property

@@ -444,8 +444,10 @@ static void close_with_views_and_after(zdt_ctx_t *c)
 	CHECK(x != v.slot);
 	CHECK_OK(zd_slot_discard(c->seg, x));
 	CHECK_EQ(((const unsigned char *)v.data)[0], 7);
+	/* closing again while the view lives changes nothing */
+	CHECK_RC(zd_reader_close(c->seg, &r), -EBUSY);
+	/* the release of the last view frees the entry: nothing to call */
 	CHECK_OK(zd_slot_release(c->seg, &v));
-	CHECK_OK(zd_reader_close(c->seg, &r));
 	CHECK_EQ(zd_segment_active_mask(c->seg), 0);
 	/* everything after close is -ENOTCONN */
 	CHECK_RC(zd_reader_take(c->seg, &r, &w), -ENOTCONN);
@@ -464,6 +466,62 @@ static void close_with_views_and_after(zdt_ctx_t *c)
 		CHECK(zd_reader_stats(c->seg, &bad, &st) < 0);
 		CHECK(zd_reader_close(c->seg, &bad) < 0);
 	}
+}
+
+/* A reader closed with two views pinned keeps its index until the second
+ * is released, then the entry is free: a new reader of the handle gets
+ * that very index again (the only free one). */
+static void closed_reader_freed_by_last_release(zdt_ctx_t *c)
+{
+	static zd_reader_t fill[ZD_READER_MAX];
+	zd_reader_t r, again;
+	zd_view_t v1, v2;
+	uint32_t n = 0;
+
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &r));
+	put(c->seg, 1, NULL);
+	put(c->seg, 2, NULL);
+	REQUIRE_OK(zd_reader_take(c->seg, &r, &v1));
+	REQUIRE_OK(zd_reader_take(c->seg, &r, &v2));
+	CHECK_RC(zd_reader_close(c->seg, &r), -EBUSY);
+	/* every other index taken: only r's could be handed out */
+	while (zd_reader_open(c->seg, 0, &fill[n]) == 0)
+		n++;
+	CHECK_EQ(n, ZD_READER_MAX - 1);
+	CHECK_OK(zd_slot_release(c->seg, &v1));
+	CHECK_RC(zd_reader_open(c->seg, 0, &again), -EUSERS);   /* v2 pins it */
+	CHECK_RC(zd_reader_stats(c->seg, &r, &(zd_reader_stats_t){0}), 0);
+	CHECK_OK(zd_slot_release(c->seg, &v2));
+	CHECK_RC(zd_reader_stats(c->seg, &r, &(zd_reader_stats_t){0}), -ENOTCONN);
+	CHECK_RC(zd_reader_close(c->seg, &r), -ENOTCONN);
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &again));
+	CHECK_EQ(again.index, r.index);
+	CHECK(again.epoch != r.epoch);
+	/* a view of the new reader and the old one's struct do not mix */
+	CHECK_RC(zd_reader_close(c->seg, &r), -ENOTCONN);
+	CHECK_OK(zd_reader_close(c->seg, &again));
+	for (uint32_t i = 0; i < n; i++)
+		CHECK_OK(zd_reader_close(c->seg, &fill[i]));
+}
+
+/* zd_segment_close_readers closes every reader of the handle: the free
+ * ones at once, a pinned one at the release of its view. */
+static void segment_close_readers(zdt_ctx_t *c)
+{
+	zd_reader_t a, b;
+	zd_view_t v;
+
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &a));
+	REQUIRE_OK(zd_reader_open(c->seg, 0, &b));
+	put(c->seg, 1, NULL);
+	REQUIRE_OK(zd_reader_take(c->seg, &b, &v));
+	CHECK_OK(zd_segment_close_readers(c->seg));
+	CHECK_EQ(zd_segment_active_mask(c->seg), 0);
+	CHECK_RC(zd_reader_close(c->seg, &a), -ENOTCONN);
+	CHECK_RC(zd_reader_close(c->seg, &b), -EBUSY);
+	CHECK_EQ(((const unsigned char *)v.data)[0], 1);
+	CHECK_OK(zd_slot_release(c->seg, &v));
+	CHECK_RC(zd_reader_close(c->seg, &b), -ENOTCONN);
 }
 
 /* Two readers in two handles each receive every sample once, in order. */
@@ -513,6 +571,9 @@ int main(void)
 		     close_frees_slots_waiting_on_it);
 	zdt_run_both("close_with_views_and_after", &c2,
 		     close_with_views_and_after);
+	zdt_run_both("closed_reader_freed_by_last_release", &c2,
+		     closed_reader_freed_by_last_release);
+	zdt_run_both("segment_close_readers", &c2, segment_close_readers);
 	zdt_run_posix("two_handles_fan_out", &c4, two_handles_fan_out);
 	return zdt_finish();
 }

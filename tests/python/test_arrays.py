@@ -186,3 +186,46 @@ def test_torch_frombuffer_style_consumer(seg):
     assert flat.tolist() == [0, 1, 2, 3, 4, 5]
     m = memoryview(s)
     assert (m.format, m.shape, m.itemsize, m.nbytes) == ("f", (2, 3), 4, 24)
+
+
+def test_loan_array_frame_and_its_views_are_exports_of_the_loan(seg):
+    w, r = seg.writer(), seg.reader()
+    cm = w.loan_array((4, 4), np.float32)
+    assert isinstance(cm, zdshm.LoanArray)
+    with cm as f:
+        loan = f.base                    # the frame is built over the loan
+        assert isinstance(f, arrays.LoanFrame) and isinstance(loan, zdshm.Loan)
+        assert loan.exports == 1 and loan.live
+        v = f[1:]
+        assert loan.exports == 2
+        del v
+        assert loan.exports == 1
+        f[...] = 2
+        copy = f.copy()                  # memory of its own: no export
+        assert loan.exports == 1
+    assert loan.sn is not None and not loan.live
+    assert loan.exports == 1             # the frame keeps the mapping
+    assert float(np.asarray(r.take(timeout=1)).sum()) == 32.0
+    assert not f[1:].flags.writeable and loan.exports == 1
+    del f
+    gc.collect()
+    assert loan.exports == 0 and float(copy.sum()) == 32.0
+    with pytest.raises(RuntimeError, match="not reentrant"):
+        with cm:
+            cm.__enter__()
+    with pytest.raises(TypeError, match="cannot pickle"):
+        import pickle
+        pickle.dumps(cm)
+
+
+def test_loan_array_plan_follows_shape_and_dtype(seg):
+    w, r = seg.writer(), seg.reader()
+    for shape, dtype in [((2, 3), np.int16), ((2, 3), np.int16), ([2, 3], "i2"),
+                         (6, np.float64), ((3, 2), np.dtype(">i4"))]:
+        with w.loan_array(shape, dtype) as f:
+            f[...] = 1
+        out = np.asarray(r.take(timeout=1))
+        want = (shape,) if isinstance(shape, int) else tuple(shape)
+        assert out.shape == want and out.dtype == np.dtype(dtype)
+    with pytest.raises(TypeError):
+        w.loan_array((2.0, 3), np.int16)          # not served from the cache

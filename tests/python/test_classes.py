@@ -336,3 +336,16 @@ def test_aloan_takes_nbytes(cseg):
     assert (loan.slot, loan.capacity) == (4, 1024)
     loan.discard()
     assert r.stats()["dropped"] == 0
+
+
+def test_loan_array_of_an_empty_shape_takes_a_class_its_meta_fits(cseg):
+    # (0, 40) float64 has no bytes, but its meta bounds 40 * 8 = 320 bytes:
+    # the loan is of the smallest class that holds 320, so the reader sees
+    # the shape, not raw bytes.
+    w, r = cseg.writer(overflow="fail"), cseg.reader()
+    with w.loan_array((0, 40), np.float64) as frame:
+        loan = frame.base
+        assert loan.capacity >= 320
+    with r.take(timeout=1) as s:
+        assert (s.format, s.shape, s.size) == ("d", (0, 40), 0)
+    del frame, loan

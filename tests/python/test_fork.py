@@ -7,6 +7,7 @@ its loans and pins, and its readers get no goodbye.
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import subprocess
@@ -302,3 +303,39 @@ def test_fork_child_does_not_keep_dead_parent_alive_anonymous():
         _parent_dies_child_lives(seg, _PARENT_DIES_FD, str(fd), pass_fds=[fd])
     finally:
         seg.close()
+
+
+_HELD: list = []
+
+
+def test_fork_child_ending_a_deferred_close_detaches_nothing(posix_factory):
+    # `with seg:` deferred for a view; a fork child that drops its copy of
+    # that view must only unmap its copy, never detach the parent's handle
+    # (which would discard the parent's loan and drop its pins).
+    seg = posix_factory(slot_count=4, slot_capacity=64)
+    other = posix_factory.attach(seg)
+    w, r = seg.writer(), seg.reader()
+    with w.loan_array((4,), np.uint8) as frame:     # a committed frame: a view
+        frame[:] = 1                                # that only keeps the mapping
+    r.take(timeout=1).release()
+    w.publish(b"held")
+    _HELD.append(np.asarray(r.take(timeout=1)))     # its only reference
+    loan = seg.reserve()
+    seg.__exit__(None, None, None)                  # deferred: the view is alive
+    assert "closing" in repr(seg)
+
+    def body():
+        _HELD.clear()                               # the child's last sample view
+        gc.collect()                                # (the frame stays)
+
+    assert _in_child(body) == 0
+    assert other.slot_state(loan.slot) == "loaned"  # the parent's loan stays
+    assert _HELD[0].tobytes() == b"held"
+    _HELD.clear()                      # the parent's last blocking view: detach
+    gc.collect()
+    assert other.slot_state(loan.slot) == "free"    # ended with the detach
+    assert "closing" in repr(seg)                   # the frame keeps the mapping
+    del frame
+    gc.collect()
+    assert "closed" in repr(seg)
+    del loan

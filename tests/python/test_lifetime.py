@@ -369,3 +369,84 @@ def test_dunder_array_of_live_sample(seg):
     assert s.__array__(np.int8).dtype == np.int8
     assert s.__array__(copy=True).flags.writeable
     del a
+
+
+# --- export counts carry the close path -----------------------------------------
+
+def test_closed_reader_index_freed_by_last_release(seg):
+    w, r = seg.writer(), seg.reader()
+    w.publish(b"held")
+    s = r.take(timeout=1)
+    index = r.index
+    r.close()                                  # disconnected at once
+    assert r.closed and seg.active_mask == 0
+    assert s.tobytes() == b"held"              # still pinned
+    others = [seg.reader() for _ in range(zdshm.READER_MAX - 1)]
+    assert index not in {o.index for o in others}   # kept while pinned
+    with pytest.raises(zdshm.TooManyReadersError):
+        seg.reader()
+    s.release()                                # the core frees the entry now
+    again = seg.reader()
+    assert again.index == index
+    for o in [again, *others]:
+        o.close()
+
+
+def test_deferred_close_ends_when_last_view_goes(make_segment):
+    seg = make_segment()
+    w, r = seg.writer(), seg.reader()
+    w.publish(b"one")
+    w.publish(b"two")
+    viewed = r.take(timeout=1)
+    bare = r.take(timeout=1)                   # a sample without views
+    loan = seg.reserve()                       # a live loan without views
+    arr = np.asarray(viewed)
+    with seg:
+        pass
+    assert seg.closed and r.closed and "closing" in repr(seg)
+    with pytest.raises(zdshm.ClosedError):
+        memoryview(loan)                       # no new views of a closed segment
+    assert bare.tobytes() == b"two" and arr.tobytes() == b"one"
+    del arr                                    # the last view: detach and unmap
+    assert "closed" in repr(seg)
+    assert viewed.released and bare.released and not loan.live
+    with pytest.raises(zdshm.ClosedError):
+        bare.tobytes()
+    del viewed, bare, loan
+    gc.collect()
+
+
+def test_segment_dealloc_unmaps_once_nothing_references_it(make_segment):
+    seg = make_segment()
+    make_segment.segments.clear()
+    w, r = seg.writer(), seg.reader()
+    w.publish(b"x")
+    s = r.take(timeout=1)
+    ref = weakref.ref(seg)
+    del seg, w, r
+    gc.collect()
+    assert ref() is not None                   # the sample holds it
+    assert s.tobytes() == b"x"
+    del s
+    gc.collect()
+    assert ref() is None
+
+
+def test_consecutive_samples_keep_their_own_layouts(seg):
+    # The segment remembers the last decoded meta: a sample with another
+    # meta (or none) is decoded, one with the same meta shares the layout.
+    w, r = seg.writer(), seg.reader()
+    sent = [np.arange(6, dtype=np.float32).reshape(2, 3),
+            np.arange(6, dtype=np.float32).reshape(3, 2),
+            np.arange(6, dtype=np.float32).reshape(3, 2) + 1,
+            np.arange(3, dtype=">i8"),
+            b"raw bytes",
+            np.arange(6, dtype=np.float32).reshape(2, 3)]
+    for obj in sent:                     # one at a time: any slot count
+        w.publish(obj, timeout=5)
+        with r.take(timeout=1) as s:
+            out = np.asarray(s)
+            want = np.frombuffer(obj, np.uint8) if isinstance(obj, bytes) else obj
+            assert out.dtype == want.dtype and out.shape == want.shape
+            np.testing.assert_array_equal(out, want)
+            del out

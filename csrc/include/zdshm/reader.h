@@ -102,10 +102,17 @@ int zd_reader_stats(const zd_segment_t *seg, const zd_reader_t *r,
 /* Unregisters: clears the active bit and marks every committed slot read
  * for this index at once, so no writer waits on it; then frees the entry.
  * While a view it took is still pinned the entry (and its index) is kept
- * and -EBUSY is returned: call again once the views are released (take
- * then delivers nothing new: every slot is marked read).
+ * and -EBUSY is returned: the release of the last such view
+ * (zd_slot_release) frees it, so nothing needs to be called again (a
+ * second close meanwhile returns -EBUSY again; take delivers nothing new:
+ * every slot is marked read).  zd_segment_close frees it in any case.
  * Returns 0, -EBUSY, -ENOTCONN (already disconnected: nothing to do). */
 int zd_reader_close(zd_segment_t *seg, zd_reader_t *r);
+
+/* zd_reader_close for every reader opened through this handle (a
+ * segment's close that must keep the handle mapped while views live).
+ * Returns 0. */
+int zd_segment_close_readers(zd_segment_t *seg);
 
 /* The segment's active-reader mask (acquire). */
 uint64_t zd_segment_active_mask(const zd_segment_t *seg);

@@ -104,7 +104,9 @@ int zd_slot_discard(zd_segment_t *seg, uint32_t slot);
  * of it, or its state word kept changing), -EBADMSG (size > capacity). */
 int zd_slot_acquire(zd_segment_t *seg, uint32_t slot, zd_view_t *view);
 
-/* Drops the pin taken by zd_slot_acquire / zd_reader_take.
+/* Drops the pin taken by zd_slot_acquire / zd_reader_take.  The release
+ * of the last view of a reader closed while it was pinned frees that
+ * reader's entry (see zd_reader_close).
  * Returns 0, -ERANGE, -ESTALE (the view was already released). */
 int zd_slot_release(zd_segment_t *seg, const zd_view_t *view);
 

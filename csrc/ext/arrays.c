@@ -1,0 +1,544 @@
+/* arrays.c — Writer.loan_array: a context manager (LoanArray) whose `with`
+ * yields a numpy array over a loan, and that array's type, LoanFrame.
+ *
+ * numpy stays an optional dependency and its C API is not used: LoanFrame
+ * is a heap subclass of numpy.ndarray made on first use, its instances are
+ * built by ndarray's own constructor (shape, dtype, buffer=loan), and the
+ * frame is made read-only with ndarray.setflags.  The dtype is resolved
+ * (numpy.dtype, zdshm.arrays.dtype_to_format) and the slot meta laid out
+ * once per (shape, dtype) and writer: the plan cache of the Writer.
+ *
+ * Lifetime (README "Lifetime rules", loan_array): a LoanFrame holds one
+ * export of its loan (frame_ext.loan) from its creation to its dealloc, as
+ * a memoryview would; every LoanFrame made from a frame while its loan is
+ * live (a slice, .view(), reshape, transpose: numpy calls
+ * __array_finalize__ on each, and their base is the frame) holds one
+ * more.  So at the block's exit the loan's export count says whether a
+ * view other than the frame is alive, and the commit allows exactly the
+ * frame's own export to remain.  ndarray views that are not LoanFrames
+ * (np.asarray(frame), memoryview(frame)) are not seen.
+ */
+#include "ext.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+
+/* The fields LoanFrame adds after numpy's ndarray. */
+typedef struct frame_ext {
+	LoanObject *loan;   /* strong; holds one export of it while set */
+} frame_ext;
+
+static void frame_dealloc(PyObject *self);
+
+/* LoanFrame itself among the bases of tp (a Python subclass of it has
+ * subtype_dealloc, LoanFrame has frame_dealloc). */
+static PyTypeObject *
+frame_root(PyTypeObject *tp)
+{
+	while (tp->tp_dealloc != frame_dealloc)
+		tp = tp->tp_base;
+	return tp;
+}
+
+static frame_ext *
+frame_ext_of(PyObject *frame)
+{
+	PyTypeObject *root = frame_root(Py_TYPE(frame));
+
+	return (frame_ext *)((char *)frame + root->tp_basicsize -
+			     (Py_ssize_t)sizeof(frame_ext));
+}
+
+static void
+frame_dealloc(PyObject *self)
+{
+	PyTypeObject *tp = Py_TYPE(self);
+	PyTypeObject *root = frame_root(tp);
+	frame_ext *x = frame_ext_of(self);
+	LoanObject *l = x->loan;
+
+	x->loan = NULL;
+	/* ndarray's dealloc drops its base (a reference to the loan too)
+	 * and frees the object; the export goes after it. */
+	root->tp_base->tp_dealloc(self);
+	if (l != NULL) {
+		zdext_loan_unexport(l);
+		Py_DECREF(l);
+	}
+	Py_DECREF(tp);
+}
+
+/* 1 if o is a LoanFrame (or an instance of a subclass of it). */
+static int
+is_frame(PyObject *o)
+{
+	PyTypeObject *tp;
+
+	for (tp = Py_TYPE(o); tp != NULL; tp = tp->tp_base)
+		if (tp->tp_dealloc == frame_dealloc)
+			return 1;
+	return 0;
+}
+
+/* numpy calls this on every new LoanFrame with the array it came from
+ * (None for the frame itself).  Only a view of a frame whose loan is live
+ * takes an export: it shares the frame's memory, so its base is the frame
+ * (ufunc results and copies have memory of their own). */
+static PyObject *
+frame_array_finalize(PyObject *self, PyObject *obj)
+{
+	PyObject *mod, *base;
+	zdext_state *st;
+	LoanObject *l;
+
+	if (!is_frame(obj) || frame_ext_of(obj)->loan == NULL ||
+	    frame_ext_of(self)->loan != NULL)
+		Py_RETURN_NONE;
+	mod = PyType_GetModuleByDef(Py_TYPE(self), &zdext_module_def);
+	if (mod == NULL)
+		return NULL;
+	st = PyModule_GetState(mod);
+	base = PyObject_GetAttr(self, st->str_base);
+	if (base == NULL)
+		return NULL;
+	if (is_frame(base)) {
+		l = frame_ext_of(base)->loan;
+		if (l != NULL && l->state == ZDEXT_LOAN_LIVE &&
+		    l->segment->state == ZDEXT_OPEN && l->segment->seg != NULL) {
+			zdext_loan_export(l);
+			frame_ext_of(self)->loan = (LoanObject *)Py_NewRef(l);
+		}
+	}
+	Py_DECREF(base);
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef frame_methods[] = {
+	{"__array_finalize__", frame_array_finalize, METH_O,
+	 "__array_finalize__($self, obj, /)\n--\n\n"
+	 "A view of a frame whose loan is live holds an export of the loan."},
+	{NULL, NULL, 0, NULL},
+};
+
+/* Imports numpy and zdshm.arrays and makes LoanFrame, once. */
+static int
+frame_type_ready(PyObject *module, zdext_state *st)
+{
+	PyObject *np = NULL, *nd = NULL, *arrays = NULL, *bases = NULL, *tp;
+	Py_ssize_t off;
+	PyType_Slot slots[] = {
+		{Py_tp_dealloc, (void *)frame_dealloc},
+		{Py_tp_methods, frame_methods},
+		{Py_tp_doc, "A writable array over a loaned slot, made by "
+			    "Writer.loan_array: it and every view made of it "
+			    "while the loan is live hold an export of the loan."},
+		{0, NULL},
+	};
+	PyType_Spec spec = {
+		.name = "zdshm.arrays.LoanFrame",
+		.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+		.slots = slots,
+	};
+	int rc = -1;
+
+	if (st->frame_type != NULL)
+		return 0;
+	np = PyImport_ImportModule("numpy");
+	if (np == NULL)
+		goto done;
+	nd = PyObject_GetAttrString(np, "ndarray");
+	if (nd == NULL)
+		goto done;
+	if (!PyType_Check(nd)) {
+		PyErr_SetString(PyExc_TypeError, "numpy.ndarray is not a type");
+		goto done;
+	}
+	if (st->np_dtype == NULL &&
+	    (st->np_dtype = PyObject_GetAttrString(np, "dtype")) == NULL)
+		goto done;
+	if (st->ndarray_setflags == NULL &&
+	    (st->ndarray_setflags = PyObject_GetAttrString(nd, "setflags")) == NULL)
+		goto done;
+	arrays = PyImport_ImportModule("zdshm.arrays");
+	if (arrays == NULL)
+		goto done;
+	if (st->dtype_to_format == NULL &&
+	    (st->dtype_to_format = PyObject_GetAttrString(arrays,
+							  "dtype_to_format")) == NULL)
+		goto done;
+	/* frame_ext after ndarray's fields, pointer aligned. */
+	off = ((PyTypeObject *)nd)->tp_basicsize;
+	off = (off + (Py_ssize_t)_Alignof(frame_ext) - 1) &
+	      ~((Py_ssize_t)_Alignof(frame_ext) - 1);
+	spec.basicsize = (int)(off + (Py_ssize_t)sizeof(frame_ext));
+	bases = PyTuple_Pack(1, nd);
+	if (bases == NULL)
+		goto done;
+	tp = PyType_FromModuleAndSpec(module, &spec, bases);
+	if (tp == NULL)
+		goto done;
+	st->frame_type = (PyTypeObject *)tp;
+	rc = 0;
+done:
+	Py_XDECREF(bases);
+	Py_XDECREF(arrays);
+	Py_XDECREF(nd);
+	Py_XDECREF(np);
+	return rc;
+}
+
+PyObject *
+zdext_loan_frame_type(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+	zdext_state *st = PyModule_GetState(module);
+
+	if (frame_type_ready(module, st) < 0)
+		return NULL;
+	return Py_NewRef(st->frame_type);
+}
+
+/* --------------------------------------------------------------------------
+ * The plan: (shape, dtype) resolved once per writer
+ * ------------------------------------------------------------------------ */
+
+void
+zdext_plan_clear(zdext_plan *p)
+{
+	Py_CLEAR(p->shape);
+	Py_CLEAR(p->dtype);
+	Py_CLEAR(p->descr);
+	Py_CLEAR(p->args);
+}
+
+/* 1 if a and b are the same int or tuple of ints (exact types: a float or
+ * an int subclass is resolved again and refused there). */
+static int
+shape_same(PyObject *a, PyObject *b)
+{
+	Py_ssize_t i, n;
+
+	if (a == b)
+		return 1;
+	if (PyLong_CheckExact(a) && PyLong_CheckExact(b))
+		return PyObject_RichCompareBool(a, b, Py_EQ) == 1;
+	if (!PyTuple_CheckExact(a) || !PyTuple_CheckExact(b) ||
+	    (n = PyTuple_GET_SIZE(a)) != PyTuple_GET_SIZE(b))
+		return 0;
+	for (i = 0; i < n; i++) {
+		PyObject *x = PyTuple_GET_ITEM(a, i), *y = PyTuple_GET_ITEM(b, i);
+
+		if (x != y && (!PyLong_CheckExact(x) || !PyLong_CheckExact(y) ||
+			       PyObject_RichCompareBool(x, y, Py_EQ) != 1))
+			return 0;
+	}
+	return 1;
+}
+
+static int
+dtype_same(PyObject *a, PyObject *b)
+{
+	int eq;
+
+	if (a == b)
+		return 1;
+	if (Py_TYPE(a) != Py_TYPE(b))
+		return 0;
+	eq = PyObject_RichCompareBool(a, b, Py_EQ);
+	if (eq < 0)
+		PyErr_Clear();
+	return eq == 1;
+}
+
+/* Resolves (shape, dtype) for w's slot capacity into w->plan: the errors
+ * name the value (TypeError, ValueError, SampleTooLargeError,
+ * OverflowError), before anything is loaned. */
+static int
+plan_resolve(WriterObject *w, PyObject *shape, PyObject *dtype)
+{
+	zdext_state *st = zdext_state_of((PyObject *)w);
+	PyObject *mod = PyType_GetModuleByDef(Py_TYPE(w), &zdext_module_def);
+	PyObject *shape_t = NULL, *descr = NULL, *fmt = NULL, *args = NULL;
+	zdext_layout lay;
+	uint64_t need;
+	int rc = -1;
+
+	if (mod == NULL || frame_type_ready(mod, st) < 0)
+		return -1;
+	if (PyLong_Check(shape) && !PyBool_Check(shape)) {
+		shape_t = PyTuple_Pack(1, shape);
+	} else if (PyTuple_Check(shape) || PyList_Check(shape)) {
+		shape_t = PySequence_Tuple(shape);
+	} else {
+		PyErr_Format(PyExc_TypeError,
+			     "shape must be an int or a tuple of ints, got %.200R (%s)",
+			     shape, Py_TYPE(shape)->tp_name);
+		return -1;
+	}
+	if (shape_t == NULL)
+		return -1;
+	descr = PyObject_CallOneArg(st->np_dtype, dtype);
+	if (descr == NULL)
+		goto done;
+	fmt = PyObject_CallOneArg(st->dtype_to_format, descr);
+	if (fmt == NULL)
+		goto done;
+	if (zdext_layout_from_py(st, fmt, shape_t, w->segment->slot_capacity,
+				 &lay) < 0)
+		goto done;
+	args = PyTuple_Pack(2, shape_t, descr);
+	if (args == NULL)
+		goto done;
+	/* The capacity the meta needs: the item size times the nonzero
+	 * dimensions (the bytes, unless the array is empty), which the
+	 * layout was checked against; the loan is of the smallest size class
+	 * that holds it. */
+	need = (uint64_t)lay.itemsize;
+	for (int d = 0; d < lay.ndim; d++)
+		if (lay.shape[d] != 0)
+			need *= (uint64_t)lay.shape[d];
+	zdext_plan_clear(&w->plan);
+	w->plan.need = need;
+	w->plan.shape = Py_NewRef(shape);
+	w->plan.dtype = Py_NewRef(dtype);
+	w->plan.descr = Py_NewRef(descr);
+	w->plan.args = args;
+	w->plan.layout = lay;
+	rc = 0;
+done:
+	Py_XDECREF(fmt);
+	Py_XDECREF(descr);
+	Py_XDECREF(shape_t);
+	return rc;
+}
+
+/* --------------------------------------------------------------------------
+ * LoanArray: the context manager
+ * ------------------------------------------------------------------------ */
+
+typedef struct LoanArrayObject {
+	PyObject_HEAD
+	WriterObject *writer;     /* strong                                   */
+	PyObject *args;           /* (shape, descr) of the frame              */
+	zdext_layout layout;
+	uint64_t need;            /* the capacity to loan (zdext_plan.need)   */
+	uint64_t timeout_ns;
+	LoanObject *loan;         /* strong, inside the block                 */
+	PyObject *frame;          /* strong, inside the block                 */
+} LoanArrayObject;
+
+PyObject *
+zdext_writer_loan_array(WriterObject *w, PyObject *const *args,
+			Py_ssize_t nargs, PyObject *kwnames)
+{
+	static const char *const names[] = {"shape", "dtype", "timeout"};
+	zdext_state *st = zdext_state_of((PyObject *)w);
+	PyObject *a[3];
+	uint64_t timeout = w->timeout_ns;
+	LoanArrayObject *cm;
+
+	if (kwnames == NULL && nargs == 2) {
+		a[0] = args[0];
+		a[1] = args[1];
+		a[2] = NULL;
+	} else if (zdext_bind("loan_array", args, nargs, kwnames, names, 3, 3,
+			      a) < 0) {
+		return NULL;
+	}
+	if (a[0] == NULL || a[1] == NULL) {
+		PyErr_SetString(PyExc_TypeError, "loan_array() needs shape and dtype");
+		return NULL;
+	}
+	/* Absent or ... (the default the signature shows): the writer's. */
+	if (a[2] != NULL && a[2] != Py_Ellipsis &&
+	    zdext_seconds_arg(a[2], "timeout", 1, 0.0, &timeout) < 0)
+		return NULL;
+	if (w->plan.args == NULL || !shape_same(a[0], w->plan.shape) ||
+	    !dtype_same(a[1], w->plan.dtype)) {
+		if (plan_resolve(w, a[0], a[1]) < 0)
+			return NULL;
+	}
+	cm = PyObject_New(LoanArrayObject, st->loan_array_type);
+	if (cm == NULL)
+		return NULL;
+	cm->writer = (WriterObject *)Py_NewRef(w);
+	cm->args = Py_NewRef(w->plan.args);
+	cm->layout = w->plan.layout;
+	cm->need = w->plan.need;
+	cm->timeout_ns = timeout;
+	cm->loan = NULL;
+	cm->frame = NULL;
+	return (PyObject *)cm;
+}
+
+static PyObject *
+loan_array_enter(LoanArrayObject *self, PyObject *Py_UNUSED(ignored))
+{
+	zdext_state *st = zdext_state_of((PyObject *)self);
+	WriterObject *w = self->writer;
+	LoanObject *l;
+	PyObject *fargs, *frame;
+	uint32_t slot;
+	int rc;
+
+	if (self->loan != NULL) {
+		PyErr_SetString(PyExc_RuntimeError,
+				"loan_array context manager is not reentrant");
+		return NULL;
+	}
+	if (zdext_writer_check(w) < 0)
+		return NULL;
+	rc = zdext_writer_loan_slot(w, self->timeout_ns, self->need, &slot);
+	if (rc < 0)
+		return zdext_raise(st, rc, "loan");
+	l = (LoanObject *)zdext_loan_new(st, w->segment, slot);
+	if (l == NULL)
+		return NULL;
+	zdext_meta_encode(&self->layout, l->meta);
+	l->has_format = 1;
+	l->fmt_nbytes = self->layout.nbytes;
+	/* The frame's export, taken before ndarray asks for (and gives back)
+	 * a buffer of its own. */
+	zdext_loan_export(l);
+	fargs = PyTuple_New(3);
+	if (fargs == NULL)
+		goto fail;
+	PyTuple_SET_ITEM(fargs, 0, Py_NewRef(PyTuple_GET_ITEM(self->args, 0)));
+	PyTuple_SET_ITEM(fargs, 1, Py_NewRef(PyTuple_GET_ITEM(self->args, 1)));
+	PyTuple_SET_ITEM(fargs, 2, Py_NewRef(l));
+	frame = st->frame_type->tp_new(st->frame_type, fargs, NULL);
+	Py_DECREF(fargs);
+	if (frame == NULL)
+		goto fail;
+	frame_ext_of(frame)->loan = (LoanObject *)Py_NewRef(l);
+	self->loan = l;
+	self->frame = frame;
+	return Py_NewRef(frame);
+fail:
+	zdext_loan_unexport(l);
+	Py_DECREF(l);         /* no view: discarded */
+	return NULL;
+}
+
+static PyObject *
+loan_array_exit(LoanArrayObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	zdext_state *st = zdext_state_of((PyObject *)self);
+	LoanObject *l = self->loan;
+	PyObject *frame = self->frame, *r;
+	Py_ssize_t others;
+	int failed = nargs >= 1 && args[0] != Py_None;
+
+	if (l == NULL)
+		Py_RETURN_FALSE;
+	self->loan = NULL;
+	self->frame = NULL;
+	if (zdext_foreign(l->segment)) {
+		r = Py_NewRef(Py_False);    /* a fork child: nothing is ours */
+		goto done;
+	}
+	/* No writable frame past the block, whatever happens next. */
+	{
+		PyObject *argv[2] = {frame, Py_False};
+
+		/* ndarray.setflags(frame, False): write=False. */
+		r = PyObject_Vectorcall(st->ndarray_setflags, argv, 2, NULL);
+	}
+	if (r == NULL)
+		goto done;
+	Py_DECREF(r);
+	r = NULL;
+	others = l->exports - 1;        /* the frame's own export aside */
+	if (l->state != ZDEXT_LOAN_LIVE || l->segment->state != ZDEXT_OPEN ||
+	    l->segment->seg == NULL) {
+		/* Ended with its segment's close: nothing to publish. */
+		r = Py_NewRef(Py_False);
+		goto done;
+	}
+	if (failed) {
+		/* Never publish.  With other views alive the loan stays loaned
+		 * and is discarded when the last of them is gone. */
+		if (others == 0) {
+			r = zdext_loan_discard(l, 1);
+			if (r == NULL)
+				goto done;
+			Py_DECREF(r);
+		}
+		r = Py_NewRef(Py_False);
+		goto done;
+	}
+	if (others > 0) {
+		PyErr_Format(st->ViewsAliveError,
+			     "loan_array: %zd other view%s of the frame (slice, "
+			     ".view(), reshape) %s still alive, so the frame in slot "
+			     "%u was NOT published: del them before the block ends; "
+			     "the slot is discarded once they are gone",
+			     others, others == 1 ? "" : "s",
+			     others == 1 ? "is" : "are", (unsigned)l->slot);
+		goto done;
+	}
+	r = zdext_loan_commit(l, NULL, 1);
+	if (r == NULL)
+		goto done;
+	Py_DECREF(r);
+	r = Py_NewRef(Py_False);
+done:
+	Py_DECREF(frame);
+	Py_DECREF(l);
+	return r;
+}
+
+static void
+loan_array_dealloc(LoanArrayObject *self)
+{
+	PyTypeObject *tp = Py_TYPE(self);
+
+	Py_XDECREF(self->frame);
+	Py_XDECREF(self->loan);
+	Py_DECREF(self->args);
+	Py_DECREF(self->writer);
+	tp->tp_free((PyObject *)self);
+	Py_DECREF(tp);
+}
+
+static PyObject *
+loan_array_repr(LoanArrayObject *self)
+{
+	return PyUnicode_FromFormat("<zdshm.LoanArray shape=%R dtype=%R%s>",
+				    PyTuple_GET_ITEM(self->args, 0),
+				    PyTuple_GET_ITEM(self->args, 1),
+				    self->loan != NULL ? " entered" : "");
+}
+
+static PyMethodDef loan_array_methods[] = {
+	{"__enter__", (PyCFunction)loan_array_enter, METH_NOARGS,
+	 "__enter__($self, /)\n--\n\n"
+	 "Loans a slot, stores the format and shape in its meta and returns "
+	 "the writable frame (a LoanFrame)."},
+	{"__exit__", (PyCFunction)(void (*)(void))loan_array_exit, METH_FASTCALL,
+	 "__exit__($self, /, *exc_info)\n--\n\n"
+	 "Makes the frame read-only; commits on success (ViewsAliveError, "
+	 "nothing published, while another view of the frame is alive), "
+	 "discards on an exception."},
+	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
+	 "__reduce_ex__($self, protocol, /)\n--\n\n"
+	 "Refused (TypeError): make it with Writer.loan_array in the process "
+	 "that writes."},
+	{NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot loan_array_slots[] = {
+	{Py_tp_doc, "The context manager of Writer.loan_array."},
+	{Py_tp_dealloc, loan_array_dealloc},
+	{Py_tp_repr, loan_array_repr},
+	{Py_tp_methods, loan_array_methods},
+	{0, NULL},
+};
+
+PyType_Spec zdext_loan_array_spec = {
+	.name = "zdshm.LoanArray",
+	.basicsize = sizeof(LoanArrayObject),
+	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION |
+		 Py_TPFLAGS_IMMUTABLETYPE,
+	.slots = loan_array_slots,
+};
