@@ -156,7 +156,8 @@ def zenoh_config(connect: Any = (), listen: Any = (), *, config: str | None = No
     """A zenoh Config: ``config`` (a JSON5 file) or zenoh's defaults, with
     multicast scouting off (peers are found through ``connect``/``listen``
     endpoints only, never by scouting the network) and the given endpoints
-    (e.g. ``"tcp/10.0.0.2:7447"``)."""
+    (e.g. ``"tcp/10.0.0.2:7447"``).  Without a config file zenoh's own
+    shared-memory transport is turned off too."""
     import json
 
     import zenoh
@@ -167,7 +168,13 @@ def zenoh_config(connect: Any = (), listen: Any = (), *, config: str | None = No
                              f"'tcp/10.0.0.2:7447', got {eps!r}")
     if mode not in ("peer", "client", "router"):
         raise ValueError(f"zenoh mode must be 'peer', 'client' or 'router', got {mode!r}")
-    cfg = zenoh.Config.from_file(config) if config is not None else zenoh.Config()
+    if config is not None:
+        cfg = zenoh.Config.from_file(config)
+    else:
+        # zenoh's shared-memory transport serves one host, which a zdshm
+        # segment already does: off (it would make files in /dev/shm).
+        cfg = zenoh.Config()
+        cfg.insert_json5("transport/shared_memory/enabled", "false")
     cfg.insert_json5("mode", json.dumps(mode))
     cfg.insert_json5("scouting/multicast/enabled", "false")
     if connect:
@@ -402,6 +409,7 @@ class Bridge:
                 return self._writer.loan()
             except zdshm.WaitTimeoutError:
                 continue
+        self._count("dropped")          # still waiting when the bridge stopped
         return None
 
     def _commit(self, loan: Any, h: FrameHeader, nbytes: int) -> None:
@@ -686,31 +694,40 @@ class ToZenoh(_ZenohBridge):
         cc = zenoh.CongestionControl.BLOCK if self.policy == "block" else zenoh.CongestionControl.DROP
         self._pub = self._session.declare_publisher(
             self.target, congestion_control=cc, reliability=zenoh.Reliability.RELIABLE)
+        # Whether a subscriber matches the key, kept by zenoh's notifications.
+        self._match = threading.Event()
+        self._listener = self._pub.declare_matching_listener(
+            zenoh.handlers.Callback(self._on_matching, indirect=False))
+        if self._pub.matching_status.matching:
+            self._match.set()
         self._open_reader(seg)
 
-    def _matching(self) -> bool:
-        return bool(self._pub.matching_status.matching)
+    def _on_matching(self, status: Any) -> None:
+        if status.matching:
+            self._match.set()
+        else:
+            self._match.clear()
 
     def _run(self, seg: Any) -> None:
         put = self._pub.put
+        match = self._match
         had = False
         while not self._stop.is_set():
-            if self.policy == "block":
-                while not self._matching() and not self._stop.is_set():
-                    if had:
-                        had = False
-                        self._count("restarts")
-                    time.sleep(0.005)
-                if self._stop.is_set():
-                    break
-                had = True
+            if self.policy == "block" and not match.is_set():
+                # Nothing is put while no subscriber matches: the zdshm writers wait.
+                if had:
+                    had = False
+                    self._count("restarts")
+                match.wait(_POLL)
+                continue
+            had = True
             s = self._take()
             if s is None:
                 continue
             with s:
                 h = self._header(s)
                 payload = s.tobytes()
-            if self.policy == "drop" and not self._matching():
+            if self.policy == "drop" and not match.is_set():
                 self._count("dropped")
                 continue
             try:
@@ -725,6 +742,9 @@ class ToZenoh(_ZenohBridge):
         r = getattr(self, "_reader", None)
         if r is not None:
             r.close()
+        listener = getattr(self, "_listener", None)
+        if listener is not None:
+            listener.undeclare()
         pub = getattr(self, "_pub", None)
         if pub is not None:
             pub.undeclare()
@@ -737,63 +757,66 @@ class FromZenoh(_ZenohBridge):
     the header's format and shape and an origin record (:func:`origin`).
 
     zenoh's Python API hands the payload over as ``bytes``; the bridge writes
-    it straight into a zdshm loan (one copy).  ``block``: the bridge waits for
-    a free slot, and zenoh's receive queue (``depth`` samples) then holds the
-    network back; ``drop``: a frame with no free slot is counted in
-    ``dropped``."""
+    it straight into a zdshm loan (one copy), in zenoh's receiving thread.
+    ``block``: the bridge waits there for a free slot, which holds the link
+    back (a ``BLOCK`` sender then waits); ``drop``: a frame with no free slot
+    is counted in ``dropped``."""
 
     direction = "from"
-
-    def __init__(self, segment: str | Segment, key_expr: str, *, policy: Policy = "block",
-                 connect: Any = (), listen: Any = (), config: str | None = None,
-                 mode: str = "peer", depth: int = 4) -> None:
-        super().__init__(segment, key_expr, policy=policy, connect=connect, listen=listen,
-                         config=config, mode=mode)
-        if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= 1024:
-            raise ValueError(f"depth must be an int in 1..1024, got {depth!r}")
-        self.depth = depth
 
     def _setup(self, seg: Any) -> None:
         zenoh = self._open_session()
         self._open_writer(seg)
+        self._busy = threading.Lock()
+        # Each sample is committed in zenoh's receiving thread: a wait for a
+        # free slot (block) holds that thread, and so the link, back.
         self._sub = self._session.declare_subscriber(
-            self.target, zenoh.handlers.FifoChannel(self.depth))
+            self.target, zenoh.handlers.Callback(self._on_sample, indirect=False))
 
     def _run(self, seg: Any) -> None:
-        try_recv = self._sub.try_recv
-        idle = 0
-        while not self._stop.is_set():
-            zs = try_recv()
-            if zs is None:
-                idle += 1
-                if idle > 50:
-                    time.sleep(min(0.001, 0.00002 * idle))
-                continue
-            idle = 0
-            att = zs.attachment
-            payload = zs.payload.to_bytes()
-            n = len(payload)
-            h = None
-            if att is not None:
-                raw = att.to_bytes()
-                if len(raw) == ctypes.sizeof(FrameHeader):
-                    h = FrameHeader.from_buffer_copy(raw)
-            if h is None or h.magic != FRAME_MAGIC or h.nbytes != n:
+        while not self._stop.wait(_POLL):
+            pass
+
+    def _on_sample(self, zs: Any) -> None:
+        with self._busy:
+            try:
+                self._receive(zs)
+            except BaseException as exc:  # noqa: BLE001 - zenoh's thread must go on
                 self._count("dropped")
-                self._error("a zenoh sample without a valid zdshm frame header")
-                continue
-            loan = self._loan(n)
-            if loan is None:
-                self._incoming(h.sn)
-                continue
-            with memoryview(loan) as mv:
-                mv[:n] = payload
-            self._commit(loan, h, n)
+                self._error(exc)
+
+    def _receive(self, zs: Any) -> None:
+        att = zs.attachment
+        payload = zs.payload.to_bytes()
+        n = len(payload)
+        h = None
+        if att is not None:
+            raw = att.to_bytes()
+            if len(raw) == ctypes.sizeof(FrameHeader):
+                h = FrameHeader.from_buffer_copy(raw)
+        if h is None or h.magic != FRAME_MAGIC or h.nbytes != n:
+            self._count("dropped")
+            self._error("a zenoh sample without a valid zdshm frame header")
+            return
+        if self._stop.is_set():
+            self._count("dropped")      # arrived while stopping
+            return
+        loan = self._loan(n)
+        if loan is None:
+            self._incoming(h.sn)
+            return
+        with memoryview(loan) as mv:
+            mv[:n] = payload
+        self._commit(loan, h, n)
 
     def _teardown(self) -> None:
         sub = getattr(self, "_sub", None)
         if sub is not None:
             sub.undeclare()
+        busy = getattr(self, "_busy", None)
+        if busy is not None:
+            with busy:                  # a callback still running finishes first
+                pass
         w = getattr(self, "_writer", None)
         if w is not None:
             w.close()

@@ -537,8 +537,8 @@ def _cmd_bridge(argv: list[str]) -> int:
     p.add_argument("--iceoryx2-prefix", metavar="PREFIX",
                    help="iceoryx2: the domain (file prefix) of the service (default iox2_)")
     p.add_argument("--depth", type=int, default=None,
-                   help="buffer depth on the far side (iceoryx2 subscriber buffer, "
-                        "default 8; zenoh receive queue, default 4)")
+                   help="iceoryx2: the subscribers' buffer size the service is made "
+                        "with (default 8)")
     p.add_argument("--interval", type=float, default=1.0,
                    help="seconds between progress lines when stderr is not a terminal")
     args = p.parse_args(argv)
@@ -552,8 +552,8 @@ def _cmd_bridge(argv: list[str]) -> int:
         p.error("--create goes with --from (the bridge then writes the segment)")
     if engine == "iceoryx2" and (args.connect or args.listen or args.zenoh_config):
         p.error("--connect, --listen and --zenoh-config are zenoh options")
-    if engine == "zenoh" and args.iceoryx2_prefix:
-        p.error("--iceoryx2-prefix is an iceoryx2 option")
+    if engine == "zenoh" and (args.iceoryx2_prefix or args.depth is not None):
+        p.error("--iceoryx2-prefix and --depth are iceoryx2 options")
     if args.interval <= 0:
         p.error("--interval must be positive")
 
@@ -581,8 +581,6 @@ def _cmd_bridge(argv: list[str]) -> int:
                 bridge = cls(target, name, prefix=args.iceoryx2_prefix, **kw)
             else:
                 cls = zb.ToZenoh if args.to is not None else zb.FromZenoh
-                if cls is zb.ToZenoh:
-                    kw.pop("depth", None)
                 bridge = cls(target, name, connect=args.connect, listen=args.listen,
                              config=args.zenoh_config, mode=args.zenoh_mode, **kw)
             bridge.start()
