@@ -18,8 +18,10 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from statistics import median
 from typing import Any
 
 SIZE = 1 << 20
@@ -40,7 +42,7 @@ def _summary(times: list[float], lat: list[float], n: int, size: int) -> dict:
 
 # -- roles --------------------------------------------------------------------
 
-def zn_pub(ep: str, key: str, n: str, size: str) -> None:
+def zn_pub(ep: str, key: str, n: str, size: str, pace: str = "0") -> None:
     import zenoh
 
     from zdshm.bridge import zenoh_config
@@ -56,6 +58,8 @@ def zn_pub(ep: str, key: str, n: str, size: str) -> None:
         ctypes.memset(cbuf, i % 251, size_)           # the producer writes its frame
         TS.pack_into(buf, 0, time.monotonic_ns())
         pub.put(bytes(buf))                 # a bytes object per frame, as zdshm -> zenoh makes
+        if float(pace):
+            time.sleep(float(pace))
     sys.stdin.read()
     pub.undeclare()
     s.close()
@@ -67,21 +71,28 @@ def zn_sub(ep: str, key: str, n: str, size: str) -> None:
     from zdshm.bridge import zenoh_config
     n_ = int(n)
     s = zenoh.open(zenoh_config(listen=[ep]))
-    sub = s.declare_subscriber(key, zenoh.handlers.FifoChannel(4))
-    _say("ready")
-    times, lat = [], []
-    for _ in range(n_):
-        zs = sub.recv()
+    times: list[float] = []
+    lat: list[float] = []
+    done = threading.Event()
+
+    def on_sample(zs: Any) -> None:
+        # As the zdshm bridge receives: in zenoh's thread, payload as bytes.
         p = zs.payload.to_bytes()
         t = time.monotonic_ns()
         times.append(t / 1e9)
         lat.append(t - TS.unpack_from(p, 0)[0])
+        if len(times) == n_:
+            done.set()
+
+    sub = s.declare_subscriber(key, zenoh.handlers.Callback(on_sample, indirect=False))
+    _say("ready")
+    done.wait(300)
     _say(_summary(times, lat, n_, int(size)))
     sub.undeclare()
     s.close()
 
 
-def zd_write(name: str, n: str, size: str) -> None:
+def zd_write(name: str, n: str, size: str, pace: str = "0") -> None:
     import zdshm
     n_, size_ = int(n), int(size)
     seg = zdshm.PosixSegment.create(name, 8, size_ + 64)
@@ -94,6 +105,8 @@ def zd_write(name: str, n: str, size: str) -> None:
         with memoryview(loan) as mv:
             TS.pack_into(mv, 0, time.monotonic_ns())
         loan.commit(size_)
+        if float(pace):
+            time.sleep(float(pace))
     sys.stdin.read()
     w.close()
     seg.close()
@@ -136,7 +149,7 @@ def _iox(prefix: str, service: str) -> tuple[Any, Any, Any]:
     return iox, node, svc
 
 
-def iox_pub(prefix: str, service: str, n: str, size: str) -> None:
+def iox_pub(prefix: str, service: str, n: str, size: str, pace: str = "0") -> None:
     import gc
     n_, size_ = int(n), int(size)
     iox, node, svc = _iox(prefix, service)
@@ -153,6 +166,8 @@ def iox_pub(prefix: str, service: str, n: str, size: str) -> None:
             ctypes.c_uint64.from_address(out.payload_ptr).value = time.monotonic_ns()
             if out.assume_init().send() >= 1:
                 break
+        if float(pace):
+            time.sleep(float(pace))
     sys.stdin.read()
     pub.delete()
     del svc, node
@@ -268,7 +283,7 @@ class Link:
         self.made.clear()
 
 
-def zenoh_pair(link: Link, tmp: str, n: int, bridged: bool) -> dict:
+def zenoh_pair(link: Link, tmp: str, n: int, bridged: bool, pace: float = 0.0) -> dict:
     nsA, nsB = link.ns
     ep = f"tcp/{link.addr[1]}:{17500 + int(uuid.uuid4().hex[:3], 16)}"
     key = f"zdbench/{uuid.uuid4().hex[:8]}"
@@ -278,7 +293,7 @@ def zenoh_pair(link: Link, tmp: str, n: int, bridged: bool) -> dict:
             sub = _Proc(_role("zn_sub", ep, key, n, SIZE), nsB, tmp, "zsub")
             procs.append(sub)
             sub.wait("ready")
-            procs.append(_Proc(_role("zn_pub", ep, key, n, SIZE), nsA, tmp, "zpub"))
+            procs.append(_Proc(_role("zn_pub", ep, key, n, SIZE, pace), nsA, tmp, "zpub"))
             return sub.result()
         tag = uuid.uuid4().hex[:8]
         a, b = f"zdbench-{tag}-a", f"zdbench-{tag}-b"
@@ -288,7 +303,7 @@ def zenoh_pair(link: Link, tmp: str, n: int, bridged: bool) -> dict:
         bin_ = _Proc(_bridge(b, "--from", f"zenoh:{key}", "--listen", ep), nsB, tmp, "bin")
         procs.append(bin_)
         bin_.wait("running", err=True)
-        wr = _Proc(_role("zd_write", a, n, SIZE), nsA, tmp, "wr")
+        wr = _Proc(_role("zd_write", a, n, SIZE, pace), nsA, tmp, "wr")
         procs.append(wr)
         wr.wait("ready")
         bout = _Proc(_bridge(a, "--to", f"zenoh:{key}", "--connect", ep), nsA, tmp, "bout")
@@ -299,7 +314,7 @@ def zenoh_pair(link: Link, tmp: str, n: int, bridged: bool) -> dict:
             p.end(sigint=p.bridge)
 
 
-def iox_pair(tmp: str, n: int, bridged: bool) -> dict:
+def iox_pair(tmp: str, n: int, bridged: bool, pace: float = 0.0) -> dict:
     prefix = f"zdbench{uuid.uuid4().hex[:8]}_"
     service = f"zdbench/{uuid.uuid4().hex[:8]}"
     procs: list[_Proc] = []
@@ -308,7 +323,7 @@ def iox_pair(tmp: str, n: int, bridged: bool) -> dict:
             sub = _Proc(_role("iox_sub", prefix, service, n, SIZE), None, tmp, "isub")
             procs.append(sub)
             sub.wait("ready")
-            procs.append(_Proc(_role("iox_pub", prefix, service, n, SIZE), None, tmp, "ipub"))
+            procs.append(_Proc(_role("iox_pub", prefix, service, n, SIZE, pace), None, tmp, "ipub"))
             return sub.result()
         tag = uuid.uuid4().hex[:8]
         a, b = f"zdbench-{tag}-a", f"zdbench-{tag}-b"
@@ -319,7 +334,7 @@ def iox_pair(tmp: str, n: int, bridged: bool) -> dict:
                      None, tmp, "bin")
         procs.append(bin_)
         bin_.wait("running", err=True)
-        wr = _Proc(_role("zd_write", a, n, SIZE), None, tmp, "wr")
+        wr = _Proc(_role("zd_write", a, n, SIZE, pace), None, tmp, "wr")
         procs.append(wr)
         wr.wait("ready")
         bout = _Proc(_bridge(a, "--to", f"iceoryx2:{service}", "--iceoryx2-prefix", prefix),
@@ -339,42 +354,55 @@ def _remove_domain(prefix: str) -> None:
             os.unlink(os.path.join("/dev/shm", f))
 
 
-STEPS = 2 * 2
+STEPS = 4 * 2
+LAT_N, LAT_PACE = 300, 0.002     # the latency runs: paced, so no queue builds up
 
 
 def run_all(run: Any, n: int, rounds: int = 1) -> None:
-    """Measures the four pipelines (interleaved) and records them."""
+    """Measures the four pipelines (interleaved): throughput with the
+    producer at full speed, latency with the producer paced."""
     import tempfile
     tmp = tempfile.mkdtemp(prefix="zdbench-bridge-")
     link = Link()
     if link.reason:
         run.progress.note(link.reason)
     try:
-        cases = (("zenoh", "own pub/sub", lambda: zenoh_pair(link, tmp, n, False)),
-                 ("zenoh", "zdshm bridge", lambda: zenoh_pair(link, tmp, n, True)),
-                 ("iceoryx2", "own pub/sub", lambda: iox_pair(tmp, n, False)),
-                 ("iceoryx2", "zdshm bridge", lambda: iox_pair(tmp, n, True)))
+        cases = (("zenoh", "own pub/sub", lambda k, p: zenoh_pair(link, tmp, k, False, p)),
+                 ("zenoh", "zdshm bridge", lambda k, p: zenoh_pair(link, tmp, k, True, p)),
+                 ("iceoryx2", "own pub/sub", lambda k, p: iox_pair(tmp, k, False, p)),
+                 ("iceoryx2", "zdshm bridge", lambda k, p: iox_pair(tmp, k, True, p)))
         # Both producers write every byte of their frames; the receivers
         # take them and let them go (the zdshm readers read the origin record).
-        got: dict[tuple[str, str], dict] = {}
+        thr: dict[tuple[str, str], list[float]] = {}
+        lat: dict[tuple[str, str], list[dict]] = {}
         for _ in range(rounds):
             for engine, variant, fn in cases:
                 def one(engine: str = engine, variant: str = variant, fn: Any = fn) -> None:
-                    r = fn()
-                    prev = got.get((engine, variant))
-                    if prev is None or r["gbps"] > prev["gbps"]:
-                        got[(engine, variant)] = r
-                    run.progress.end(f"{r['gbps']:.2f} GB/s, p50 {r['lat_p50_us']:.0f} us")
-                run.guarded("bridge", f"{engine} {variant} {SIZE >> 20} MiB x {n}", one)
-        for (engine, variant), r in got.items():
+                    r = fn(n, 0.0)
+                    thr.setdefault((engine, variant), []).append(r["gbps"])
+                    run.progress.end(f"{r['gbps']:.2f} GB/s")
+
+                def paced(engine: str = engine, variant: str = variant, fn: Any = fn) -> None:
+                    r = fn(LAT_N, LAT_PACE)
+                    lat.setdefault((engine, variant), []).append(r)
+                    run.progress.end(f"p50 {r['lat_p50_us']:.0f} us, p99 {r['lat_p99_us']:.0f} us")
+                run.guarded("bridge", f"{engine} {variant}: throughput, {SIZE >> 20} MiB x {n}", one)
+                run.guarded("bridge", f"{engine} {variant}: latency, {LAT_N} frames "
+                            f"every {LAT_PACE * 1e3:g} ms", paced)
+        for (engine, variant), vals in thr.items():
             run.add(scenario="bridge", impl=engine, variant=variant, size=SIZE,
-                    metric="gbps", unit="GB/s", value=r["gbps"], result=r,
-                    link="veth" if not link.reason and engine == "zenoh" else "local")
+                    metric="gbps", unit="GB/s", value=median(vals), rounds=vals,
+                    link=("veth" if not link.reason else "loopback") if engine == "zenoh" else "local")
+        for (engine, variant), rs in lat.items():
+            p50s = [r["lat_p50_us"] for r in rs]
+            run.add(scenario="bridge", impl=engine, variant=variant, size=SIZE,
+                    metric="latency_p50_us", unit="us", value=median(p50s), rounds=p50s,
+                    p99_us=median([r["lat_p99_us"] for r in rs]))
         for engine in ("zenoh", "iceoryx2"):
-            own, br = got.get((engine, "own pub/sub")), got.get((engine, "zdshm bridge"))
+            own, br = thr.get((engine, "own pub/sub")), thr.get((engine, "zdshm bridge"))
             if own and br:
-                run.add(scenario="bridge", impl=engine, variant="bridge/own", size=SIZE,
-                        metric="ratio", unit="x", value=br["gbps"] / own["gbps"],
+                run.add(scenario="bridge", impl=engine, variant="bridge/own throughput",
+                        size=SIZE, metric="ratio", unit="x", value=median(br) / median(own),
                         target=0.8 if engine == "zenoh" else None)
     finally:
         link.close()

@@ -579,6 +579,9 @@ class ToIceoryx2(_IoxBridge):
         super()._teardown()
 
 
+_IOX_NAP = 0.0003       # the longest nap between two looks at an idle subscriber
+
+
 class FromIceoryx2(_IoxBridge):
     """Frames received on an iceoryx2 service (payload ``Slice[c_uint8]``,
     user header :class:`FrameHeader`), committed to a zdshm segment with the
@@ -606,11 +609,12 @@ class FromIceoryx2(_IoxBridge):
         while not self._stop.is_set():
             r = recv()
             if r is None:
-                # iceoryx2 subscribers have no wait of their own: back off
-                # from a short spin to 1 ms naps.
+                # An iceoryx2 subscriber has no wait of its own (that takes
+                # an event service the publisher notifies): back off from a
+                # short spin to naps of _IOX_NAP.
                 idle += 1
                 if idle > 50:
-                    time.sleep(min(0.001, 0.00002 * idle))
+                    time.sleep(min(_IOX_NAP, 0.00001 * idle))
                 continue
             idle = 0
             try:
