@@ -391,12 +391,12 @@ def run_all(run: Any, n: int, rounds: int = 1) -> None:
                             f"every {LAT_PACE * 1e3:g} ms", paced)
         for (engine, variant), vals in thr.items():
             run.add(scenario="bridge", impl=engine, variant=variant, size=SIZE,
-                    metric="gbps", unit="GB/s", value=median(vals), rounds=vals,
+                    metric="gbps", unit="GB/s", value=median(vals), rounds_p50=vals,
                     link=("veth" if not link.reason else "loopback") if engine == "zenoh" else "local")
         for (engine, variant), rs in lat.items():
             p50s = [r["lat_p50_us"] for r in rs]
             run.add(scenario="bridge", impl=engine, variant=variant, size=SIZE,
-                    metric="latency_p50_us", unit="us", value=median(p50s), rounds=p50s,
+                    metric="latency_p50_us", unit="us", value=median(p50s), rounds_p50=p50s,
                     p99_us=median([r["lat_p99_us"] for r in rs]))
         for engine in ("zenoh", "iceoryx2"):
             own, br = thr.get((engine, "own pub/sub")), thr.get((engine, "zdshm bridge"))

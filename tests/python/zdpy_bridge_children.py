@@ -140,14 +140,15 @@ def iox_sub(prefix, service, n, *shape):
     say({"received": got, "errors": errors})
 
 
-def zd_writer(name, n, *shape):
-    """Creates segment name (posix), waits for one reader, writes n frames,
-    then keeps the segment until stdin closes."""
+def zd_writer(name, n, pace, *shape):
+    """Creates segment name (posix), waits for one reader, writes n frames
+    (pausing pace seconds after each), then keeps the segment until stdin
+    closes."""
     import numpy as np
 
     import zdshm
     shape = tuple(int(d) for d in shape)
-    n = int(n)
+    n, pace = int(n), float(pace)
     b = base(shape)
     seg = zdshm.PosixSegment.create(name, 8, b.nbytes + 64)
     w = seg.writer(overflow="block", timeout=60)
@@ -157,6 +158,8 @@ def zd_writer(name, n, *shape):
     for i in range(n):
         with w.loan_array(shape, np.float32) as a:
             np.add(b, np.float32(i), out=a)
+        if pace:
+            time.sleep(pace)
     t1 = time.monotonic()
     a = None
     sys.stdin.read()
