@@ -243,7 +243,10 @@ class Bridge:
     def stats(self) -> BridgeStats:
         """A snapshot of the counters (see :class:`BridgeStats`)."""
         with self._lock:
-            return BridgeStats(**self._stats)     # type: ignore[typeddict-item]
+            st = dict(self._stats)
+        return BridgeStats(forwarded=st["forwarded"], dropped=st["dropped"], lost=st["lost"],
+                           restarts=st["restarts"], bytes=st["bytes"],
+                           last_error=st["last_error"])
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -318,7 +321,8 @@ class Bridge:
         own = isinstance(self.segment_arg, str)
         try:
             try:
-                seg = PosixSegment.attach(self.segment_arg) if own else self.segment_arg
+                arg = self.segment_arg
+                seg = PosixSegment.attach(arg) if isinstance(arg, str) else arg
                 self._setup(seg)
             except BaseException as exc:  # noqa: BLE001 - handed to start()
                 self._setup_error = exc
@@ -435,8 +439,9 @@ class Bridge:
 
 def _iceoryx2(prefix: str | None) -> tuple[Any, Any]:
     """The iceoryx2 module and a node (in the given domain prefix, if any)."""
+    import importlib
     try:
-        import iceoryx2 as iox
+        iox: Any = importlib.import_module("iceoryx2")    # no type information of its own
     except ImportError as exc:
         raise ImportError("the iceoryx2 bridge needs iceoryx2: "
                           "pip install 'zdshm[iceoryx2]'") from exc

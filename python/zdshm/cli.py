@@ -574,6 +574,7 @@ def _cmd_bridge(argv: list[str]) -> int:
                 seg = zdshm.PosixSegment.create(args.segment, slots, cap, replace_stale=True)
             target: Any = seg if seg is not None else args.segment
             kw: dict[str, Any] = {"policy": args.policy}
+            cls: Any
             if args.depth is not None:
                 kw["depth"] = args.depth
             if engine == "iceoryx2":
