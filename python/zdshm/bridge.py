@@ -196,8 +196,9 @@ class Bridge:
 
     ``segment`` is a segment name (attached at start, closed at stop) or an
     open :class:`~zdshm.Segment` (left open).  ``start()`` returns once the
-    far side's ports exist (it raises what their setup raised); ``stop()``
-    ends the worker and releases every port; both are idempotent."""
+    far side's ports exist (it raises what their setup raised); a bridge
+    starts once.  ``stop()`` ends the worker and releases every port; it may
+    be called again (it returns the final stats)."""
 
     direction = ""      # "to" or "from"
     engine = ""         # "iceoryx2" or "zenoh"
@@ -659,12 +660,13 @@ class _ZenohBridge(Bridge):
                  connect: Any = (), listen: Any = (), config: str | None = None,
                  mode: str = "peer") -> None:
         super().__init__(segment, key_expr, policy=policy)
-        self.connect, self.listen = list(connect), list(listen)
-        zenoh_config_args = (self.connect, self.listen)
-        for what, eps in zip(("connect", "listen"), zenoh_config_args):
-            if any(not isinstance(e, str) or "/" not in e for e in eps):
-                raise ValueError(f"{what} endpoints must be strings such as "
+        for what, eps in (("connect", connect), ("listen", listen)):
+            if isinstance(eps, str) or any(not isinstance(e, str) or "/" not in e for e in eps):
+                raise ValueError(f"{what} endpoints must be a list of strings such as "
                                  f"'tcp/10.0.0.2:7447', got {eps!r}")
+        if mode not in ("peer", "client", "router"):
+            raise ValueError(f"zenoh mode must be 'peer', 'client' or 'router', got {mode!r}")
+        self.connect, self.listen = list(connect), list(listen)
         self.config, self.mode = config, mode
         self._session: Any = None
 
