@@ -44,7 +44,7 @@ import ctypes
 import struct
 import threading
 import time
-from typing import Any, Literal, NamedTuple, TypedDict
+from typing import Any, Literal, NamedTuple, Self, TypedDict
 
 import zdshm
 from zdshm._zdshm import PosixSegment, Sample, Segment
@@ -285,7 +285,7 @@ class Bridge:
         """The error that ended the worker, if one did."""
         return self._fatal
 
-    def start(self) -> Bridge:
+    def start(self) -> Self:
         if self._thread is not None:
             raise RuntimeError(f"{self!r} was already started")
         self._reset_stats()
@@ -311,7 +311,7 @@ class Bridge:
                 raise TimeoutError(f"{self!r}: the worker did not stop within {timeout} s")
         return self.stats()
 
-    def __enter__(self) -> Bridge:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
