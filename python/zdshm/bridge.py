@@ -128,7 +128,7 @@ def origin(sample: Sample, segment: Segment) -> Origin | None:
         raise TypeError(f"origin() needs a zdshm.Sample, got {sample!r}")
     if not isinstance(segment, Segment):
         raise TypeError(f"origin() needs the sample's zdshm.Segment, got {segment!r}")
-    cap = segment.slot_capacity
+    cap = segment.slot_capacity_of(sample.slot)
     if sample.size + ORIGIN_SIZE > cap:
         return None
     # The slot is pinned while the sample lives: its bytes past the frame are
@@ -394,24 +394,27 @@ class Bridge:
         # drop: never wait.
         self._writer = seg.writer(overflow="block" if self.policy == "block" else "fail",
                                   timeout=_POLL)
-        self._capacity = seg.slot_capacity
+        self._capacity = seg.slot_capacity          # the largest size class
 
     def _loan(self, nbytes: int) -> Any:
-        """A loan for a frame of nbytes, or None (dropped and counted, or stopping)."""
-        if nbytes + ORIGIN_SIZE > self._capacity:
+        """A loan for a frame of nbytes (and its origin record: in a segment
+        of several size classes, from the smallest class that fits), or None
+        (dropped and counted, or stopping)."""
+        need = nbytes + ORIGIN_SIZE
+        if need > self._capacity:
             self._count("dropped")
             self._error(f"a frame of {nbytes} bytes does not fit a slot of "
                         f"{self._capacity} bytes (a bridge needs the frame plus "
                         f"{ORIGIN_SIZE} bytes for its origin record)")
             return None
         if self.policy == "drop":
-            loan = self._writer.try_loan()
+            loan = self._writer.try_loan(nbytes=need)
             if loan is None:
                 self._count("dropped")
             return loan
         while not self._stop.is_set():
             try:
-                return self._writer.loan()
+                return self._writer.loan(nbytes=need)
             except zdshm.WaitTimeoutError:
                 continue
         self._count("dropped")          # still waiting when the bridge stopped
@@ -421,7 +424,7 @@ class Bridge:
         """Completes a loan whose first nbytes hold the frame: origin record,
         format and shape, commit."""
         with memoryview(loan) as mv:
-            mv[self._capacity - ORIGIN_SIZE:] = _ORIGIN.pack(
+            mv[loan.capacity - ORIGIN_SIZE:] = _ORIGIN.pack(
                 _ORIGIN_MAGIC, 1, nbytes, h.sn, h.commit_ns)
         if h.flags & FLAG_TYPED and h.ndim <= 6:
             try:

@@ -429,3 +429,43 @@ def test_bridge_start_reports_a_missing_segment():
         b.start()
     assert "absent" in str(e.value) or isinstance(e.value, FileNotFoundError)
     assert not b.running
+
+
+def test_zenoh_bridges_in_process_with_size_classes():
+    """The Python API on loopback, both bridges in this process: frames of
+    two sizes land in the smallest size class that holds frame + origin
+    record, with format, shape and origin; the stats add up."""
+    import zdshm
+    from zdshm import arrays
+    from zdshm import bridge as zb
+    port = 18000 + int(uuid.uuid4().hex[:3], 16)
+    ep = f"tcp/127.0.0.1:{port}"
+    key = f"zdtest/{uuid.uuid4().hex[:8]}"
+    src = zdshm.MemorySegment(4, 8192)
+    dst = zdshm.MemorySegment(classes=[(4, 64 + zb.ORIGIN_SIZE), (4, 4000 + zb.ORIGIN_SIZE)])
+    r = dst.reader()
+    frames = [np.arange(16, dtype=np.float32) + i if i % 2 else
+              np.arange(1000, dtype=np.int32).reshape(10, 100) * i for i in range(20)]
+    got = []
+    with zb.FromZenoh(dst, key, listen=[ep]) as inn, \
+            zb.ToZenoh(src, key, connect=[ep]) as out:
+        assert repr(out).startswith("<zdshm.bridge.ToZenoh")
+        w = src.writer(timeout=10)
+        sns = [arrays.publish_array(w, f) for f in frames]
+        for _ in frames:
+            with r.take(timeout=30) as s:
+                a = np.asarray(s)
+                got.append((a.copy(), zb.origin(s, dst), dst.slot_capacity_of(s.slot)))
+                del a
+        w.close()
+    for f, sn, (a, o, cap) in zip(frames, sns, got):
+        assert a.dtype == f.dtype and a.shape == f.shape and np.array_equal(a, f)
+        assert o is not None and o.sn == sn
+        assert cap == (64 + zb.ORIGIN_SIZE if f.nbytes == 64 else 4000 + zb.ORIGIN_SIZE)
+    so, si = out.stats(), inn.stats()
+    assert so["forwarded"] == si["forwarded"] == len(frames)
+    assert so["bytes"] == si["bytes"] == sum(f.nbytes for f in frames)
+    assert si["dropped"] == si["lost"] == 0 and not out.running and not inn.running
+    r.close()
+    src.close()
+    dst.close()
