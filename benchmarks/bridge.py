@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from statistics import median
 from typing import Any
 
 SIZE = 1 << 20
+IP = shutil.which("ip") or shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin") or "ip"
 TS = struct.Struct("<Q")
 
 
@@ -200,7 +202,7 @@ def iox_sub(prefix: str, service: str, n: str, size: str) -> None:
 class _Proc:
     def __init__(self, argv: list[str], ns: str | None, tmp: str, tag: str) -> None:
         if ns:
-            argv = ["ip", "netns", "exec", ns] + argv
+            argv = [IP, "netns", "exec", ns] + argv
         self.bridge = "bridge" in argv
         self.out = os.path.join(tmp, tag + ".out")
         self.err = os.path.join(tmp, tag + ".err")
@@ -275,11 +277,11 @@ class Link:
 
     @staticmethod
     def _ip(*args: str) -> None:
-        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=20)
+        subprocess.run([IP, *args], check=True, capture_output=True, timeout=20)
 
     def close(self) -> None:
         for ns in self.made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+            subprocess.run([IP, "netns", "del", ns], capture_output=True, timeout=20)
         self.made.clear()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,8 @@ IOX_SHAPE = ("32", "32")                 # float32: 4 KiB frames
 ZN_SHAPE = ("512", "512")                # float32: 1 MiB frames
 ZN_N = 10_000
 ZN_DROP_N = 600
+# iproute2, also when PATH is a minimal one (the wheel's test venv).
+IP = shutil.which("ip") or shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin") or "ip"
 
 
 class Proc:
@@ -49,7 +52,7 @@ class Proc:
         self.out_path = tmp_path / f"{tag}.out"
         self.err_path = tmp_path / f"{tag}.err"
         if netns is not None:
-            argv = ["ip", "netns", "exec", netns] + argv
+            argv = [IP, "netns", "exec", netns] + argv
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out,
@@ -259,7 +262,7 @@ class Hosts:
             self.addr = ("127.0.0.1", "127.0.0.1")
 
     def _ip(self, *args):
-        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=20)
+        subprocess.run([IP, *args], check=True, capture_output=True, timeout=20)
 
     def _make(self):
         for ns in self.ns:
@@ -275,7 +278,7 @@ class Hosts:
     def cleanup(self):
         # Deleting a namespace deletes the veth end in it, and so the pair.
         for ns in self.made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+            subprocess.run([IP, "netns", "del", ns], capture_output=True, timeout=20)
         self.made.clear()
 
 
@@ -294,7 +297,7 @@ def hosts():
         yield h
     finally:
         h.cleanup()
-        assert not any(ns in subprocess.run(["ip", "netns", "list"], capture_output=True,
+        assert not any(ns in subprocess.run([IP, "netns", "list"], capture_output=True,
                                              text=True).stdout for ns in h.ns if ns)
     # The bridges turn zenoh's own shared-memory transport off: no files.
     assert not _zenoh_files() - zenoh_before
