@@ -110,6 +110,14 @@ def _us(ns: float) -> str:
     return f"{ns / 1e3:.2f} µs" if ns < 1e6 else f"{ns / 1e6:.2f} ms"
 
 
+def _gbps_detail(row: dict, num: dict | None, den: dict | None) -> None:
+    """The detail of a throughput ratio, in GB/s."""
+    if num and den and _ok(num.get("value")) and _ok(den.get("value")):
+        row["detail"] = (f"bridge {num['value']:.2f} GB/s / own {den['value']:.2f} GB/s"
+                         + (row["detail"][row["detail"].find(";"):]
+                            if ";" in row["detail"] else ""))
+
+
 def targets(records: list[dict]) -> list[dict]:
     out: list[dict] = []
 
@@ -206,6 +214,22 @@ def targets(records: list[dict]) -> list[dict]:
     ratio_row("aio-commit-no-waiter", "aio", "publish + take + release with a readiness descriptor and no "
               "waiter vs without one", "<=", 1.05, aio("zdshm", "commit-fd"), aio("zdshm", "commit-plain"),
               "with descriptor", "plain")
+
+    # bridges (optional scenario): only when it ran
+    if any(r["scenario"] == "bridge" for r in records):
+        def br(impl: str, variant: str) -> dict | None:
+            return _find(records, scenario="bridge", impl=impl, variant=variant, metric="gbps")
+
+        ratio_row("bridge-zenoh-throughput", "bridge", "1 MiB frames over veth: zdshm -> zenoh -> "
+                  "zdshm throughput / zenoh's own Python pub/sub", ">=", 0.8,
+                  br("zenoh", "zdshm bridge"), br("zenoh", "own pub/sub"), "bridge GB/s", "zenoh GB/s")
+        _gbps_detail(out[-1], br("zenoh", "zdshm bridge"), br("zenoh", "own pub/sub"))
+        ratio_row("bridge-iceoryx2-throughput", "bridge", "1 MiB frames: zdshm -> iceoryx2 -> zdshm "
+                  "throughput / iceoryx2's own publisher -> subscriber", ">", 0,
+                  br("iceoryx2", "zdshm bridge"), br("iceoryx2", "own pub/sub"), "bridge GB/s",
+                  "iceoryx2 GB/s")
+        _gbps_detail(out[-1], br("iceoryx2", "zdshm bridge"), br("iceoryx2", "own pub/sub"))
+        out[-1]["note"] = "informational"
 
     # steady state faults: every zdshm record measured after warm-up
     worst = None

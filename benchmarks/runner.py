@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from . import floors as floors_mod
 from . import aio as aio_mod
+from . import bridge as bridge_mod
 from . import local, peers, pingpong, scaling, stream
 from .common import BenchError, Progress, env_record, median, sample_stats
 
@@ -37,6 +38,7 @@ MODES: dict[str, dict[str, Any]] = {
         "sc_procs": 2, "sc_2p_count": 300, "sc_2p_warm": 20, "sc_fx_paced": 40,
         "sc_fx_count": 300, "sc_rate_count": 300,
         "aio_rounds": 3, "aio_iters": 2_000, "aio_warm": 200, "aio_batch": 100_000,
+        "bridge_n": 2_000, "bridge_rounds": 1,
     },
     "full": {
         "rounds": 3, "pp_iters": 10_000, "pp_warm": 1_000,
@@ -50,13 +52,16 @@ MODES: dict[str, dict[str, Any]] = {
         "sc_procs": 8, "sc_2p_count": 4_000, "sc_2p_warm": 100, "sc_fx_paced": 400,
         "sc_fx_count": 3_000, "sc_rate_count": 3_000,
         "aio_rounds": 5, "aio_iters": 10_000, "aio_warm": 1_000, "aio_batch": 300_000,
+        "bridge_n": 5_000, "bridge_rounds": 3,
     },
 }
 
 S1_SIZES = [64, 4096]
 S2_SIZES = [4096, 1 << 20, 64 << 20]
 S3_SIZE = 1 << 20
-SCENARIOS = ("floors", "S1", "S2", "S3", "S4", "S5", "scaling", "aio")
+SCENARIOS = ("floors", "S1", "S2", "S3", "S4", "S5", "scaling", "aio", "bridge")
+# Run only when named in --only (they need root, zenoh and iceoryx2, and time).
+OPTIONAL = ("bridge",)
 
 
 class Run:
@@ -76,6 +81,8 @@ class Run:
 
     # ------------------------------------------------------------------
     def want(self, scenario: str) -> bool:
+        if scenario in OPTIONAL:
+            return self.only is not None and scenario in self.only
         return self.only is None or scenario in self.only
 
     def peer_ok(self, key: str) -> bool:
@@ -126,6 +133,8 @@ class Run:
             n += scaling.steps(self.p)
         if self.want("aio"):
             n += self.p["aio_rounds"] * (4 if aio_mod.have_uvloop() else 3) + 1
+        if self.want("bridge"):
+            n += bridge_mod.STEPS * self.p["bridge_rounds"]
         return n
 
     def run(self) -> dict[str, Any]:
@@ -152,6 +161,8 @@ class Run:
                 scaling.run_all(self)
             if self.want("aio"):
                 self.run_aio()
+            if self.want("bridge"):
+                bridge_mod.run_all(self, self.p["bridge_n"], self.p["bridge_rounds"])
         finally:
             self.floors.close()
         return {

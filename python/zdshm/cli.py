@@ -1,4 +1,4 @@
-"""Command line of zdshm: ``python -m zdshm {demo,list,describe,rm,bench}``.
+"""Command line of zdshm: ``python -m zdshm {demo,list,describe,rm,bench,bridge}``.
 
 ``demo`` is the main job: a producer process and two consumer processes
 (start method "spawn") pass numpy frames through a posix segment for a few
@@ -501,12 +501,152 @@ def _cmd_bench(argv: list[str]) -> int:
     return 2
 
 
+def _cmd_bridge(argv: list[str]) -> int:
+    """Runs one bridge until Ctrl-C (or SIGTERM); the final stats go to
+    stdout as one JSON line, the progress line to stderr."""
+    import signal
+
+    from zdshm import bridge as zb
+
+    p = argparse.ArgumentParser(
+        prog="python -m zdshm bridge",
+        description="forward the frames of a zdshm segment to iceoryx2 (same host) or "
+                    "zenoh (across hosts), or from them into the segment")
+    p.add_argument("segment", metavar="SEGMENT", help="the zdshm segment (posix name)")
+    way = p.add_mutually_exclusive_group(required=True)
+    way.add_argument("--to", metavar="ENGINE:NAME",
+                     help="publish the segment's frames: iceoryx2:SERVICE or zenoh:KEY_EXPR")
+    way.add_argument("--from", dest="from_", metavar="ENGINE:NAME",
+                     help="commit frames received on iceoryx2:SERVICE or zenoh:KEY_EXPR "
+                          "to the segment")
+    p.add_argument("--policy", choices=("block", "drop"), default="block",
+                   help="when the far side cannot keep up: wait for it (block, the "
+                        "default) or drop the frame and count it")
+    p.add_argument("--create", nargs=2, type=int, metavar=("SLOTS", "CAPACITY"),
+                   help="with --from: create SEGMENT (SLOTS slots of CAPACITY bytes; "
+                        "a bridge needs the largest frame + %d bytes) and remove it "
+                        "at exit, instead of attaching it" % zb.ORIGIN_SIZE)
+    p.add_argument("--connect", action="append", default=[], metavar="ENDPOINT",
+                   help="zenoh: an endpoint to connect to, e.g. tcp/10.0.0.2:7447 (repeatable)")
+    p.add_argument("--listen", action="append", default=[], metavar="ENDPOINT",
+                   help="zenoh: an endpoint to listen on, e.g. tcp/0.0.0.0:7447 (repeatable)")
+    p.add_argument("--zenoh-config", metavar="FILE",
+                   help="zenoh: a JSON5 config file (multicast scouting is turned off)")
+    p.add_argument("--zenoh-mode", choices=("peer", "client", "router"), default="peer",
+                   help="zenoh: the session mode (default peer)")
+    p.add_argument("--iceoryx2-prefix", metavar="PREFIX",
+                   help="iceoryx2: the domain (file prefix) of the service (default iox2_)")
+    p.add_argument("--depth", type=int, default=None,
+                   help="iceoryx2: the subscribers' buffer size the service is made "
+                        "with (default 8)")
+    p.add_argument("--interval", type=float, default=1.0,
+                   help="seconds between progress lines when stderr is not a terminal")
+    args = p.parse_args(argv)
+    spec = args.to if args.to is not None else args.from_
+    try:
+        engine, name = zb.parse_target(spec)
+        zdshm.validate_name(args.segment)
+    except ValueError as exc:
+        p.error(str(exc))
+    if args.create is not None and args.to is not None:
+        p.error("--create goes with --from (the bridge then writes the segment)")
+    if engine == "iceoryx2" and (args.connect or args.listen or args.zenoh_config):
+        p.error("--connect, --listen and --zenoh-config are zenoh options")
+    if engine == "zenoh" and (args.iceoryx2_prefix or args.depth is not None):
+        p.error("--iceoryx2-prefix and --depth are iceoryx2 options")
+    if args.interval <= 0:
+        p.error("--interval must be positive")
+
+    # Ctrl-C and SIGTERM end the loop below; the bridge then stops cleanly.
+    stopping: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopping.append(signum)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    seg = None
+    bridge: Any = None
+    rc = 0
+    try:
+        try:
+            if args.create is not None:
+                slots, cap = args.create
+                seg = zdshm.PosixSegment.create(args.segment, slots, cap, replace_stale=True)
+            target: Any = seg if seg is not None else args.segment
+            kw: dict[str, Any] = {"policy": args.policy}
+            cls: Any
+            if args.depth is not None:
+                kw["depth"] = args.depth
+            if engine == "iceoryx2":
+                cls = zb.ToIceoryx2 if args.to is not None else zb.FromIceoryx2
+                bridge = cls(target, name, prefix=args.iceoryx2_prefix, **kw)
+            else:
+                cls = zb.ToZenoh if args.to is not None else zb.FromZenoh
+                bridge = cls(target, name, connect=args.connect, listen=args.listen,
+                             config=args.zenoh_config, mode=args.zenoh_mode, **kw)
+            bridge.start()
+        except (zdshm.Error, ValueError, ImportError, OSError) as exc:
+            print(f"bridge: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # noqa: BLE001 - the engines' own errors
+            print(f"bridge: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        label = f"{args.segment} {'->' if args.to else '<-'} {spec}"
+        print(f"bridge {label} ({args.policy}) running; Ctrl-C stops it",
+              file=sys.stderr, flush=True)
+        live = sys.stderr.isatty()
+        t0 = last = time.monotonic()
+        while not stopping and bridge.running:
+            time.sleep(0.1)
+            now = time.monotonic()
+            if live or now - last >= args.interval:
+                last = now
+                _bridge_line(label, bridge.stats(), now - t0, live)
+        stats = bridge.stop()
+        _bridge_line(label, stats, time.monotonic() - t0, live, final=True)
+        if bridge.error is not None:
+            print(f"bridge stopped: {bridge.error}", file=sys.stderr)
+            rc = 1
+        print(json.dumps(dict(stats)), flush=True)
+        return rc
+    finally:
+        if bridge is not None and bridge.running:
+            bridge.stop()
+        if seg is not None:
+            try:
+                seg.close()
+            except zdshm.ViewsAliveError:
+                seg.__exit__(None, None, None)
+            try:
+                seg.unlink()
+            except zdshm.Error:
+                pass
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _bridge_line(label: str, st: Any, elapsed: float, live: bool,
+                 final: bool = False) -> None:
+    rate = st["bytes"] / elapsed / 1e6 if elapsed > 0 else 0.0
+    line = (f"{label}  {elapsed:6.1f} s  forwarded {st['forwarded']}  dropped "
+            f"{st['dropped']}  lost {st['lost']}  restarts {st['restarts']}  "
+            f"{rate:8.1f} MB/s")
+    if st["last_error"]:
+        line += f"  last error: {st['last_error']}"
+    if live:
+        sys.stderr.write("\r\x1b[K" + line + ("\n" if final else ""))
+    else:
+        sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 _COMMANDS = {
     "demo": demo,
     "list": _cmd_list,
     "describe": _cmd_describe,
     "rm": _cmd_rm,
     "bench": _cmd_bench,
+    "bridge": _cmd_bridge,
 }
 
 
@@ -516,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zdshm {zdshm.__version__}")
         return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in _COMMANDS:
-        print("usage: python -m zdshm {demo,list,describe,rm,bench} [...]\n"
+        print("usage: python -m zdshm {demo,list,describe,rm,bench,bridge} [...]\n"
               "       python -m zdshm --version\n\n"
               "  demo [--seconds 4] [--shape 1080 1920 3]\n"
               "                 frames through a posix segment vs multiprocessing.Queue\n"
@@ -524,7 +664,9 @@ def main(argv: list[str] | None = None) -> int:
               "  describe NAME  a segment's header and counters (read-only)\n"
               "  rm NAME...     remove segments\n"
               "  rm --stale [NAME...]  remove stale segments (creator gone, nothing attached)\n"
-              "  bench          where the benchmarks are (not installed)",
+              "  bench          where the benchmarks are (not installed)\n"
+              "  bridge SEGMENT --to|--from iceoryx2:SERVICE|zenoh:KEY_EXPR [...]\n"
+              "                 forward frames to or from iceoryx2 or zenoh (Ctrl-C stops)",
               file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr)
         if argv and argv[0] in ("-h", "--help"):
             return 0

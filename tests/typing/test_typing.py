@@ -131,6 +131,20 @@ def contract(name: str) -> None:
     named.unlink()
     named.close()
     print(sn)
+
+
+def bridges(seg: zdshm.PosixSegment, sample: zdshm.Sample) -> None:
+    from zdshm import bridge
+
+    out = bridge.ToZenoh("frames", "lab/cam0", connect=["tcp/10.0.0.2:7447"], policy="drop")
+    st = out.stats()
+    assert_type(st, bridge.BridgeStats)
+    assert_type(st["forwarded"], int)
+    assert_type(st["last_error"], str | None)
+    assert_type(bridge.origin(sample, seg), bridge.Origin | None)
+    with bridge.FromIceoryx2(seg, "camera/frames", prefix="lab_") as inn:
+        assert_type(inn, bridge.FromIceoryx2)
+    assert_type(inn.stop(), bridge.BridgeStats)
 '''
 
 # Each line must be an error (the line numbers are checked).
@@ -149,6 +163,9 @@ zdshm.PosixSegment.attach("x", None)        # allow_owner is keyword-only
 zdshm.MemorySegment(2, 64, classes=[(2, 64)])  # one form or the other
 zdshm.MemorySegment(classes=[(2, "64")])    # pairs of ints
 seg.writer().loan(nbytes="10")              # nbytes is an int
+from zdshm import bridge
+bridge.ToZenoh("frames", "k", policy="sometimes")  # not a policy
+bridge.ToIceoryx2("frames", "k", "drop")    # policy is keyword-only
 '''
 
 

@@ -28,7 +28,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("gcc", "cc", "c++", "g++", "clang", "cmake", "ninja", "make", "ld")
 # What the Python tests import beside zdshm; binary wheels only.
-TEST_DEPS = ("pytest", "pytest-timeout", "numpy", "hypothesis", "uvloop")
+# iceoryx2 and eclipse-zenoh: the bridge tests (the extras a user installs).
+TEST_DEPS = ("pytest", "pytest-timeout", "numpy", "hypothesis", "uvloop",
+             "iceoryx2>=0.10", "eclipse-zenoh>=1.10")
 LONG_SUITES = ("test_property.py", "test_soak.py", "test_hostile_sweep.py")
 
 
