@@ -5,7 +5,10 @@
  * recycled.  Views (memoryview, numpy array) hold a reference to the Sample,
  * so the pin outlives every view; release() refuses while views are alive;
  * collection releases automatically.  The published format and shape (slot
- * meta, see ext.h) are exported through PEP 3118 when valid.
+ * meta, see ext.h) are exported through PEP 3118 when valid.  A sample of
+ * several named arrays (multi.c) exports its raw bytes and is also a small
+ * read-only mapping: keys(), [name], `in`, arrays(); each array is an
+ * export of the sample through a SamplePart.
  */
 #include "ext.h"
 
