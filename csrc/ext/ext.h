@@ -127,7 +127,10 @@
  * overflow-checked; the second bounds the dimensions and strides of an
  * empty array as a full slot's are bounded).  Writers refuse anything else;
  * a reader copies the 64 bytes to private memory before validating them,
- * and falls back to 1-D unsigned bytes ("B") when anything is off.
+ * and falls back to 1-D unsigned bytes ("B") when anything is off.  (A
+ * sample of several named arrays has the magic "ZM" and a directory in its
+ * data instead: see "Several named arrays in one sample" below; its buffer
+ * is its raw bytes.)
  * ------------------------------------------------------------------------- */
 #define ZDEXT_META_MAGIC0 'Z'
 #define ZDEXT_META_MAGIC1 'A'
