@@ -200,6 +200,21 @@ def test_array_pins_the_sample(make_segment):
     assert seg.slots()[slot]["pinned_by_readers"] == ()
 
 
+def test_exit_defers_close_while_an_array_lives(make_segment):
+    seg = make_segment(2, 4096)
+    with seg:
+        w, r = seg.writer(), seg.reader()
+        w.publish({"a": np.arange(5, dtype="<i4"), "b": np.ones(3, "u1")})
+        a = r.take(timeout=5)["a"]
+    assert seg.closed
+    with pytest.raises(zdshm.ClosedError):
+        r.take(timeout=0)
+    assert a.tolist() == [0, 1, 2, 3, 4]         # still mapped and pinned
+    del a
+    gc.collect()
+    assert "closed" in repr(seg)
+
+
 def test_arrays_of_a_released_sample_refused(seg):
     w, r = seg.writer(), seg.reader()
     w.publish({"a": np.arange(3)})
