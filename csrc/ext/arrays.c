@@ -250,6 +250,47 @@ dtype_same(PyObject *a, PyObject *b)
 	return eq == 1;
 }
 
+/* Resolves one (shape, dtype) for a slot of `capacity` bytes: *shape_t
+ * (a tuple), *descr (numpy.dtype(dtype)) and *lay; the errors name the
+ * value (TypeError, ValueError, SampleTooLargeError, OverflowError).
+ * numpy is imported (frame_type_ready).  0 or -1 (nothing held). */
+static int
+resolve_spec(zdext_state *st, PyObject *shape, PyObject *dtype,
+	     uint64_t capacity, PyObject **shape_t, PyObject **descr,
+	     zdext_layout *lay)
+{
+	PyObject *fmt = NULL;
+
+	*shape_t = *descr = NULL;
+	if (PyLong_Check(shape) && !PyBool_Check(shape)) {
+		*shape_t = PyTuple_Pack(1, shape);
+	} else if (PyTuple_Check(shape) || PyList_Check(shape)) {
+		*shape_t = PySequence_Tuple(shape);
+	} else {
+		PyErr_Format(PyExc_TypeError,
+			     "shape must be an int or a tuple of ints, got %.200R (%s)",
+			     shape, Py_TYPE(shape)->tp_name);
+		return -1;
+	}
+	if (*shape_t == NULL)
+		return -1;
+	*descr = PyObject_CallOneArg(st->np_dtype, dtype);
+	if (*descr == NULL)
+		goto fail;
+	fmt = PyObject_CallOneArg(st->dtype_to_format, *descr);
+	if (fmt == NULL)
+		goto fail;
+	if (zdext_layout_from_py(st, fmt, *shape_t, capacity, lay) < 0)
+		goto fail;
+	Py_DECREF(fmt);
+	return 0;
+fail:
+	Py_XDECREF(fmt);
+	Py_CLEAR(*descr);
+	Py_CLEAR(*shape_t);
+	return -1;
+}
+
 /* Resolves (shape, dtype) for w's slot capacity into w->plan: the errors
  * name the value (TypeError, ValueError, SampleTooLargeError,
  * OverflowError), before anything is loaned. */
@@ -258,34 +299,16 @@ plan_resolve(WriterObject *w, PyObject *shape, PyObject *dtype)
 {
 	zdext_state *st = zdext_state_of((PyObject *)w);
 	PyObject *mod = PyType_GetModuleByDef(Py_TYPE(w), &zdext_module_def);
-	PyObject *shape_t = NULL, *descr = NULL, *fmt = NULL, *args = NULL;
+	PyObject *shape_t = NULL, *descr = NULL, *args = NULL;
 	zdext_layout lay;
 	uint64_t need;
 	int rc = -1;
 
 	if (mod == NULL || frame_type_ready(mod, st) < 0)
 		return -1;
-	if (PyLong_Check(shape) && !PyBool_Check(shape)) {
-		shape_t = PyTuple_Pack(1, shape);
-	} else if (PyTuple_Check(shape) || PyList_Check(shape)) {
-		shape_t = PySequence_Tuple(shape);
-	} else {
-		PyErr_Format(PyExc_TypeError,
-			     "shape must be an int or a tuple of ints, got %.200R (%s)",
-			     shape, Py_TYPE(shape)->tp_name);
+	if (resolve_spec(st, shape, dtype, w->segment->slot_capacity, &shape_t,
+			 &descr, &lay) < 0)
 		return -1;
-	}
-	if (shape_t == NULL)
-		return -1;
-	descr = PyObject_CallOneArg(st->np_dtype, dtype);
-	if (descr == NULL)
-		goto done;
-	fmt = PyObject_CallOneArg(st->dtype_to_format, descr);
-	if (fmt == NULL)
-		goto done;
-	if (zdext_layout_from_py(st, fmt, shape_t, w->segment->slot_capacity,
-				 &lay) < 0)
-		goto done;
 	args = PyTuple_Pack(2, shape_t, descr);
 	if (args == NULL)
 		goto done;
@@ -306,7 +329,6 @@ plan_resolve(WriterObject *w, PyObject *shape, PyObject *dtype)
 	w->plan.layout = lay;
 	rc = 0;
 done:
-	Py_XDECREF(fmt);
 	Py_XDECREF(descr);
 	Py_XDECREF(shape_t);
 	return rc;
@@ -541,4 +563,321 @@ PyType_Spec zdext_loan_array_spec = {
 	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION |
 		 Py_TPFLAGS_IMMUTABLETYPE,
 	.slots = loan_array_slots,
+};
+
+/* --------------------------------------------------------------------------
+ * LoanArrays: several named frames over one loan (Writer.loan_arrays)
+ *
+ * The same rules as LoanArray, for n frames: each frame holds one export of
+ * the loan, so the exit commits allowing exactly n exports to remain (any
+ * other view of a frame: ViewsAliveError, nothing published), and discards
+ * on an exception.  The directory (multi.c) is resolved and laid out when
+ * loan_arrays() is called, so its total size -- and with it the size class
+ * of the loan -- is known before anything is loaned.
+ * ------------------------------------------------------------------------ */
+
+typedef struct LoanArraysObject {
+	PyObject_HEAD
+	WriterObject *writer;     /* strong                                   */
+	PyObject *specs;          /* tuple of (shape tuple, descr) per array  */
+	zdext_dir dir;            /* names, offsets, layouts, total           */
+	uint64_t timeout_ns;
+	LoanObject *loan;         /* strong, inside the block                 */
+	PyObject *frames;         /* tuple of the frames, inside the block    */
+} LoanArraysObject;
+
+PyObject *
+zdext_writer_loan_arrays(WriterObject *w, PyObject *const *args,
+			 Py_ssize_t nargs, PyObject *kwnames)
+{
+	static const char *const names[] = {"arrays", "timeout"};
+	zdext_state *st = zdext_state_of((PyObject *)w);
+	PyObject *mod = PyType_GetModuleByDef(Py_TYPE(w), &zdext_module_def);
+	PyObject *a[2], *items = NULL, *specs = NULL;
+	uint64_t timeout = w->timeout_ns, cap = w->segment->slot_capacity;
+	LoanArraysObject *cm = NULL;
+	zdext_dir dir;
+	Py_ssize_t i, n;
+
+	memset(&dir, 0, sizeof(dir));
+	if (zdext_bind("loan_arrays", args, nargs, kwnames, names, 2, 2, a) < 0)
+		return NULL;
+	if (a[0] == NULL) {
+		PyErr_SetString(PyExc_TypeError,
+				"loan_arrays() needs arrays, a dict of name -> "
+				"(shape, dtype)");
+		return NULL;
+	}
+	if (a[1] != NULL && a[1] != Py_Ellipsis &&
+	    zdext_seconds_arg(a[1], "timeout", 1, 0.0, &timeout) < 0)
+		return NULL;
+	if (zdext_dir_check_dict(a[0], "loan_arrays") < 0)
+		return NULL;
+	if (mod == NULL || frame_type_ready(mod, st) < 0)
+		return NULL;
+	items = PyDict_Items(a[0]);
+	if (items == NULL)
+		return NULL;
+	n = PyList_GET_SIZE(items);
+	specs = PyTuple_New(n);
+	if (specs == NULL)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
+		PyObject *val = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
+		PyObject *shape_t, *descr, *spec;
+		zdext_layout lay;
+
+		if (!PyUnicode_Check(key)) {
+			PyErr_Format(PyExc_TypeError,
+				     "loan_arrays(): array names must be str, got "
+				     "%.200R (%s)", key, Py_TYPE(key)->tp_name);
+			goto fail;
+		}
+		if (!PyTuple_Check(val) || PyTuple_GET_SIZE(val) != 2) {
+			PyErr_Format(PyExc_TypeError,
+				     "loan_arrays(): the array %.200R needs a tuple "
+				     "(shape, dtype), got %.200R (%s)", key, val,
+				     Py_TYPE(val)->tp_name);
+			goto fail;
+		}
+		if (resolve_spec(st, PyTuple_GET_ITEM(val, 0),
+				 PyTuple_GET_ITEM(val, 1), cap, &shape_t, &descr,
+				 &lay) < 0) {
+			zdext_name_error(key, "loan_arrays");
+			goto fail;
+		}
+		spec = PyTuple_Pack(2, shape_t, descr);
+		Py_DECREF(shape_t);
+		Py_DECREF(descr);
+		if (spec == NULL)
+			goto fail;
+		PyTuple_SET_ITEM(specs, i, spec);
+		if (zdext_dir_add(&dir, key, &lay, "loan_arrays") < 0)
+			goto fail;
+	}
+	if (zdext_dir_finish(st, &dir, cap, "loan_arrays") < 0)
+		goto fail;
+	cm = PyObject_New(LoanArraysObject, st->loan_arrays_type);
+	if (cm == NULL)
+		goto fail;
+	cm->writer = (WriterObject *)Py_NewRef(w);
+	cm->specs = specs;
+	cm->dir = dir;            /* the names move to cm */
+	cm->timeout_ns = timeout;
+	cm->loan = NULL;
+	cm->frames = NULL;
+	Py_DECREF(items);
+	return (PyObject *)cm;
+fail:
+	zdext_dir_clear(&dir);
+	Py_XDECREF(specs);
+	Py_XDECREF(items);
+	return NULL;
+}
+
+static PyObject *
+loan_arrays_enter(LoanArraysObject *self, PyObject *Py_UNUSED(ignored))
+{
+	zdext_state *st = zdext_state_of((PyObject *)self);
+	WriterObject *w = self->writer;
+	const zdext_dir *dir = &self->dir;
+	LoanObject *l;
+	PyObject *frames = NULL, *out = NULL;
+	uint32_t slot;
+	int rc, i;
+
+	if (self->loan != NULL) {
+		PyErr_SetString(PyExc_RuntimeError,
+				"loan_arrays context manager is not reentrant");
+		return NULL;
+	}
+	if (zdext_writer_check(w) < 0)
+		return NULL;
+	rc = zdext_writer_loan_slot(w, self->timeout_ns, dir->total, &slot);
+	if (rc < 0)
+		return zdext_raise(st, rc, "loan");
+	l = (LoanObject *)zdext_loan_new(st, w->segment, slot);
+	if (l == NULL)
+		return NULL;
+	zdext_dir_encode(dir, l->meta, l->data);
+	l->has_format = 1;
+	l->fmt_nbytes = dir->total;
+	frames = PyTuple_New(dir->n);
+	out = PyDict_New();
+	if (frames == NULL || out == NULL)
+		goto fail;
+	for (i = 0; i < dir->n; i++) {
+		PyObject *spec = PyTuple_GET_ITEM(self->specs, i), *fargs, *frame;
+
+		/* The frame's export, as in loan_array_enter. */
+		zdext_loan_export(l);
+		fargs = Py_BuildValue("(OOOK)", PyTuple_GET_ITEM(spec, 0),
+				      PyTuple_GET_ITEM(spec, 1), (PyObject *)l,
+				      (unsigned long long)dir->off[i]);
+		frame = fargs == NULL ? NULL
+			: st->frame_type->tp_new(st->frame_type, fargs, NULL);
+		Py_XDECREF(fargs);
+		if (frame == NULL) {
+			zdext_loan_unexport(l);
+			goto fail;
+		}
+		frame_ext_of(frame)->loan = (LoanObject *)Py_NewRef(l);
+		PyTuple_SET_ITEM(frames, i, frame);
+		if (PyDict_SetItem(out, dir->names[i], frame) < 0)
+			goto fail;
+	}
+	self->loan = l;
+	self->frames = frames;
+	return out;
+fail:
+	/* The frames made so far give their exports back as they go. */
+	Py_XDECREF(out);
+	Py_XDECREF(frames);
+	Py_DECREF(l);         /* no view left: discarded */
+	return NULL;
+}
+
+static PyObject *
+loan_arrays_exit(LoanArraysObject *self, PyObject *const *args,
+		 Py_ssize_t nargs)
+{
+	zdext_state *st = zdext_state_of((PyObject *)self);
+	LoanObject *l = self->loan;
+	PyObject *frames = self->frames, *r = NULL;
+	Py_ssize_t others, n, i;
+	int failed = nargs >= 1 && args[0] != Py_None;
+
+	if (l == NULL)
+		Py_RETURN_FALSE;
+	self->loan = NULL;
+	self->frames = NULL;
+	n = PyTuple_GET_SIZE(frames);
+	if (zdext_foreign(l->segment)) {
+		r = Py_NewRef(Py_False);    /* a fork child: nothing is ours */
+		goto done;
+	}
+	/* No writable frame past the block, whatever happens next. */
+	for (i = 0; i < n; i++) {
+		PyObject *argv[2] = {PyTuple_GET_ITEM(frames, i), Py_False};
+
+		r = PyObject_Vectorcall(st->ndarray_setflags, argv, 2, NULL);
+		if (r == NULL)
+			goto done;
+		Py_DECREF(r);
+		r = NULL;
+	}
+	others = l->exports - n;        /* the frames' own exports aside */
+	if (l->state != ZDEXT_LOAN_LIVE || l->segment->state != ZDEXT_OPEN ||
+	    l->segment->seg == NULL) {
+		r = Py_NewRef(Py_False);
+		goto done;
+	}
+	if (failed) {
+		if (others == 0) {
+			r = zdext_loan_discard(l, n);
+			if (r == NULL)
+				goto done;
+			Py_DECREF(r);
+		}
+		r = Py_NewRef(Py_False);
+		goto done;
+	}
+	if (others > 0) {
+		PyErr_Format(st->ViewsAliveError,
+			     "loan_arrays: %zd other view%s of the frames (slice, "
+			     ".view(), reshape) %s still alive, so the arrays in slot "
+			     "%u were NOT published: del them before the block ends; "
+			     "the slot is discarded once they are gone",
+			     others, others == 1 ? "" : "s",
+			     others == 1 ? "is" : "are", (unsigned)l->slot);
+		goto done;
+	}
+	r = zdext_loan_commit(l, NULL, n);
+	if (r == NULL)
+		goto done;
+	Py_DECREF(r);
+	r = Py_NewRef(Py_False);
+done:
+	Py_DECREF(frames);
+	Py_DECREF(l);
+	return r;
+}
+
+static void
+loan_arrays_dealloc(LoanArraysObject *self)
+{
+	PyTypeObject *tp = Py_TYPE(self);
+
+	Py_XDECREF(self->frames);
+	Py_XDECREF(self->loan);
+	zdext_dir_clear(&self->dir);
+	Py_DECREF(self->specs);
+	Py_DECREF(self->writer);
+	tp->tp_free((PyObject *)self);
+	Py_DECREF(tp);
+}
+
+static PyObject *
+loan_arrays_repr(LoanArraysObject *self)
+{
+	PyObject *names = PyTuple_New(self->dir.n), *r;
+	int i;
+
+	if (names == NULL)
+		return NULL;
+	for (i = 0; i < self->dir.n; i++)
+		PyTuple_SET_ITEM(names, i, Py_NewRef(self->dir.names[i]));
+	r = PyUnicode_FromFormat("<zdshm.LoanArrays %R nbytes=%llu%s>", names,
+				 (unsigned long long)self->dir.total,
+				 self->loan != NULL ? " entered" : "");
+	Py_DECREF(names);
+	return r;
+}
+
+static PyObject *
+loan_arrays_get_nbytes(LoanArraysObject *self, void *Py_UNUSED(c))
+{
+	return PyLong_FromUnsignedLongLong(self->dir.total);
+}
+
+static PyGetSetDef loan_arrays_getset[] = {
+	{"nbytes", (getter)loan_arrays_get_nbytes, NULL,
+	 "The bytes of the sample (directory and arrays): the size the loan "
+	 "is made for.", NULL},
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef loan_arrays_methods[] = {
+	{"__enter__", (PyCFunction)loan_arrays_enter, METH_NOARGS,
+	 "__enter__($self, /)\n--\n\n"
+	 "Loans a slot, writes the directory and returns a dict of writable "
+	 "frames (LoanFrames), one per name."},
+	{"__exit__", (PyCFunction)(void (*)(void))loan_arrays_exit, METH_FASTCALL,
+	 "__exit__($self, /, *exc_info)\n--\n\n"
+	 "Makes the frames read-only; commits on success (ViewsAliveError, "
+	 "nothing published, while another view of a frame is alive), "
+	 "discards on an exception."},
+	{"__reduce_ex__", (PyCFunction)zdext_reduce_ex, METH_O,
+	 "__reduce_ex__($self, protocol, /)\n--\n\n"
+	 "Refused (TypeError): make it with Writer.loan_arrays in the process "
+	 "that writes."},
+	{NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot loan_arrays_slots[] = {
+	{Py_tp_doc, "The context manager of Writer.loan_arrays."},
+	{Py_tp_dealloc, loan_arrays_dealloc},
+	{Py_tp_repr, loan_arrays_repr},
+	{Py_tp_getset, loan_arrays_getset},
+	{Py_tp_methods, loan_arrays_methods},
+	{0, NULL},
+};
+
+PyType_Spec zdext_loan_arrays_spec = {
+	.name = "zdshm.LoanArrays",
+	.basicsize = sizeof(LoanArraysObject),
+	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION |
+		 Py_TPFLAGS_IMMUTABLETYPE,
+	.slots = loan_arrays_slots,
 };

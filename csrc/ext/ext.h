@@ -9,7 +9,11 @@
  *   loan.c     Loan: writable buffer exporter over a reserved slot
  *   sample.c   Sample: read-only buffer exporter over a pinned committed slot
  *   writer.c   Writer: loan/publish under an overflow policy
- *   arrays.c   Writer.loan_array (LoanArray) and its frame type, LoanFrame
+ *   arrays.c   Writer.loan_array (LoanArray), Writer.loan_arrays
+ *              (LoanArrays) and their frame type, LoanFrame
+ *   multi.c    several named arrays in one sample: the directory, its
+ *              validated decoding, publish of a dict, and SamplePart, the
+ *              exporter of one array of a sample
  *   reader.c   Reader: registered reader, take/try_take/iteration
  *   interop.c  DLPack export and __array__, shared by Loan and Sample
  *
@@ -123,7 +127,10 @@
  * overflow-checked; the second bounds the dimensions and strides of an
  * empty array as a full slot's are bounded).  Writers refuse anything else;
  * a reader copies the 64 bytes to private memory before validating them,
- * and falls back to 1-D unsigned bytes ("B") when anything is off.
+ * and falls back to 1-D unsigned bytes ("B") when anything is off.  (A
+ * sample of several named arrays has the magic "ZM" and a directory in its
+ * data instead: see "Several named arrays in one sample" below; its buffer
+ * is its raw bytes.)
  * ------------------------------------------------------------------------- */
 #define ZDEXT_META_MAGIC0 'Z'
 #define ZDEXT_META_MAGIC1 'A'
@@ -159,6 +166,88 @@ void zdext_meta_encode(const zdext_layout *lay, uint8_t *meta);
  * invalid meta) and fills *lay with 1-D unsigned bytes ("B", size). */
 int zdext_meta_decode(const uint8_t *meta, uint64_t size, uint64_t capacity,
 		      zdext_layout *lay);
+
+/* ---------------------------------------------------------------------------
+ * Several named arrays in one sample (multi.c; Writer.publish of a dict,
+ * Writer.loan_arrays).  The slot meta then reads:
+ *
+ *   0..1    magic "ZM"
+ *   2       directory version, ZDEXT_DIR_VERSION
+ *   3       number of arrays n, 1..ZDEXT_DIR_MAX
+ *   4..7    0
+ *   8..15   directory bytes, little-endian uint64, == n * ZDEXT_DIR_ENTRY
+ *   16..63  0
+ *
+ * and the directory fills the first n * ZDEXT_DIR_ENTRY bytes of the slot's
+ * data, one entry per array in the order they were given:
+ *
+ *   0..63    the array's description in the single-array meta layout above
+ *            ("ZA", ndim, format, shape) for its own bytes
+ *   64..71   offset of its data from the start of the slot's data, LE
+ *            uint64, a multiple of ZDEXT_DIR_ALIGN
+ *   72..79   its bytes, LE uint64 (== prod(shape) * itemsize)
+ *   80       name length, 1..ZDEXT_DIR_NAME_MAX
+ *   81..127  name, UTF-8, NUL padded
+ *
+ * The arrays follow the directory in entry order, each at the next multiple
+ * of ZDEXT_DIR_ALIGN; the committed size is the end of the last one.  A
+ * reader copies the meta and the directory to private memory once and
+ * accepts them only if every entry's description is valid for its bytes,
+ * the offsets are aligned, increasing and non-overlapping (each at or past
+ * the end of the previous array, the first past the directory), every
+ * array ends within the committed size (overflow-checked), and the names
+ * are valid UTF-8 without NUL, NUL padded and distinct.  Anything else:
+ * CorruptSegmentError from the mapping methods of the Sample (its buffer
+ * stays the raw bytes, as for every sample that is not one array).
+ * ------------------------------------------------------------------------- */
+#define ZDEXT_DIR_MAGIC1 'M'
+#define ZDEXT_DIR_VERSION 1
+#define ZDEXT_DIR_MAX 16
+#define ZDEXT_DIR_ENTRY 128
+#define ZDEXT_DIR_ALIGN 64
+#define ZDEXT_DIR_NAME_OFF 81
+#define ZDEXT_DIR_NAME_MAX (ZDEXT_DIR_ENTRY - ZDEXT_DIR_NAME_OFF)
+
+_Static_assert(ZDEXT_DIR_NAME_MAX == 47, "names of up to 47 bytes");
+_Static_assert(ZDEXT_DIR_ENTRY % ZDEXT_DIR_ALIGN == 0,
+	       "the directory ends on an alignment boundary");
+
+struct zdext_state;
+
+/* A directory: written by publish/loan_arrays, decoded by a Sample. */
+typedef struct zdext_dir {
+	int n;                                 /* 0: not several arrays     */
+	uint64_t total;                        /* end of the last array     */
+	PyObject *names[ZDEXT_DIR_MAX];        /* str, strong               */
+	uint64_t off[ZDEXT_DIR_MAX];
+	zdext_layout lay[ZDEXT_DIR_MAX];
+} zdext_dir;
+
+/* Drops the names of d (n stays). */
+void zdext_dir_clear(zdext_dir *d);
+
+/* Adds an array named `key` (checked: a str of 1..47 UTF-8 bytes without
+ * NUL, not yet in d; TypeError/ValueError naming it, `fn` the caller's name)
+ * described by lay to d, at the next aligned offset.  0 or -1. */
+int zdext_dir_add(zdext_dir *d, PyObject *key, const zdext_layout *lay,
+		  const char *fn);
+
+/* Re-raises the pending exception (same class) with its message prefixed
+ * by "<fn>(): the array <repr(key)>: ". */
+void zdext_name_error(PyObject *key, const char *fn);
+
+/* The count check of a dict of arrays (TypeError unless a dict; ValueError
+ * when empty or with more than ZDEXT_DIR_MAX entries).  0 or -1. */
+int zdext_dir_check_dict(PyObject *dict, const char *fn);
+
+/* Ends the adding: the arrays move down behind the directory of d->n
+ * entries (zdext_dir_add left room for ZDEXT_DIR_MAX); SampleTooLargeError
+ * when the directory and arrays then need more than `capacity`.  0 or -1. */
+int zdext_dir_finish(struct zdext_state *st, zdext_dir *d, uint64_t capacity,
+		     const char *fn);
+
+/* Writes the meta and the directory of d (n >= 1) into a loaned slot. */
+void zdext_dir_encode(const zdext_dir *d, uint8_t *meta, uint8_t *data);
 
 /* --------------------------------------------------------------------------
  * Module state
@@ -208,6 +297,9 @@ typedef struct zdext_state {
 	PyObject *dtype_to_format;      /* zdshm.arrays.dtype_to_format    */
 	PyObject *ndarray_setflags;     /* numpy.ndarray.setflags          */
 	PyObject *str_base;
+	PyObject *np_asarray;           /* numpy.asarray (Sample.__getitem__) */
+	PyTypeObject *loan_arrays_type; /* Writer.loan_arrays' manager        */
+	PyTypeObject *sample_part_type; /* one array of a Sample (multi.c)    */
 	PyObject *aio;              /* zdshm.aio, imported lazily              */
 } zdext_state;
 
@@ -439,6 +531,7 @@ typedef struct SampleObject {
 	int parsed;               /* layout below is filled                   */
 	Py_ssize_t exports;
 	zdext_layout layout;
+	zdext_dir *dir;           /* several arrays: decoded, valid; or NULL  */
 } SampleObject;
 
 /* The last (shape, dtype) a Writer's loan_array resolved. */
@@ -481,6 +574,8 @@ extern PyType_Spec zdext_sample_spec;
 extern PyType_Spec zdext_writer_spec;
 extern PyType_Spec zdext_reader_spec;
 extern PyType_Spec zdext_loan_array_spec;
+extern PyType_Spec zdext_loan_arrays_spec;
+extern PyType_Spec zdext_sample_part_spec;
 
 /* segment.c: an exporter got its first view (exports 0 -> 1) / lost its
  * last (1 -> 0).  The latter finishes what a deferred close left. */
@@ -542,6 +637,22 @@ PyObject *zdext_loan_discard(LoanObject *l, Py_ssize_t allowed);
 /* sample.c */
 PyObject *zdext_sample_new(zdext_state *st, SegmentObject *seg,
 			   const zd_view_t *view);
+/* ClosedError/ForkedHandleError unless the sample is pinned and usable. */
+int zdext_sample_check(SampleObject *s);
+/* One export more / less of a sample (a SamplePart's buffer views). */
+void zdext_sample_export(SampleObject *s);
+void zdext_sample_unexport(SampleObject *s);
+
+/* multi.c: the directory of a usable sample, decoded once (s->dir; n == 0
+ * for a sample that is not several arrays); CorruptSegmentError naming the
+ * fault when it is invalid (not cached).  NULL on error. */
+const zdext_dir *zdext_sample_dir(SampleObject *s);
+/* A read-only numpy array over array i of s's directory: an export of s. */
+PyObject *zdext_sample_array(SampleObject *s, int i);
+/* Writer.publish/try_publish of a dict of arrays (try_: never waits,
+ * None when no slot is free now). */
+PyObject *zdext_publish_arrays(WriterObject *w, PyObject *dict,
+			       uint64_t timeout_ns, int try_);
 
 /* arrays.c: Writer.loan_array and the LoanFrame ndarray subclass. */
 PyObject *zdext_writer_loan_array(WriterObject *w, PyObject *const *args,
@@ -553,6 +664,12 @@ void zdext_plan_clear(zdext_plan *p);
  * per the writer's policy (0 or a core code). */
 int zdext_writer_loan_slot(WriterObject *w, uint64_t timeout_ns, uint64_t nbytes,
 			   uint32_t *slot);
+/* writer.c: one loan attempt that never waits: 0 (*slot loaned), 1 (no
+ * slot now) or a negative code. */
+int zdext_writer_try_slot(WriterObject *w, uint64_t nbytes, uint32_t *slot);
+/* arrays.c: Writer.loan_arrays. */
+PyObject *zdext_writer_loan_arrays(WriterObject *w, PyObject *const *args,
+				   Py_ssize_t nargs, PyObject *kwnames);
 /* writer.c: ClosedError/ForkedHandleError unless the writer may loan. */
 int zdext_writer_check(WriterObject *w);
 

@@ -219,6 +219,8 @@ zdext_reduce_ex(PyObject *self, PyObject *Py_UNUSED(protocol))
 			 "its name) and call seg.writer() in the other process";
 	else if (tp == st->loan_array_type)
 		advice = "call writer.loan_array() in the process that writes";
+	else if (tp == st->loan_arrays_type)
+		advice = "call writer.loan_arrays() in the process that writes";
 	else if (tp == st->loan_type)
 		advice = "fill and commit it here, and take the sample through a "
 			 "reader of PosixSegment.attach(name) in the other process, "
@@ -1041,7 +1043,9 @@ zdext_exec(PyObject *m)
 	    add_type(m, &st->sample_type, &zdext_sample_spec, NULL) < 0 ||
 	    add_type(m, &st->writer_type, &zdext_writer_spec, NULL) < 0 ||
 	    add_type(m, &st->reader_type, &zdext_reader_spec, NULL) < 0 ||
-	    add_type(m, &st->loan_array_type, &zdext_loan_array_spec, NULL) < 0)
+	    add_type(m, &st->loan_array_type, &zdext_loan_array_spec, NULL) < 0 ||
+	    add_type(m, &st->loan_arrays_type, &zdext_loan_arrays_spec, NULL) < 0 ||
+	    add_type(m, &st->sample_part_type, &zdext_sample_part_spec, NULL) < 0)
 		return -1;
 	st->str_base = PyUnicode_InternFromString("base");
 	if (st->str_base == NULL)

@@ -5,7 +5,10 @@
  * recycled.  Views (memoryview, numpy array) hold a reference to the Sample,
  * so the pin outlives every view; release() refuses while views are alive;
  * collection releases automatically.  The published format and shape (slot
- * meta, see ext.h) are exported through PEP 3118 when valid.
+ * meta, see ext.h) are exported through PEP 3118 when valid.  A sample of
+ * several named arrays (multi.c) exports its raw bytes and is also a small
+ * read-only mapping: keys(), [name], `in`, arrays(); each array is an
+ * export of the sample through a SamplePart.
  */
 #include "ext.h"
 
@@ -34,6 +37,7 @@ zdext_sample_new(zdext_state *st, SegmentObject *seg, const zd_view_t *view)
 	s->released = 0;
 	s->parsed = 0;
 	s->exports = 0;
+	s->dir = NULL;
 	seg->n_samples++;
 	return (PyObject *)s;
 }
@@ -81,8 +85,8 @@ sample_parse(SampleObject *s)
 	s->parsed = 1;
 }
 
-static int
-sample_check(SampleObject *s)
+int
+zdext_sample_check(SampleObject *s)
 {
 	if (zdext_check_owner(s->segment, "the sample") < 0)
 		return -1;
@@ -104,7 +108,7 @@ sample_getbuffer(SampleObject *s, Py_buffer *view, int flags)
 	zdext_layout *lay;
 
 	view->obj = NULL;
-	if (sample_check(s) < 0)
+	if (zdext_sample_check(s) < 0)
 		return -1;
 	if (flags & PyBUF_WRITABLE) {
 		PyErr_SetString(PyExc_BufferError,
@@ -143,13 +147,25 @@ sample_getbuffer(SampleObject *s, Py_buffer *view, int flags)
 	view->suboffsets = NULL;
 	view->internal = NULL;
 	view->obj = Py_NewRef(s);
+	zdext_sample_export(s);
+	return 0;
+}
+
+void
+zdext_sample_export(SampleObject *s)
+{
 	if (s->exports++ == 0)
 		zdext_viewed_add(s->segment, &s->link);
-	return 0;
 }
 
 static void
 sample_releasebuffer(SampleObject *s, Py_buffer *Py_UNUSED(view))
+{
+	zdext_sample_unexport(s);
+}
+
+void
+zdext_sample_unexport(SampleObject *s)
 {
 	if (--s->exports > 0)
 		return;
@@ -167,6 +183,10 @@ sample_dealloc(SampleObject *s)
 
 	/* No view is alive (each holds a reference): unpin. */
 	sample_unpin(s);
+	if (s->dir != NULL) {
+		zdext_dir_clear(s->dir);
+		PyMem_Free(s->dir);
+	}
 	tp->tp_free((PyObject *)s);
 	Py_DECREF(tp);
 	Py_DECREF(seg);
@@ -200,7 +220,7 @@ sample_release(SampleObject *s, PyObject *Py_UNUSED(ignored))
 static PyObject *
 sample_tobytes(SampleObject *s, PyObject *Py_UNUSED(ignored))
 {
-	if (sample_check(s) < 0)
+	if (zdext_sample_check(s) < 0)
 		return NULL;
 	return PyBytes_FromStringAndSize(s->view.data, (Py_ssize_t)s->view.size);
 }
@@ -212,7 +232,7 @@ sample_dlpack(SampleObject *s, PyObject *const *args, Py_ssize_t nargs,
 	zdext_dlpack_req req;
 
 	if (zdext_dlpack_args(args, nargs, kwnames, &req) < 0 ||
-	    sample_check(s) < 0)
+	    zdext_sample_check(s) < 0)
 		return NULL;
 	sample_parse(s);
 	return zdext_dlpack_export((PyObject *)s, &s->layout, 1, &req);
@@ -221,7 +241,7 @@ sample_dlpack(SampleObject *s, PyObject *const *args, Py_ssize_t nargs,
 static PyObject *
 sample_enter(SampleObject *s, PyObject *Py_UNUSED(ignored))
 {
-	if (sample_check(s) < 0)
+	if (zdext_sample_check(s) < 0)
 		return NULL;
 	return Py_NewRef(s);
 }
@@ -241,6 +261,98 @@ sample_exit(SampleObject *s, PyObject *const *Py_UNUSED(args),
 	Py_RETURN_FALSE;
 }
 
+/* --------------------------------------------------------------------------
+ * Several named arrays (multi.c): a small read-only mapping surface.
+ * ------------------------------------------------------------------------ */
+
+/* The index of `key` in dir, -1 if absent (a str key only). */
+static int
+dir_find(const zdext_dir *dir, PyObject *key)
+{
+	int i;
+
+	for (i = 0; i < dir->n; i++)
+		if (PyUnicode_Compare(dir->names[i], key) == 0)
+			return i;
+	return -1;
+}
+
+static PyObject *
+sample_keys(SampleObject *s, PyObject *Py_UNUSED(ignored))
+{
+	const zdext_dir *dir = zdext_sample_dir(s);
+	PyObject *t;
+	int i;
+
+	if (dir == NULL)
+		return NULL;
+	t = PyTuple_New(dir->n);
+	if (t == NULL)
+		return NULL;
+	for (i = 0; i < dir->n; i++)
+		PyTuple_SET_ITEM(t, i, Py_NewRef(dir->names[i]));
+	return t;
+}
+
+static PyObject *
+sample_getitem(SampleObject *s, PyObject *key)
+{
+	const zdext_dir *dir;
+	int i;
+
+	if (!PyUnicode_Check(key)) {
+		PyErr_Format(PyExc_TypeError,
+			     "a sample's arrays are named by str, got %.200R (%s)",
+			     key, Py_TYPE(key)->tp_name);
+		return NULL;
+	}
+	dir = zdext_sample_dir(s);
+	if (dir == NULL)
+		return NULL;
+	i = dir_find(dir, key);
+	if (i < 0) {
+		PyErr_SetObject(PyExc_KeyError, key);
+		return NULL;
+	}
+	return zdext_sample_array(s, i);
+}
+
+static int
+sample_contains(SampleObject *s, PyObject *key)
+{
+	const zdext_dir *dir;
+
+	if (!PyUnicode_Check(key))
+		return 0;
+	dir = zdext_sample_dir(s);
+	if (dir == NULL)
+		return -1;
+	return dir_find(dir, key) >= 0;
+}
+
+static PyObject *
+sample_arrays(SampleObject *s, PyObject *Py_UNUSED(ignored))
+{
+	const zdext_dir *dir = zdext_sample_dir(s);
+	PyObject *d, *a;
+	int i;
+
+	if (dir == NULL)
+		return NULL;
+	d = PyDict_New();
+	if (d == NULL)
+		return NULL;
+	for (i = 0; i < dir->n; i++) {
+		a = zdext_sample_array(s, i);
+		if (a == NULL || PyDict_SetItem(d, dir->names[i], a) < 0) {
+			Py_XDECREF(a);
+			Py_DECREF(d);
+			return NULL;
+		}
+		Py_DECREF(a);
+	}
+	return d;
+}
 
 static Py_ssize_t
 sample_len(SampleObject *s)
@@ -292,7 +404,7 @@ sample_get_commit_ns(SampleObject *s, void *Py_UNUSED(c))
 static PyObject *
 sample_get_format(SampleObject *s, void *Py_UNUSED(c))
 {
-	if (!s->parsed && sample_check(s) < 0)
+	if (!s->parsed && zdext_sample_check(s) < 0)
 		return NULL;
 	sample_parse(s);
 	return PyUnicode_FromString(s->layout.format);
@@ -304,7 +416,7 @@ sample_get_shape(SampleObject *s, void *Py_UNUSED(c))
 	PyObject *t;
 	int d;
 
-	if (!s->parsed && sample_check(s) < 0)
+	if (!s->parsed && zdext_sample_check(s) < 0)
 		return NULL;
 	sample_parse(s);
 	t = PyTuple_New(s->layout.ndim);
@@ -362,6 +474,16 @@ static PyMethodDef sample_methods[] = {
 	{"release", (PyCFunction)sample_release, METH_NOARGS,
 	 "release($self, /)\n--\n\n"
 	 "Unpins the slot; ViewsAliveError while views are alive."},
+	{"keys", (PyCFunction)sample_keys, METH_NOARGS,
+	 "keys($self, /)\n--\n\n"
+	 "The names of the sample's arrays in published order (a tuple; empty "
+	 "for a sample that is not several named arrays).  CorruptSegmentError "
+	 "when its array directory is invalid."},
+	{"arrays", (PyCFunction)sample_arrays, METH_NOARGS,
+	 "arrays($self, /)\n--\n\n"
+	 "A dict of every named array (read-only, zero-copy numpy arrays, each "
+	 "an export of the sample); empty for a sample that is not several "
+	 "named arrays."},
 	{"tobytes", (PyCFunction)sample_tobytes, METH_NOARGS,
 	 "tobytes($self, /)\n--\n\nA copy of the sample's bytes."},
 	{"__enter__", (PyCFunction)sample_enter, METH_NOARGS,
@@ -396,6 +518,8 @@ static PyType_Slot sample_slots[] = {
 	{Py_tp_getset, sample_getset},
 	{Py_tp_methods, sample_methods},
 	{Py_sq_length, sample_len},
+	{Py_sq_contains, sample_contains},
+	{Py_mp_subscript, sample_getitem},
 	{Py_bf_getbuffer, sample_getbuffer},
 	{Py_bf_releasebuffer, sample_releasebuffer},
 	{0, NULL},

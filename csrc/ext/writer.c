@@ -118,10 +118,9 @@ zdext_writer_loan_slot(WriterObject *w, uint64_t timeout_ns, uint64_t nbytes,
 	return rc;
 }
 
-/* One loan attempt that never waits (the reclaim policy reclaims).
- * Returns 0 (*slot loaned), 1 (no slot now), or a negative code. */
-static int
-writer_try_slot(WriterObject *w, uint64_t nbytes, uint32_t *slot)
+/* One loan attempt that never waits (the reclaim policy reclaims). */
+int
+zdext_writer_try_slot(WriterObject *w, uint64_t nbytes, uint32_t *slot)
 {
 	int rc = zd_writer_loan_size(w->segment->seg, nbytes,
 				     w->policy == ZD_OVERFLOW_RECLAIM
@@ -207,6 +206,8 @@ publish_impl(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 	}
 	if (!try_ && timeout_arg(w, a[1], &timeout) < 0)
 		return NULL;
+	if (PyDict_Check(a[0]))
+		return zdext_publish_arrays(w, a[0], timeout, try_);
 	if (!PyObject_CheckBuffer(a[0])) {
 		PyErr_Format(PyExc_TypeError,
 			     "publish() needs an object supporting the buffer "
@@ -225,7 +226,7 @@ publish_impl(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 	if (zdext_writer_check(w) < 0)
 		goto fail;
 	/* The smallest size class that holds the bytes. */
-	rc = try_ ? writer_try_slot(w, (uint64_t)v.len, &slot)
+	rc = try_ ? zdext_writer_try_slot(w, (uint64_t)v.len, &slot)
 		  : zdext_writer_loan_slot(w, timeout, (uint64_t)v.len, &slot);
 	if (rc == 1) {
 		PyBuffer_Release(&v);
@@ -295,7 +296,7 @@ writer_try_loan(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 	if (zdext_writer_check(w) < 0 ||
 	    zdext_nbytes_arg(w->segment, a[0], "try_loan", &nbytes) < 0)
 		return NULL;
-	rc = writer_try_slot(w, nbytes, &slot);
+	rc = zdext_writer_try_slot(w, nbytes, &slot);
 	if (rc == 1)
 		Py_RETURN_NONE;
 	if (rc < 0)
@@ -507,7 +508,8 @@ static PyMethodDef writer_methods[] = {
 	 "publish($self, /, obj, timeout=...)\n--\n\n"
 	 "Copies a C-contiguous buffer into a slot, with its format and shape, "
 	 "commits it and returns the sequence number; timeout defaults to the "
-	 "writer's."},
+	 "writer's.  A dict of str -> buffer publishes several named arrays in "
+	 "one sample (each aligned to 64 bytes, a directory in the slot)."},
 	{"try_loan", (PyCFunction)(void (*)(void))writer_try_loan,
 	 METH_FASTCALL | METH_KEYWORDS,
 	 "try_loan($self, /, *, nbytes=None)\n--\n\n"
@@ -545,6 +547,16 @@ static PyMethodDef writer_methods[] = {
 	 "an exception discards.  ViewsAliveError (nothing published) while "
 	 "another view of the frame is alive at the exit.  timeout defaults to "
 	 "the writer's."},
+	{"loan_arrays", (PyCFunction)(void (*)(void))zdext_writer_loan_arrays,
+	 METH_FASTCALL | METH_KEYWORDS,
+	 "loan_arrays($self, /, arrays, timeout=...)\n--\n\n"
+	 "loan_array for several named arrays in one sample: arrays is a dict "
+	 "of name -> (shape, dtype); the `with` loans one slot of the smallest "
+	 "size class that holds them all and yields a dict of writable numpy "
+	 "arrays (LoanFrames), each aligned to 64 bytes; a normal exit makes "
+	 "them read-only and commits, an exception discards.  ViewsAliveError "
+	 "(nothing published) while another view of a frame is alive at the "
+	 "exit.  timeout defaults to the writer's."},
 	{"wait_for_readers", (PyCFunction)(void (*)(void))writer_wait_for_readers,
 	 METH_FASTCALL | METH_KEYWORDS,
 	 "wait_for_readers($self, /, n, timeout=None)\n--\n\n"

@@ -246,7 +246,13 @@ class Sample(Buffer):
     def address(self) -> int: ...                        # addition: data address in this process (read-only mapping)
     def release(self) -> None: ...                       # ViewsAliveError while views are alive
     def tobytes(self) -> bytes: ...
-    def __len__(self) -> int: ...
+    def __len__(self) -> int: ...                        # the committed bytes (also for several arrays)
+    # several named arrays in one sample (Writer.publish of a dict, Writer.loan_arrays);
+    # a sample of one array or raw bytes has none.  CorruptSegmentError: invalid directory.
+    def keys(self) -> tuple[str, ...]: ...               # published order; () when not several arrays
+    def __getitem__(self, name: str, /) -> numpy.typing.NDArray[Any]: ...  # read-only, zero-copy, an export of the sample; KeyError
+    def __contains__(self, name: object, /) -> bool: ...
+    def arrays(self) -> dict[str, numpy.typing.NDArray[Any]]: ...  # every named array
     def __buffer__(self, flags: int, /) -> memoryview: ...
     # DLPack (a PyCapsule; an export like a memoryview) and numpy's fallback
     def __dlpack__(self, *, stream: object = None, max_version: tuple[int, int] | None = None,
@@ -264,6 +270,29 @@ class LoanArray:
     def __enter__(self) -> numpy.typing.NDArray[Any]: ...
     def __exit__(self, *exc_info: object) -> Literal[False]: ...
 
+@final
+class LoanArrays:
+    """Context manager of Writer.loan_arrays: __enter__ loans one slot (of the smallest
+    size class that holds nbytes) and returns a dict of writable LoanFrames, one per name,
+    each aligned to 64 bytes; a normal exit makes them read-only and commits
+    (ViewsAliveError, nothing published, while another view of a frame is alive); an
+    exception discards."""
+    @property
+    def nbytes(self) -> int: ...                         # directory + arrays: the size loaned
+    def __enter__(self) -> dict[str, numpy.typing.NDArray[Any]]: ...
+    def __exit__(self, *exc_info: object) -> Literal[False]: ...
+
+@final
+class SamplePart(Buffer):
+    """One array of a sample of several arrays (the base of sample[name]); each of its
+    buffer views is an export of the sample."""
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+
+# publish()/try_publish() of several named arrays: a dict (no other mapping) of 1..16
+# str names of 1..47 UTF-8 bytes to C-contiguous buffers (numpy arrays).  Any, not
+# _BufferLike: a dict is invariant, and dict[str, NDArray] must pass.
+_Arrays: TypeAlias = dict[str, Any]
+
 def _loan_frame_type() -> type[numpy.ndarray[Any, Any]]: ...   # zdshm.arrays.LoanFrame; imports numpy
 
 @final
@@ -271,12 +300,14 @@ class Writer:
     @property
     def overflow(self) -> str: ...
     def loan(self, timeout: float | None = ..., *, nbytes: int | None = None) -> Loan: ...  # nbytes: smallest size class that fits and has a slot (None: the largest); SampleTooLargeError beyond the largest
-    def publish(self, obj: _BufferLike, timeout: float | None = ...) -> int: ...  # copy-in; keeps format/shape
+    def publish(self, obj: _BufferLike | _Arrays, timeout: float | None = ...) -> int: ...  # copy-in; keeps format/shape; a dict: several named arrays
     def wait_for_readers(self, n: int, timeout: float | None = None) -> int: ...  # WaitTimeoutError; returns the registered count
     def close(self) -> None: ...
     # additions
     def loan_array(self, shape: int | tuple[int, ...], dtype: Any,
                    timeout: float | None = ...) -> LoanArray: ...  # with: a writable LoanFrame; commit on exit
+    def loan_arrays(self, arrays: dict[str, tuple[Any, Any]],     # name -> (shape, dtype)
+                    timeout: float | None = ...) -> LoanArrays: ...  # with: a dict of writable LoanFrames in one slot
     @property
     def timeout(self) -> float | None: ...
     @property
@@ -289,10 +320,10 @@ class Writer:
     def __exit__(self, *exc_info: object) -> None: ...   # close()
     # readiness and asyncio (zdshm.aio)
     def try_loan(self, *, nbytes: int | None = None) -> Loan | None: ...  # never waits
-    def try_publish(self, obj: _BufferLike) -> int | None: ...  # never waits
+    def try_publish(self, obj: _BufferLike | _Arrays) -> int | None: ...  # never waits
     def fileno(self) -> int: ...                         # one per segment handle; readable when a slot may be free
     def aloan(self, timeout: float | None = ..., *, nbytes: int | None = None) -> Coroutine[Any, Any, Loan]: ...
-    def apublish(self, obj: _BufferLike, timeout: float | None = ...) -> Coroutine[Any, Any, int]: ...
+    def apublish(self, obj: _BufferLike | _Arrays, timeout: float | None = ...) -> Coroutine[Any, Any, int]: ...
     def _arm(self, last: int, /) -> bool: ...
     def _disarm(self) -> None: ...
 

@@ -96,6 +96,18 @@ def contract(name: str) -> None:
                 assert_type(frame, npt.NDArray[Any])
                 frame[...] = 1.0
             sn: int = w.publish(np.zeros(4, np.uint8))
+            batch = {"image": np.zeros((2, 2), np.uint8), "label": np.zeros(1, np.int64)}
+            sn = w.publish(batch)
+            spec = {"image": ((2, 2), np.uint8), "label": ((), "i8")}
+            with w.loan_arrays(spec) as arrs:
+                assert_type(arrs, dict[str, npt.NDArray[Any]])
+                arrs["label"][...] = 1
+            with r.take(timeout=1) as several:
+                assert_type(several.keys(), tuple[str, ...])
+                assert_type(several["image"], npt.NDArray[Any])
+                assert_type("image" in several, bool)
+                assert_type(several.arrays(), dict[str, npt.NDArray[Any]])
+                del arrs
             stats = r.stats()
             assert_type(stats, zdshm.ReaderStats)
             assert_type(stats["last_sn"], int | None)
