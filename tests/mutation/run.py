@@ -60,7 +60,7 @@ REPO = Path(__file__).resolve().parents[2]
 SUITE = ["tests/property/test_slot_machine.py", "tests/property/test_cross_process.py",
          "tests/property/test_wakeups.py", "tests/property/test_in_flight.py",
          "tests/property/test_cleanup.py", "tests/property/test_pinned.py",
-         "tests/property/test_latest.py"]
+         "tests/property/test_latest_model.py"]
 VENV_PACKAGES = ["pytest", "pytest-timeout", "hypothesis", "numpy", "scikit-build-core"]
 
 
