@@ -161,6 +161,36 @@ Py_ssize_t zdext_format_itemsize(const char *fmt, size_t len, char *canon);
 /* Encodes a validated layout into a 64-byte meta area. */
 void zdext_meta_encode(const zdext_layout *lay, uint8_t *meta);
 
+/* Little-endian 64-bit fields of the meta and of a sample's directory. */
+static inline void
+zdext_put_le64(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint64_t
+zdext_get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/* Fills a read-only buffer view of `len` bytes at `buf` described by
+ * `lay` for a request with `flags`: BufferError for a writable request
+ * (`what` names the object: "a Sample") or a Fortran-contiguous one the
+ * layout is not.  Sets view->obj to a new reference to `owner`; the
+ * caller counts the export.  0 or -1. */
+int zdext_fill_readonly_view(Py_buffer *view, int flags, PyObject *owner,
+			     const void *buf, Py_ssize_t len,
+			     zdext_layout *lay, const char *what);
+
 /* Decodes and validates 64 meta bytes against a sample of `size` bytes in
  * a slot of `capacity` bytes.  Returns 1 and fills *lay, or 0 (no or
  * invalid meta) and fills *lay with 1-D unsigned bytes ("B", size). */

@@ -68,26 +68,6 @@ zdext_format_itemsize(const char *fmt, size_t len, char *canon)
 	return size;
 }
 
-static void
-put_le64(uint8_t *p, uint64_t v)
-{
-	int i;
-
-	for (i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t
-get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 void
 zdext_meta_encode(const zdext_layout *lay, uint8_t *meta)
 {
@@ -102,7 +82,7 @@ zdext_meta_encode(const zdext_layout *lay, uint8_t *meta)
 	m[3] = (uint8_t)flen;
 	memcpy(m + ZDEXT_META_FORMAT_OFF, lay->format, flen);
 	for (d = 0; d < lay->ndim; d++)
-		put_le64(m + ZDEXT_META_SHAPE_OFF + 8 * d, (uint64_t)lay->shape[d]);
+		zdext_put_le64(m + ZDEXT_META_SHAPE_OFF + 8 * d, (uint64_t)lay->shape[d]);
 	memcpy(meta, m, sizeof(m));
 }
 
@@ -199,7 +179,7 @@ zdext_meta_decode(const uint8_t *meta, uint64_t size, uint64_t capacity,
 		if (fmt[i] != '\0')
 			return 0;
 	for (d = 0; d < ZDEXT_META_NDIM_MAX; d++) {
-		shape[d] = get_le64(m + ZDEXT_META_SHAPE_OFF + 8 * d);
+		shape[d] = zdext_get_le64(m + ZDEXT_META_SHAPE_OFF + 8 * d);
 		if (d >= ndim && shape[d] != 0)
 			return 0;
 	}

@@ -13,26 +13,6 @@
 #include <errno.h>
 #include <string.h>
 
-static void
-put_le64(uint8_t *p, uint64_t v)
-{
-	int i;
-
-	for (i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t
-get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 static uint64_t
 align_up(uint64_t v)
 {
@@ -197,8 +177,8 @@ zdext_dir_encode(const zdext_dir *d, uint8_t *meta, uint8_t *data)
 		/* Checked by zdext_dir_add: the UTF-8 is cached, no failure. */
 		memset(e, 0, sizeof(e));
 		zdext_meta_encode(&d->lay[i], e);
-		put_le64(e + 64, d->off[i]);
-		put_le64(e + 72, d->lay[i].nbytes);
+		zdext_put_le64(e + 64, d->off[i]);
+		zdext_put_le64(e + 72, d->lay[i].nbytes);
 		e[80] = (uint8_t)len;
 		memcpy(e + ZDEXT_DIR_NAME_OFF, s, (size_t)len);
 		memcpy(data + (size_t)i * ZDEXT_DIR_ENTRY, e, sizeof(e));
@@ -208,7 +188,7 @@ zdext_dir_encode(const zdext_dir *d, uint8_t *meta, uint8_t *data)
 	m[1] = ZDEXT_DIR_MAGIC1;
 	m[2] = ZDEXT_DIR_VERSION;
 	m[3] = (uint8_t)d->n;
-	put_le64(m + 8, (uint64_t)d->n * ZDEXT_DIR_ENTRY);
+	zdext_put_le64(m + 8, (uint64_t)d->n * ZDEXT_DIR_ENTRY);
 	memcpy(meta, m, sizeof(m));
 }
 
@@ -233,7 +213,7 @@ dir_decode(const uint8_t *meta_shm, const uint8_t *data_shm, uint64_t size,
 	if (m[0] != ZDEXT_META_MAGIC0 || m[1] != ZDEXT_DIR_MAGIC1)
 		return 0;
 	n = m[3];
-	dir_bytes = get_le64(m + 8);
+	dir_bytes = zdext_get_le64(m + 8);
 	if (m[2] != ZDEXT_DIR_VERSION) {
 		PyOS_snprintf(why, whylen, "directory version %d (this build reads "
 			      "version %d)", m[2], ZDEXT_DIR_VERSION);
@@ -262,7 +242,7 @@ dir_decode(const uint8_t *meta_shm, const uint8_t *data_shm, uint64_t size,
 	end = dir_bytes;
 	for (i = 0; i < n; i++) {
 		const uint8_t *e = dir + (size_t)i * ZDEXT_DIR_ENTRY;
-		uint64_t off = get_le64(e + 64), nbytes = get_le64(e + 72), stop;
+		uint64_t off = zdext_get_le64(e + 64), nbytes = zdext_get_le64(e + 72), stop;
 		size_t len = e[80];
 		const char *name = (const char *)e + ZDEXT_DIR_NAME_OFF;
 		size_t k;
@@ -400,44 +380,14 @@ zdext_sample_array(SampleObject *s, int i)
 static int
 part_getbuffer(SamplePartObject *p, Py_buffer *view, int flags)
 {
-	zdext_layout *lay = &p->lay;
-
 	view->obj = NULL;
 	if (zdext_sample_check(p->sample) < 0)
 		return -1;
-	if (flags & PyBUF_WRITABLE) {
-		PyErr_SetString(PyExc_BufferError,
-				"an array of a Sample is read-only: no writable views");
+	if (zdext_fill_readonly_view(view, flags, (PyObject *)p,
+				     (const uint8_t *)p->sample->view.data + p->off,
+				     (Py_ssize_t)p->lay.nbytes, &p->lay,
+				     "an array of a Sample") < 0)
 		return -1;
-	}
-	if ((flags & PyBUF_F_CONTIGUOUS) == PyBUF_F_CONTIGUOUS && lay->ndim > 1 &&
-	    lay->nbytes != 0) {
-		int d, big = 0;
-
-		for (d = 0; d < lay->ndim; d++)
-			big += lay->shape[d] > 1;
-		if (big > 1) {
-			PyErr_SetString(PyExc_BufferError,
-					"the array is C-contiguous, not Fortran-contiguous");
-			return -1;
-		}
-	}
-	view->buf = (void *)((const uint8_t *)p->sample->view.data + p->off);
-	view->len = (Py_ssize_t)lay->nbytes;
-	view->readonly = 1;
-	view->itemsize = lay->itemsize;
-	view->format = (flags & PyBUF_FORMAT) ? lay->format : NULL;
-	if (flags & PyBUF_ND) {
-		view->ndim = lay->ndim;
-		view->shape = lay->shape;
-	} else {
-		view->ndim = 1;
-		view->shape = NULL;
-	}
-	view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? lay->strides : NULL;
-	view->suboffsets = NULL;
-	view->internal = NULL;
-	view->obj = Py_NewRef(p);
 	zdext_sample_export(p->sample);
 	return 0;
 }

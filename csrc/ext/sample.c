@@ -105,20 +105,31 @@ zdext_sample_check(SampleObject *s)
 static int
 sample_getbuffer(SampleObject *s, Py_buffer *view, int flags)
 {
-	zdext_layout *lay;
-
 	view->obj = NULL;
 	if (zdext_sample_check(s) < 0)
 		return -1;
+	sample_parse(s);
+	if (zdext_fill_readonly_view(view, flags, (PyObject *)s, s->view.data,
+				     (Py_ssize_t)s->view.size, &s->layout,
+				     "a Sample") < 0)
+		return -1;
+	zdext_sample_export(s);
+	return 0;
+}
+
+/* One for Sample and SamplePart (multi.c): C-contiguous always; also
+ * Fortran-contiguous with at most one dimension above 1, or when empty (as
+ * PyBuffer_IsContiguous has it). */
+int
+zdext_fill_readonly_view(Py_buffer *view, int flags, PyObject *owner,
+			 const void *buf, Py_ssize_t len, zdext_layout *lay,
+			 const char *what)
+{
 	if (flags & PyBUF_WRITABLE) {
-		PyErr_SetString(PyExc_BufferError,
-				"a Sample is read-only: no writable views");
+		PyErr_Format(PyExc_BufferError,
+			     "%s is read-only: no writable views", what);
 		return -1;
 	}
-	sample_parse(s);
-	lay = &s->layout;
-	/* C-contiguous; also Fortran-contiguous with at most one dimension
-	 * above 1, or when empty (as PyBuffer_IsContiguous has it). */
 	if ((flags & PyBUF_F_CONTIGUOUS) == PyBUF_F_CONTIGUOUS && lay->ndim > 1 &&
 	    lay->nbytes != 0) {
 		int d, big = 0;
@@ -126,13 +137,14 @@ sample_getbuffer(SampleObject *s, Py_buffer *view, int flags)
 		for (d = 0; d < lay->ndim; d++)
 			big += lay->shape[d] > 1;
 		if (big > 1) {
-			PyErr_SetString(PyExc_BufferError,
-					"the sample is C-contiguous, not Fortran-contiguous");
+			PyErr_Format(PyExc_BufferError,
+				     "%s is C-contiguous, not Fortran-contiguous",
+				     what);
 			return -1;
 		}
 	}
-	view->buf = (void *)s->view.data;
-	view->len = (Py_ssize_t)s->view.size;
+	view->buf = (void *)buf;
+	view->len = len;
 	view->readonly = 1;
 	view->itemsize = lay->itemsize;
 	view->format = (flags & PyBUF_FORMAT) ? lay->format : NULL;
@@ -146,8 +158,7 @@ sample_getbuffer(SampleObject *s, Py_buffer *view, int flags)
 	view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? lay->strides : NULL;
 	view->suboffsets = NULL;
 	view->internal = NULL;
-	view->obj = Py_NewRef(s);
-	zdext_sample_export(s);
+	view->obj = Py_NewRef(owner);
 	return 0;
 }
 
