@@ -997,6 +997,7 @@ mask_tuple(uint64_t m)
 	return t;
 }
 
+/* d[key] = v, stealing v (NULL: an exception is set, -1). */
 static int
 row_set(PyObject *d, const char *key, PyObject *v)
 {
@@ -1465,18 +1466,6 @@ static const char *const identity_keys[] = {
 };
 #define IDENTITY_N (sizeof(identity_keys) / sizeof(identity_keys[0]))
 
-static int
-identity_set(PyObject *d, const char *key, PyObject *v)
-{
-	int rc;
-
-	if (v == NULL)
-		return -1;
-	rc = PyDict_SetItemString(d, key, v);
-	Py_DECREF(v);
-	return rc;
-}
-
 /* The identity dict of an open handle: one zd_segment_info. */
 static PyObject *
 segment_identity(SegmentObject *self)
@@ -1505,14 +1494,14 @@ segment_identity(SegmentObject *self)
 		Py_XDECREF(th);
 		return NULL;
 	}
-	if (identity_set(d, "created_realtime_ns",
+	if (row_set(d, "created_realtime_ns",
 			 PyLong_FromUnsignedLongLong(info.created_realtime_ns)) < 0 ||
-	    identity_set(d, "owner_pid", PyLong_FromLong(info.owner_pid)) < 0 ||
-	    identity_set(d, "slot_count",
+	    row_set(d, "owner_pid", PyLong_FromLong(info.owner_pid)) < 0 ||
+	    row_set(d, "slot_count",
 			 PyLong_FromUnsignedLong(info.geo.slot_count)) < 0 ||
-	    identity_set(d, "slot_capacity",
+	    row_set(d, "slot_capacity",
 			 PyLong_FromUnsignedLongLong(info.geo.slot_capacity)) < 0 ||
-	    identity_set(d, "type_hash", th) < 0) {
+	    row_set(d, "type_hash", th) < 0) {
 		Py_DECREF(d);
 		return NULL;
 	}
