@@ -111,6 +111,7 @@ def test_a_held_sample_two_rings_back_is_delivered_first(make_segment):
     # ... then the newest; what was reclaimed stays counted, nothing twice.
     assert take_sn(b) == last - 1
     assert take_sn(b) is None
+    assert p.seg.next_unread(b[0].index) is p.model.next_unread(b[1].index) is None
     assert same_stats(b)["dropped"] == last - 1 - sn
     release(kept[0])
     # Read by both and released: the writer reuses it with no drop for b.
