@@ -55,11 +55,15 @@
  * recycled already (counted as its drop by the recycler) or never
  * published.  The jump costs one old-map scan (the summary words, plus a
  * lookup per sample in the map); the walk after it at most ring_size
- * entries, and the lost ones among them share that scan.  Not covered: a
- * sample whose every taking-over commit has claimed its sn but not yet
- * reached keep_track is in neither place for that moment; a jump then
- * passes it, and it stays unread by that reader until a reclaim counts it
- * as the reader's drop or the reader leaves.
+ * entries, and the lost ones among them share that scan.  Not covered,
+ * both races with a commit that takes a held sample's entry over: between
+ * its sn claim and keep_track the sample is in neither place, and a jump
+ * passes it; and a walk whose scan ran just before keep_track takes it for
+ * gone when it then finds its entry lost.  Either way it stays unread by
+ * that reader until a reclaim counts it as the reader's drop, or the
+ * reader leaves.  (Only a sample pinned across ring_size commits can be
+ * taken over unread: a reader that has not read it keeps it and every
+ * later sample from the recycling of every policy but reclaim.)
  *
  * Holes.  A commit whose loan was freed under it (its writer was found
  * dead) claimed an sn that will never be published.  A reader that finds
