@@ -49,8 +49,21 @@
  * kept long).  The commit that takes its entry over first sets its bit in
  * the old map, so writers can still recycle it and readers still find it
  * (zdi_old_best).  A reader more than 2 * ring_size behind next_sn jumps
- * to next_sn - ring_size: what it skips was either recycled already or is
- * counted as its drop when it is.
+ * to the oldest sample of the old map it has not read, or to next_sn -
+ * ring_size if that is older: a sample still held stays ahead of its
+ * cursor, however many laps took its entry over, and what it skips was
+ * recycled already (counted as its drop by the recycler) or never
+ * published.  The jump costs one old-map scan (the summary words, plus a
+ * lookup per sample in the map); the walk after it at most ring_size
+ * entries, and the lost ones among them share that scan.  Not covered,
+ * both races with a commit that takes a held sample's entry over: between
+ * its sn claim and keep_track the sample is in neither place, and a jump
+ * passes it; and a walk whose scan ran just before keep_track takes it for
+ * gone when it then finds its entry lost.  Either way it stays unread by
+ * that reader until a reclaim counts it as the reader's drop, or the
+ * reader leaves.  (Only a sample pinned across ring_size commits can be
+ * taken over unread: a reader that has not read it keeps it and every
+ * later sample from the recycling of every policy but reclaim.)
  *
  * Holes.  A commit whose loan was freed under it (its writer was found
  * dead) claimed an sn that will never be published.  A reader that finds
@@ -279,8 +292,19 @@ int zdi_reader_deliver(zd_segment_t *seg, uint32_t r, zd_view_t *view)
 		if (c >= next)
 			return -EAGAIN;
 		if (next - c > 2u * ring) {
-			zdi_cas_acq_rel_u64(&e->cursor, &c, next - ring);
-			continue;
+			/* Far behind: jump to the oldest sample we have not
+			 * read that the old map still holds, or to one ring
+			 * back (see "Lost entries" in the overview). */
+			uint64_t to = next - ring;
+
+			old = old_next(seg, r, c);
+			old_from = c;
+			if (old < to)
+				to = old;
+			if (to > c) {
+				zdi_cas_acq_rel_u64(&e->cursor, &c, to);
+				continue;
+			}
 		}
 		f = zdi_ring_find(seg, c, &i, &s);
 		if (f == ZDI_INFLIGHT) {

@@ -292,9 +292,14 @@ class SlotMachine(RuleBasedStateMachine):
     def publish(self, policy, data, h=0, oversize=True):
         """Writer.publish under each overflow policy ("block" and "reclaim"
         with timeout 0): the model predicts the slot, the error, the drops."""
+        self.publish_one(policy, data, h, oversize)
+
+    def publish_one(self, policy, data, h=0, oversize=True, payload=None):
+        """One publish of the rule above (payload: drawn when None);
+        returns whether it succeeded."""
         w_real, w_model = self.writer(policy, 0, h)
         cap = self.model.slot_capacity
-        payload = data.draw(st.one_of(zst.payloads(cap), zst.payloads(cap),
+        payload = payload if payload is not None else data.draw(st.one_of(zst.payloads(cap), zst.payloads(cap),
                                       zst.payloads(cap + 1, min_size=cap + 1))
                             if oversize else zst.payloads(cap), label="payload")
         t0 = time.monotonic_ns()
@@ -305,6 +310,18 @@ class SlotMachine(RuleBasedStateMachine):
             slot = next(s.index for s in self.model.slots
                         if s.state == "committed" and s.sn == m.value)
             self.after_commit(r.value, m.value, slot, t0, t1)
+        return r.error is None
+
+    @rule(policy=st.sampled_from(["reclaim", "reclaim", "fail"]), n=st.integers(1, 50),
+          data=st.data(), h=HANDLE)
+    def publish_burst(self, policy, n, data, h=0):
+        """Up to n publishes in one step (to the first error): enough for
+        a sample that a view keeps to outlive laps of the ring, and for a
+        reader to fall more than two rings behind it."""
+        payload = data.draw(zst.payloads(self.model.slot_capacity), label="payload")
+        for _ in range(n):
+            if not self.publish_one(policy, data, h, payload=payload):
+                break
 
     # -- reading ---------------------------------------------------------------------
     def pick_slot(self, data):
