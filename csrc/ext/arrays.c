@@ -316,10 +316,7 @@ plan_resolve(WriterObject *w, PyObject *shape, PyObject *dtype)
 	 * dimensions (the bytes, unless the array is empty), which the
 	 * layout was checked against; the loan is of the smallest size class
 	 * that holds it. */
-	need = (uint64_t)lay.itemsize;
-	for (int d = 0; d < lay.ndim; d++)
-		if (lay.shape[d] != 0)
-			need *= (uint64_t)lay.shape[d];
+	need = zdext_layout_span(&lay);
 	zdext_plan_clear(&w->plan);
 	w->plan.need = need;
 	w->plan.shape = Py_NewRef(shape);
@@ -694,7 +691,7 @@ loan_arrays_enter(LoanArraysObject *self, PyObject *Py_UNUSED(ignored))
 	}
 	if (zdext_writer_check(w) < 0)
 		return NULL;
-	rc = zdext_writer_loan_slot(w, self->timeout_ns, dir->total, &slot);
+	rc = zdext_writer_loan_slot(w, self->timeout_ns, dir->need, &slot);
 	if (rc < 0)
 		return zdext_raise(st, rc, "loan");
 	l = (LoanObject *)zdext_loan_new(st, w->segment, slot);

@@ -197,6 +197,13 @@ int zdext_fill_readonly_view(Py_buffer *view, int flags, PyObject *owner,
 int zdext_meta_decode(const uint8_t *meta, uint64_t size, uint64_t capacity,
 		      zdext_layout *lay);
 
+/* The capacity a slot needs for a validated layout: the item size times
+ * the nonzero dimensions (the bound zdext_meta_decode checks), which is
+ * more than the bytes when the array is empty.  A writer loans a slot of
+ * at least this capacity, since a reader checks the meta against the
+ * capacity of the sample's own slot. */
+uint64_t zdext_layout_span(const zdext_layout *lay);
+
 /* ---------------------------------------------------------------------------
  * Several named arrays in one sample (multi.c; Writer.publish of a dict,
  * Writer.loan_arrays).  The slot meta then reads:
@@ -248,6 +255,9 @@ struct zdext_state;
 typedef struct zdext_dir {
 	int n;                                 /* 0: not several arrays     */
 	uint64_t total;                        /* end of the last array     */
+	uint64_t need;                         /* slot capacity it needs:
+						  total, or an empty
+						  array's span if larger    */
 	PyObject *names[ZDEXT_DIR_MAX];        /* str, strong               */
 	uint64_t off[ZDEXT_DIR_MAX];
 	zdext_layout lay[ZDEXT_DIR_MAX];
@@ -271,8 +281,9 @@ void zdext_name_error(PyObject *key, const char *fn);
 int zdext_dir_check_dict(PyObject *dict, const char *fn);
 
 /* Ends the adding: the arrays move down behind the directory of d->n
- * entries (zdext_dir_add left room for ZDEXT_DIR_MAX); SampleTooLargeError
- * when the directory and arrays then need more than `capacity`.  0 or -1. */
+ * entries (zdext_dir_add left room for ZDEXT_DIR_MAX) and d->need is set;
+ * SampleTooLargeError when the directory and arrays then need more than
+ * `capacity`.  0 or -1. */
 int zdext_dir_finish(struct zdext_state *st, zdext_dir *d, uint64_t capacity,
 		     const char *fn);
 
@@ -510,6 +521,9 @@ typedef struct SegmentObject {
 	uint64_t total_size;
 	uint8_t type_hash[ZD_TYPE_HASH_SIZE];
 	PyObject *name;           /* str (posix) or NULL                      */
+	PyObject *geometry;       /* str for the repr, built at open: "slots=
+				     <count>x<capacity>", or with several size
+				     classes "classes=[(count, capacity), ...]" */
 	/* Posix: the owner policy a pickle of the handle carries to the
 	 * attach in the other process: the allow_owner given to attach (None,
 	 * a uid or 'any'); for the creator None, or its euid when the mode

@@ -138,6 +138,19 @@ layout_bound(zdext_layout *lay, const uint64_t *dims, int ndim,
 	return span > capacity ? -EMSGSIZE : 0;
 }
 
+uint64_t
+zdext_layout_span(const zdext_layout *lay)
+{
+	uint64_t span = (uint64_t)lay->itemsize;
+	int d;
+
+	/* Validated: the product is at most the largest capacity. */
+	for (d = 0; d < lay->ndim; d++)
+		if (lay->shape[d] != 0)
+			span *= (uint64_t)lay->shape[d];
+	return span;
+}
+
 /* The description of a sample without a valid meta: 1-D unsigned bytes. */
 void
 zdext_layout_raw(zdext_layout *lay, uint64_t size)

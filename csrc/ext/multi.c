@@ -153,7 +153,18 @@ int
 zdext_dir_finish(zdext_state *st, zdext_dir *d, uint64_t capacity,
 		 const char *fn)
 {
+	int i;
+
 	dir_pack(d);
+	/* An empty array's span counts too: a reader bounds each entry by
+	 * the capacity of the slot (zdext_meta_decode). */
+	d->need = d->total;
+	for (i = 0; i < d->n; i++) {
+		uint64_t span = zdext_layout_span(&d->lay[i]);
+
+		if (span > d->need)
+			d->need = span;
+	}
 	if (d->total <= capacity)
 		return 0;
 	PyErr_Format(st->SampleTooLargeError,
@@ -317,8 +328,11 @@ zdext_sample_dir(SampleObject *s)
 		return NULL;
 	if (s->dir != NULL)
 		return s->dir;
+	/* Each entry is bounded by the capacity of the sample's own slot
+	 * (its size class), as a writer's loan was. */
 	if (dir_decode(s->view.meta, s->view.data, s->view.size,
-		       s->segment->slot_capacity, &d, why, sizeof(why)) < 0) {
+		       zd_segment_slot_capacity_of(s->segment->seg, s->view.slot),
+		       &d, why, sizeof(why)) < 0) {
 		PyErr_Format(st->CorruptSegmentError,
 			     "the sample of slot %u, sn %llu has an invalid array "
 			     "directory: %s (its bytes are still readable as the "
@@ -523,8 +537,8 @@ zdext_publish_arrays(WriterObject *w, PyObject *dict, uint64_t timeout_ns,
 	if (zdext_dir_finish(st, &d, seg->slot_capacity, fn) < 0 ||
 	    zdext_writer_check(w) < 0)
 		goto done;
-	rc = try_ ? zdext_writer_try_slot(w, d.total, &slot)
-		  : zdext_writer_loan_slot(w, timeout_ns, d.total, &slot);
+	rc = try_ ? zdext_writer_try_slot(w, d.need, &slot)
+		  : zdext_writer_loan_slot(w, timeout_ns, d.need, &slot);
 	if (rc == 1) {
 		r = Py_NewRef(Py_None);
 		goto done;

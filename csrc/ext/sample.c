@@ -63,7 +63,8 @@ static void
 sample_parse(SampleObject *s)
 {
 	SegmentObject *seg = s->segment;
-	uint64_t cap = seg->slot_capacity;
+	/* The bound of the sample's own slot (its size class). */
+	uint64_t cap = zd_segment_slot_capacity_of(seg->seg, s->view.slot);
 	uint8_t meta[ZD_SLOT_META_SIZE];
 
 	if (s->parsed)

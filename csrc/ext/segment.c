@@ -349,6 +349,44 @@ segment_close_impl(SegmentObject *self, int defer)
  * Construction
  * ------------------------------------------------------------------------ */
 
+/* The geometry a repr shows (SegmentObject.geometry). */
+static PyObject *
+geometry_text(zd_segment_t *h)
+{
+	uint32_t n = zd_segment_class_count(h);
+	PyObject *parts, *sep = NULL, *joined = NULL, *out = NULL;
+
+	if (n <= 1)
+		return PyUnicode_FromFormat("slots=%ux%llu",
+					    (unsigned)zd_segment_slot_count(h),
+					    (unsigned long long)zd_segment_slot_capacity(h));
+	parts = PyList_New((Py_ssize_t)n);
+	if (parts == NULL)
+		return NULL;
+	for (uint32_t c = 0; c < n; c++) {
+		zd_class_t cl;
+		PyObject *item;
+
+		if (zd_segment_class(h, c, &cl) < 0)
+			memset(&cl, 0, sizeof(cl));     /* c < n: not reached */
+		item = PyUnicode_FromFormat("(%u, %llu)", (unsigned)cl.slot_count,
+					    (unsigned long long)cl.slot_capacity);
+		if (item == NULL)
+			goto done;
+		PyList_SET_ITEM(parts, (Py_ssize_t)c, item);
+	}
+	sep = PyUnicode_FromString(", ");
+	if (sep != NULL)
+		joined = PyUnicode_Join(sep, parts);
+	if (joined != NULL)
+		out = PyUnicode_FromFormat("classes=[%U]", joined);
+done:
+	Py_XDECREF(joined);
+	Py_XDECREF(sep);
+	Py_DECREF(parts);
+	return out;
+}
+
 static PyObject *
 segment_wrap(PyTypeObject *tp, zd_segment_t *h, PyObject *name)
 {
@@ -373,6 +411,11 @@ segment_wrap(PyTypeObject *tp, zd_segment_t *h, PyObject *name)
 	self->has_type_hash = zd_segment_type_hash(h, self->type_hash);
 	self->is_creator = zd_segment_is_creator(h);
 	self->name = Py_XNewRef(name);
+	self->geometry = geometry_text(h);
+	if (self->geometry == NULL) {
+		Py_DECREF(self);
+		return NULL;
+	}
 	if (self->slot_capacity > (uint64_t)PY_SSIZE_T_MAX) {
 		PyErr_Format(PyExc_OverflowError,
 			     "slot_capacity %llu does not fit this platform",
@@ -770,6 +813,7 @@ segment_dealloc(SegmentObject *self)
 	if (self->seg != NULL)
 		segment_unmap(self);
 	Py_CLEAR(self->name);
+	Py_CLEAR(self->geometry);
 	Py_CLEAR(self->allow_owner);
 	tp->tp_free((PyObject *)self);
 	Py_DECREF(tp);
@@ -782,15 +826,11 @@ segment_repr(SegmentObject *self)
 			    : self->state != ZDEXT_OPEN ? "closing" : "open";
 
 	if (self->name != NULL)
-		return PyUnicode_FromFormat("<%s name=%R slots=%ux%llu %s>",
+		return PyUnicode_FromFormat("<%s name=%R %U %s>",
 					    Py_TYPE(self)->tp_name, self->name,
-					    (unsigned)self->slot_count,
-					    (unsigned long long)self->slot_capacity,
-					    state);
-	return PyUnicode_FromFormat("<%s slots=%ux%llu %s>",
-				    Py_TYPE(self)->tp_name,
-				    (unsigned)self->slot_count,
-				    (unsigned long long)self->slot_capacity, state);
+					    self->geometry, state);
+	return PyUnicode_FromFormat("<%s %U %s>", Py_TYPE(self)->tp_name,
+				    self->geometry, state);
 }
 
 /* --------------------------------------------------------------------------

@@ -191,7 +191,7 @@ publish_impl(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 	PyObject *a[2];
 	Py_buffer v;
 	zdext_layout lay;
-	uint64_t timeout = 0, cap, sn = 0;
+	uint64_t timeout = 0, cap, sn = 0, need;
 	uint32_t slot;
 	void *data = NULL, *meta = NULL;
 	int rc;
@@ -225,9 +225,13 @@ publish_impl(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 		goto fail;
 	if (zdext_writer_check(w) < 0)
 		goto fail;
-	/* The smallest size class that holds the bytes. */
-	rc = try_ ? zdext_writer_try_slot(w, (uint64_t)v.len, &slot)
-		  : zdext_writer_loan_slot(w, timeout, (uint64_t)v.len, &slot);
+	/* The smallest size class that holds the bytes and, for an empty
+	 * array, its span: a reader bounds the meta by the slot's capacity. */
+	need = zdext_layout_span(&lay);
+	if (need < (uint64_t)v.len)
+		need = (uint64_t)v.len;
+	rc = try_ ? zdext_writer_try_slot(w, need, &slot)
+		  : zdext_writer_loan_slot(w, timeout, need, &slot);
 	if (rc == 1) {
 		PyBuffer_Release(&v);
 		Py_RETURN_NONE;

@@ -195,6 +195,24 @@ MUTANTS = [
     Mutant("reclaim_without_drops",
            "the reclaim policy does not count drops for the readers that had not read",
            [Edit(WRITER, "reclaim_oldest", "zdi_count_drops(seg, unread);", "")]),
+    # -- size classes: which class a loan takes ------------------------------------
+    Mutant("class_largest_first",
+           "zd_slot_reserve_size tries the fitting classes largest first: a loan "
+           "takes the largest class that fits, not the smallest",
+           [Edit(POOL, "zd_slot_reserve_size",
+                 "for (uint32_t k = (uint32_t)c; k < seg->geo.class_count; k++)",
+                 "for (uint32_t k = seg->geo.class_count; k-- > (uint32_t)c;)")]),
+    Mutant("class_no_fallback",
+           "zd_slot_reserve_size tries only the smallest fitting class: when it is "
+           "full the loan does not go on to the next larger class",
+           [Edit(POOL, "zd_slot_reserve_size",
+                 "k < seg->geo.class_count; k++)", "k <= (uint32_t)c; k++)")]),
+    Mutant("reclaim_own_class_only",
+           "the reclaim policy reclaims only in the smallest fitting class, not in "
+           "the larger classes that fit too",
+           [Edit(WRITER, "reclaim_oldest", "seg->geo.slot_count, slot, &unread);",
+                 "seg->classes[c].first_slot + seg->classes[c].slot_count, slot, "
+                 "&unread);")]),
     # -- wake-ups -----------------------------------------------------------------
     Mutant("commit_skips_data_wake",
            "publish does not call zdi_wake_data: readers asleep are not woken by a commit",

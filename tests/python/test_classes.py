@@ -349,3 +349,100 @@ def test_loan_array_of_an_empty_shape_takes_a_class_its_meta_fits(cseg):
     with r.take(timeout=1) as s:
         assert (s.format, s.shape, s.size) == ("d", (0, 40), 0)
     del frame, loan
+
+
+def test_repr_shows_the_classes(make_segment):
+    seg = make_segment(None, None, classes=[(256, 4096), (32, 262144)])
+    text = repr(seg)
+    assert "classes=[(256, 4096), (32, 262144)] open>" in text, text
+    assert "slots=" not in text
+    assert "slots=4x64 open>" in repr(make_segment(4, 64))
+    # one class given as a table: the one-class form
+    assert "slots=3x128 open>" in repr(make_segment(None, None, classes=[(3, 128)]))
+    seg.close()
+    assert "classes=[(256, 4096), (32, 262144)] closed>" in repr(seg)
+
+
+# --- a sample's meta is bounded by its own slot's capacity ---------------------------
+
+SLOT_HEADER_SIZE, SLOT_META_OFFSET = 128, 64     # csrc/core/layout.h
+
+
+def _meta(fmt, shape):
+    """The 64 meta bytes of (fmt, shape) as csrc/ext/ext.h lays them out."""
+    dims = list(shape) + [0] * (6 - len(shape))
+    return (b"ZA" + bytes([len(shape), len(fmt)]) + fmt.encode().ljust(12, b"\0")
+            + b"".join(d.to_bytes(8, "little") for d in dims))
+
+
+def _committed_with_meta(seg, nbytes, meta):
+    """Commits an empty sample in a slot of the smallest class holding
+    nbytes, then writes `meta` over its meta area (a peer's bytes, not
+    set_format); returns the slot."""
+    import ctypes
+
+    loan = seg.reserve(nbytes=nbytes)
+    slot, address = loan.slot, loan.address
+    loan.commit(0)
+    ctypes.memmove(address - SLOT_HEADER_SIZE + SLOT_META_OFFSET, meta, 64)
+    return slot
+
+
+def test_meta_bounded_by_the_slots_own_capacity(make_segment):
+    # (0, 100) float64: no bytes, but its meta bounds 800 bytes.  That fits
+    # the 1024-byte class, not a 64- or 256-byte slot: there the sample is
+    # raw bytes, as in a one-class segment of that capacity.
+    cseg = make_segment(None, None, classes=CLASSES)
+    meta = _meta("d", (0, 100))
+    big = _committed_with_meta(cseg, 1024, meta)
+    small = _committed_with_meta(cseg, 0, meta)
+    middle = _committed_with_meta(cseg, 256, meta)
+    assert [cseg.slot_capacity_of(i) for i in (big, small, middle)] == [1024, 64, 256]
+    # the big slot first: its decoded layout must not be reused for the others
+    with cseg.read(big) as s:
+        assert (s.format, s.shape, s.size) == ("d", (0, 100), 0)
+    for slot in (small, middle):
+        with cseg.read(slot) as s:
+            assert (s.format, s.shape, s.size) == ("B", (0,), 0), slot
+            assert np.asarray(s).shape == (0,)
+    for cap in (64, 256):
+        one = make_segment(1, cap)
+        with one.read(_committed_with_meta(one, 0, meta)) as s:
+            assert (s.format, s.shape) == ("B", (0,))
+
+
+def test_empty_arrays_take_a_class_their_meta_fits(make_segment):
+    # publish() of an empty array and of a dict holding one: the loan is of
+    # a class whose capacity holds the meta's bound, so the reader sees the
+    # shape (a 0-byte sample would otherwise land in the 64-byte class).
+    cseg = make_segment(None, None, classes=CLASSES)
+    w, r = cseg.writer(overflow="fail"), cseg.reader()
+    w.publish(np.empty((0, 100), np.float64))
+    with r.take(timeout=1) as s:
+        assert cseg.slot_capacity_of(s.slot) == 1024
+        assert (s.format, s.shape, s.size) == ("d", (0, 100), 0)
+    w.publish({"a": np.empty((0, 100), np.float64), "b": np.int8(1)})
+    with r.take(timeout=1) as s:
+        assert cseg.slot_capacity_of(s.slot) == 1024
+        assert s["a"].shape == (0, 100) and s["b"].tolist() == 1
+
+
+def test_directory_entry_bounded_by_the_slots_own_capacity(make_segment):
+    # One empty array (0, 10) <f8 (bound 80) in a directory of 128 bytes:
+    # a 256-byte slot.  Its entry rewritten to (0, 100) (bound 800: within
+    # the largest class, not this slot) is refused as a corrupt directory.
+    cseg = make_segment(None, None, classes=CLASSES)
+    w, r = cseg.writer(overflow="fail"), cseg.reader()
+    for dims in ((0, 10), (0, 100)):
+        with w.loan_arrays({"a": ((0, 10), "<f8")}) as arrs:
+            loan = arrs["a"].base
+            assert loan.capacity == 256
+            with memoryview(loan) as mv:
+                mv[24:32] = dims[1].to_bytes(8, "little")    # the entry's shape[1]
+            del loan
+    with r.take(timeout=1) as s:
+        assert s["a"].shape == (0, 10)
+    with r.take(timeout=1) as s:
+        with pytest.raises(zdshm.CorruptSegmentError, match="entry 0"):
+            s.keys()
+        assert np.asarray(s).shape == (s.size,)

@@ -53,6 +53,38 @@ def _check(s, i: int, sizes, offsets, pool, report) -> None:
         report["bad_content"] += 1
 
 
+class MessageIndex:
+    """The check of zdpy_latest_children.latest_reader for this stream:
+    message i's index when the sample is complete (size, checksum and the
+    ends of the body as read_stream checks them), else None.  Pickles as
+    (seed, count); the stream is derived again where it is unpickled, so a
+    spawned reader has it before it registers."""
+
+    def __init__(self, seed: int, count: int) -> None:
+        self.seed, self.count = seed, count
+        self.sizes = self.offsets = self.pool = None
+
+    def __getstate__(self):
+        return self.seed, self.count
+
+    def __setstate__(self, state) -> None:
+        self.seed, self.count = state
+        self.sizes, self.offsets, self.pool = plan(self.seed, self.count)
+
+    def __call__(self, s) -> int | None:
+        if self.sizes is None:
+            self.__setstate__((self.seed, self.count))
+        if s.size < 16:
+            return None
+        i = int.from_bytes(s.tobytes()[:8], "little") if s.size < 64 else \
+            int(np.asarray(s)[:8].view(np.uint64)[0])
+        if i >= self.count:
+            return None
+        report = {"bad_size": 0, "bad_checksum": 0, "bad_content": 0}
+        _check(s, i, self.sizes, self.offsets, self.pool, report)
+        return i if not any(report.values()) else None
+
+
 def read_stream(name: str, seed: int, count: int, ready, results) -> None:
     """Reads count messages, checks each, and puts a report on results."""
     sizes, offsets, pool = plan(seed, count)

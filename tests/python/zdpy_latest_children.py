@@ -47,10 +47,13 @@ def numbered_writer(name: str, n: int, overflow: str, ready, n_readers: int) -> 
     seg.close()
 
 
-def latest_reader(name: str, n: int, ready, result) -> None:
-    """Takes with a latest reader until frame n - 1 and checks each take:
-    complete (crc), newer than the one before, and at most one sample
-    behind the newest committed sn when the take started.
+def latest_reader(name: str, n: int, ready, result, check=check) -> None:
+    """Takes with a latest reader until sn n - 1 and checks each take:
+    complete (``check(sample)`` gives the number the sample carries, None
+    for a torn or wrong one; that number must be its sn), newer than the one
+    before, and at most one sample behind the newest committed sn when the
+    take started.  ``check`` must pickle (the process is spawned); the
+    default reads the frames of this module.
 
     That bound, measured honestly: `before` is the segment's next_sn read
     just before the take, so every sn below it is claimed; the one writer
@@ -76,7 +79,7 @@ def latest_reader(name: str, n: int, ready, result) -> None:
         after = seg.info()["next_sn"]
         counter = check(s)
         if counter is None:
-            errors.append(f"sn {s.sn}: torn frame")
+            errors.append(f"sn {s.sn}: torn or wrong sample")
         elif counter != s.sn:
             errors.append(f"sn {s.sn}: carries frame {counter}")
         if s.sn <= last:
