@@ -4,8 +4,8 @@ One writer process, one reader process (the parent, measuring), the same
 stream of messages through three transports, interleaved in rounds:
 
 - ``zdshm classed``: one posix segment with three size classes for the
-  three kinds of message in the stream (``CLASSED``: 4 slots of 4 KiB, 10
-  of 160 KiB, 2 of 6 MiB);
+  three kinds of message in the stream (``CLASSED``: 4 slots of 4 KiB, 9
+  of 160 KiB, 3 of 6 MiB);
 - ``zdshm one-class``: one posix segment whose slots all have the largest
   message's capacity (``ONE_CLASS``: 16 of 6 MiB).  Both have DEPTH = 16
   slots, so both hold at most 16 messages in flight; in the classed one a
@@ -20,10 +20,14 @@ every run, of
 - 80 % images of 48 to 160 KiB (uniform, in bytes),
 - 5 % frames of 2 to 6 MiB (uniform).
 
-The writer loans each message by its size (``loan_array((size,), uint8)``:
-the classed segment takes the smallest class that fits and has a free slot)
-and stores one byte per 4 KiB page and the last byte (S2's *touch*); the
-reader takes it, checks its size and those bytes, and releases it.  The
+The writer first stores a byte in every page of every slot (loans of each
+slot's capacity, discarded), so the rate is the steady state's, not that of
+the first stores to each page (a fault each, and the one-class segment has
+five times the pages).  Then it loans each message by its size
+(``loan_array((size,), uint8)``: the classed segment takes the smallest class
+that fits and has a free slot) and stores one byte per 4 KiB page and the
+last byte (S2's *touch*); the reader takes it, checks its size and those
+bytes, and releases it.  The
 figures: messages/s on the reader's clock (the median round), and the shared
 memory each zdshm segment holds: the bytes ``/dev/shm`` allocated for its
 object (``st_blocks * 512`` after the stream, the whole object: the posix
@@ -34,13 +38,14 @@ larger class when its own is full).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import time
 from typing import Any
 
 from .common import Child, child_ready, median, unique_name
-from .stream import WARM_PAUSE_S, check, fill, timed_reads, timed_writes
+from .stream import PAGE, WARM_PAUSE_S, check, fill, timed_reads, timed_writes
 
 DEPTH = 16                      # messages in flight at most, every transport
 CONTROL = 64
@@ -49,7 +54,11 @@ FRAME = (2 << 20, 6 << 20)
 MIX = (("control", 0.15), ("image", 0.80), ("frame", 0.05))
 SEQUENCE = 20_261_207           # fixes the pseudo-random sizes
 
-CLASSED = [(4, 4 << 10), (DEPTH - 6, IMAGE[1]), (2, FRAME[1])]
+# 16 slots, as ONE_CLASS.  Frames are 5 % of the stream: among 16 messages
+# in flight there are 3 or more frames in 4 % of windows (binomial), 4 or more
+# in 0.7 %, so the frame class has 3 slots (and images spill into it when
+# theirs is full).
+CLASSED = [(4, 4 << 10), (DEPTH - 7, IMAGE[1]), (3, FRAME[1])]
 ONE_CLASS = [(DEPTH, FRAME[1])]
 LAYOUTS = {"classed": CLASSED, "one-class": ONE_CLASS}
 TRANSPORTS = ("classed", "one-class", "mp.Queue")
@@ -73,6 +82,25 @@ def message_sizes(n: int) -> list[int]:
 # --------------------------------------------------------------------------
 # the writer (child process)
 # --------------------------------------------------------------------------
+def _touch_every_slot(seg: Any, w: Any) -> None:
+    """Stores a byte in every page of every slot through loans that are then
+    discarded.  A process's first store to a page of its shared mapping
+    faults once; the one-class segment has five times the pages, and a
+    short stream would otherwise measure those faults, not the steady state."""
+    loans = []
+    try:
+        for c in seg.info()["classes"]:         # smallest first: each loan lands in its own class
+            for _ in range(c["slot_count"]):
+                loans.append(w.loan(nbytes=c["slot_capacity"]))
+        for loan in loans:
+            m = memoryview(loan)
+            m[::PAGE] = bytes(len(range(0, len(m), PAGE)))
+            m.release()
+    finally:
+        for loan in loans:
+            loan.discard()
+
+
 def _writer(ctrl: Any, a: tuple) -> dict:
     import numpy as np
 
@@ -99,6 +127,7 @@ def _writer(ctrl: Any, a: tuple) -> dict:
         else:
             seg = zdshm.PosixSegment.attach(name)
             w = seg.writer(overflow="block", timeout=timeout)
+            _touch_every_slot(seg, w)
             la, u8 = w.loan_array, np.uint8
 
             def write_one(i: int) -> None:
@@ -153,7 +182,7 @@ def classes_run(rounds: int, n: int, n_queue: int, warm: int, timeout: float,
                 progress: Any = None) -> dict[str, list[dict]]:
     """`rounds` interleaved rounds of the three transports (the order turns
     each round) over the first warm + n messages of the stream (mp.Queue,
-    a hundred times slower, over the first warm + n_queue).  Returns, per
+    tens of times slower, over the first warm + n_queue).  Returns, per
     transport, one dict per round: msgs_per_s, count, elapsed_ns, errors,
     usage, and for zdshm the memory figures and per-class counts."""
     import zdshm
@@ -228,4 +257,9 @@ def summary(rounds: list[dict]) -> dict:
     mid["rounds_msgs_per_s"] = [r["msgs_per_s"] for r in rounds]
     mid["median_msgs_per_s"] = median(mid["rounds_msgs_per_s"])
     mid["errors"] = sum(r["errors"] for r in rounds)
+    # CPU time per message of both processes: what the transport costs, much
+    # less sensitive than the rate to other processes taking the CPUs
+    mid["rounds_cpu_ns_per_msg"] = [(r["measuring"] or {}).get("cpu_ns_per_msg", math.nan)
+                                    + (r["peer"] or {}).get("cpu_ns_per_msg", math.nan) for r in rounds]
+    mid["cpu_ns_per_msg"] = median(mid["rounds_cpu_ns_per_msg"])
     return mid

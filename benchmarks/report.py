@@ -5,6 +5,7 @@ import math
 import os
 from typing import Any
 
+from .common import median
 from .stream import _fmt_size
 
 PEER_ORDER = ["mp.Queue", "mp.Pipe", "shared_memory+Pipe", "SharedArray+Pipe", "faster-fifo",
@@ -299,6 +300,17 @@ def _classes_targets(records: list[dict], out: list[dict]) -> None:
     else:
         m, detail = None, "not measured: no classes records"
     out.append(_target("classes-rate-vs-one-class", "classes", desc, ">=", 0.9, m, "x", detail))
+    desc = "mixed-size stream: CPU per message (writer + reader), classed segment / one-class segment"
+    cc, co = (cl or {}).get("rounds_cpu_ns_per_msg") or [], (one or {}).get("rounds_cpu_ns_per_msg") or []
+    if cc and len(cc) == len(co) and all(_ok(x) for x in cc + co):
+        per = sorted(a / b for a, b in zip(cc, co, strict=False))
+        m = per[len(per) // 2] if len(per) % 2 else 0.5 * (per[len(per) // 2 - 1] + per[len(per) // 2])
+        detail = (f"median of {len(per)} interleaved rounds' ratios ({', '.join(f'{x:.2f}' for x in per)}); "
+                  f"medians {_us(median(cc))} / {_us(median(co))}")
+    else:
+        m, detail = None, "not measured: no classes records"
+    out.append(_target("classes-cpu-vs-one-class", "classes", desc, "<=", 1.1, m, "x", detail,
+                       "informational: the rate is sensitive to other processes on the CPUs, this is not"))
     desc = "mixed-size stream: messages/s through the classed segment / multiprocessing.Queue"
     if cl and queue and _ok(cl.get("value")) and _ok(queue.get("value")):
         m = cl["value"] / queue["value"]
@@ -559,11 +571,12 @@ def _classes_md(recs: list[dict], rel: dict[str, str]) -> str:
     L = ["## classes — a mixed-size stream through size classes\n",
          "One writer process, the reader (measuring) in the parent, the same stream of messages: "
          "15 % control messages of 64 B, 80 % images of 48–160 KiB, 5 % frames of 2–6 MiB (a fixed "
-         "pseudo-random sequence). *classed*: one posix segment with 16 slots of 4 KiB, 16 of 160 KiB "
-         "and 2 of 6 MiB; *one-class*: 16 slots of 6 MiB; mp.Queue with maxsize 16 (fewer messages per "
+         "pseudo-random sequence). *classed*: one posix segment with 4 slots of 4 KiB, 9 of 160 KiB "
+         "and 3 of 6 MiB; *one-class*: 16 slots of 6 MiB; mp.Queue with maxsize 16 (fewer messages per "
          "round: it is much slower). The writer stores one byte per 4 KiB page of each message, the "
          "reader checks them. Shared memory: the bytes /dev/shm allocated for the segment (st_blocks "
-         "× 512) and its total size. Messages/s: the median of the interleaved rounds.\n"]
+         "× 512) and its total size. Messages/s: the median of the interleaved rounds; CPU: writer + "
+         "reader CPU time per message, the median round.\n"]
     if "classes" in rel:
         L.append(f"![classes]({rel['classes']})\n")
     rows = []
@@ -573,10 +586,11 @@ def _classes_md(recs: list[dict], rel: dict[str, str]) -> str:
                      _fl(r.get("shm_total_bytes", float("nan")) / 2**20, "{:.1f}"),
                      _fl(r["value"], "{:.0f}"),
                      " ".join(f"{x:.0f}" for x in r.get("rounds_msgs_per_s") or []),
+                     _fl((r.get("cpu_ns_per_msg") or float("nan")) / 1e3, "{:.1f}"),
                      "/".join(str(x) for x in r.get("per_class_messages") or []) or "—",
                      str(r.get("count")), str(r.get("errors", 0))])
     L.append(_md_table(["impl", "segment", "/dev/shm MiB", "total MiB", "msgs/s", "rounds msgs/s",
-                        "messages per class", "msgs/round", "errors"], rows))
+                        "CPU µs/msg (both)", "messages per class", "msgs/round", "errors"], rows))
     L.append("")
     return "\n".join(L)
 

@@ -54,7 +54,7 @@ MODES: dict[str, dict[str, Any]] = {
         "sc_procs": 8, "sc_2p_count": 4_000, "sc_2p_warm": 100, "sc_fx_paced": 400,
         "sc_fx_count": 3_000, "sc_rate_count": 3_000,
         "aio_rounds": 5, "aio_iters": 10_000, "aio_warm": 1_000, "aio_batch": 300_000,
-        "cl_rounds": 5, "cl_count": 20_000, "cl_queue_count": 1_000, "cl_warm": 200,
+        "cl_rounds": 9, "cl_count": 10_000, "cl_queue_count": 500, "cl_warm": 200,
         "bridge_n": 5_000, "bridge_rounds": 3,
     },
 }
@@ -560,6 +560,8 @@ class Run:
                            value=r["msgs_per_s"], count=r["count"], warm=p["cl_warm"],
                            errors=r["errors"], rounds_msgs_per_s=r["rounds_msgs_per_s"],
                            median_msgs_per_s=r["median_msgs_per_s"],
+                           cpu_ns_per_msg=r["cpu_ns_per_msg"],
+                           rounds_cpu_ns_per_msg=r["rounds_cpu_ns_per_msg"],
                            measuring=r["measuring"], peer=r["peer"])
             if impl == "zdshm":
                 rec.update(classes=[list(c) for c in classes_mod.LAYOUTS[kind]],

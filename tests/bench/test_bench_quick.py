@@ -29,7 +29,8 @@ TARGET_IDS = {
     "scaling-16384-vs-4-loan_commit", "scaling-16384-vs-4-take_release",
     "scaling-16384-vs-4-two_process", "scaling-futex-parked", "scaling-futex-nobody-sleeps",
     "aio-rtt-vs-parked", "aio-vs-socket", "aio-commit-no-waiter",
-    "classes-shm-vs-one-class", "classes-rate-vs-one-class", "classes-rate-vs-queue",
+    "classes-shm-vs-one-class", "classes-rate-vs-one-class", "classes-cpu-vs-one-class",
+    "classes-rate-vs-queue",
 }
 
 
@@ -213,7 +214,7 @@ def test_targets_table(quick_run: tuple[dict, str, Path]) -> None:
                         "S4-posix-loan_commit_per_s", "S4-posix-take_release_per_s", "steady-faults"}
     needs_only_zdshm |= {t for t in TARGET_IDS if t.startswith("scaling-")}
     needs_only_zdshm |= {"aio-rtt-vs-parked", "aio-commit-no-waiter"}
-    needs_only_zdshm |= {"classes-shm-vs-one-class", "classes-rate-vs-one-class"}
+    needs_only_zdshm |= {"classes-shm-vs-one-class", "classes-rate-vs-one-class", "classes-cpu-vs-one-class"}
     for t in res["targets"]:
         if t["id"] in needs_only_zdshm:
             assert _num(t["measured"]), t
