@@ -141,22 +141,24 @@ def produce_images(name: str, start: Event, n_images: int,
 
 # --- 04: a latest-value camera ------------------------------------------------
 
-def camera(name: str, start: Event, n_frames: int, shape: tuple[int, ...], fps: float,
-           results: Queue[tuple[str, dict[str, Any]]]) -> None:
-    """A fast camera: n_frames frames at fps, overflow="reclaim" (it never
-    waits for a reader: the oldest sample nobody is viewing makes room).
-    Every pixel of frame i holds frame_value(i)."""
+def camera(name: str, start: Event, stop: Event, max_frames: int, shape: tuple[int, ...],
+           fps: float, results: Queue[tuple[str, dict[str, Any]]]) -> None:
+    """A fast camera: frames at fps until stop is set (at most max_frames),
+    overflow="reclaim" (it never waits for a reader: the oldest sample nobody
+    is viewing makes room).  Every pixel of frame i holds frame_value(i)."""
     with zdshm.PosixSegment.attach(name) as seg:
         writer = seg.writer(overflow="reclaim")
         if not start.wait(30.0):
             raise TimeoutError("the consumer never became ready")
         t0 = time.monotonic_ns()
         period = int(1e9 / fps)
-        for i in range(n_frames):
-            delay = t0 + i * period - time.monotonic_ns()
+        frames = 0
+        while frames < max_frames and not stop.is_set():
+            delay = t0 + frames * period - time.monotonic_ns()
             if delay > 0:
                 time.sleep(delay / 1e9)
             with writer.loan_array(shape, np.uint8) as frame:
-                frame.fill(frame_value(i))
-        results.put(("camera", {"frames": n_frames,
+                frame.fill(frame_value(frames))
+            frames += 1
+        results.put(("camera", {"frames": frames,
                                 "seconds": (time.monotonic_ns() - t0) / 1e9}))
