@@ -27,13 +27,13 @@ five times the pages).  Then it loans each message by its size
 (``loan_array((size,), uint8)``: the classed segment takes the smallest class
 that fits and has a free slot) and stores one byte per 4 KiB page and the
 last byte (S2's *touch*); the reader takes it, checks its size and those
-bytes, and releases it.  The
-figures: messages/s on the reader's clock (the median round), and the shared
+bytes, and releases it.  The figures: messages/s on the reader's clock (the
+median round), CPU time per message of both processes, and the shared
 memory each zdshm segment holds: the bytes ``/dev/shm`` allocated for its
 object (``st_blocks * 512`` after the stream, the whole object: the posix
 backend allocates it at create) and the segment's ``total_size``.  The
-reader also counts the messages each class carried (a message goes to a
-larger class when its own is full).
+reader also counts the messages each class carried, warm-up included (a
+message goes to a larger class when its own is full).
 """
 from __future__ import annotations
 
@@ -117,23 +117,23 @@ def _writer(ctrl: Any, a: tuple) -> dict:
             break
         _, kind, name, sizes, warm = msg
         seg = w = None
-        if kind == "mp.Queue":
-            put, empty, u8 = q.put, np.empty, np.uint8
-
-            def write_one(i: int) -> None:
-                arr = empty(sizes[i], u8)
-                fill(arr, i, "touch")
-                put(arr)
-        else:
-            seg = zdshm.PosixSegment.attach(name)
-            w = seg.writer(overflow="block", timeout=timeout)
-            _touch_every_slot(seg, w)
-            la, u8 = w.loan_array, np.uint8
-
-            def write_one(i: int) -> None:
-                with la((sizes[i],), u8) as arr:
-                    fill(arr, i, "touch")
         try:
+            if kind == "mp.Queue":
+                put, empty, u8 = q.put, np.empty, np.uint8
+
+                def write_one(i: int) -> None:
+                    arr = empty(sizes[i], u8)
+                    fill(arr, i, "touch")
+                    put(arr)
+            else:
+                seg = zdshm.PosixSegment.attach(name)
+                w = seg.writer(overflow="block", timeout=timeout)
+                _touch_every_slot(seg, w)
+                la, u8 = w.loan_array, np.uint8
+
+                def write_one(i: int) -> None:
+                    with la((sizes[i],), u8) as arr:
+                        fill(arr, i, "touch")
             ctrl.send(("ready", {}))
             ud = timed_writes(write_one, len(sizes) - warm, warm)
             ctrl.send(("step", ud))
