@@ -38,9 +38,10 @@ def _num(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-# The Python and C test suites name their objects zdpytest-* and zdtest-*: on
-# a host where they run beside the benchmark, those are theirs, not its.
-OTHER_SUITES = ("zdpytest-", "zdtest-")
+# The other test suites name their objects zdpytest-*, zdtest-*, zdprop-*,
+# zdfuzz-* and zdnb-*: on a host where they run beside the benchmark, those
+# are theirs, not its.
+OTHER_SUITES = ("zdpytest-", "zdtest-", "zdprop-", "zdfuzz-", "zdnb-")
 
 
 def _shm_names() -> set[str]:
