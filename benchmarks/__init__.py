@@ -15,6 +15,7 @@ Modules:
   peers     which peers are installed, and their versions
   scaling   cost vs slot count, futex calls per message, writer rate vs readers
   aio       asyncio round trips and the cost of an event-loop waiter
+  classes   a mixed-size stream: size classes vs one class vs mp.Queue
   report    the performance targets (core and scaling), the printed table, Markdown, plots
   runner    the order of a run, quick and full budgets
 

@@ -45,8 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", metavar="DIR", help="output directory (results.json, *.png)")
     ap.add_argument("--markdown", metavar="FILE", help="also write the report as Markdown")
     ap.add_argument("--only", metavar="LIST",
-                    help="comma-separated subset of floors,S1,S2,S3,S4,S5,scaling,aio (S6 is part of S4), "
-                         "or the optional bridge (run only when named)")
+                    help="comma-separated subset of floors,S1,S2,S3,S4,S5,scaling,aio,classes (S6 is part "
+                         "of S4), or the optional bridge (run only when named)")
     ap.add_argument("--no-pin", dest="pin", action="store_false",
                     help="do not pin the two processes of a pair to different CPUs")
     ap.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")

@@ -5,6 +5,7 @@ import math
 import os
 from typing import Any
 
+from .common import median
 from .stream import _fmt_size
 
 PEER_ORDER = ["mp.Queue", "mp.Pipe", "shared_memory+Pipe", "SharedArray+Pipe", "faster-fifo",
@@ -83,6 +84,11 @@ def add_ratios(records: list[dict]) -> None:
             if f and _ok(r.get("ns_per_pair")):
                 floor = {"name": f"C core {m[:-3].replace('_', '+')} ({r['backend']}), same slot count",
                          "value": r["ns_per_pair"] / f["value"]}
+        elif sc == "classes":
+            # a rate: peers[p] = zdshm msgs/s / p's msgs/s (how many times faster zdshm is)
+            for o in records:
+                if o["scenario"] == "classes" and o["impl"] != "zdshm" and _ok(o.get("value")):
+                    peers[o["impl"]] = r["value"] / o["value"]
         elif sc == "S5":
             for o in records:
                 if o["scenario"] == "S5" and o["impl"] != "zdshm" and _ok(o.get("value")):
@@ -231,6 +237,8 @@ def targets(records: list[dict]) -> list[dict]:
         _gbps_detail(out[-1], br("iceoryx2", "zdshm bridge"), br("iceoryx2", "own pub/sub"))
         out[-1]["note"] = "informational"
 
+    _classes_targets(records, out)
+
     # steady state faults: every zdshm record measured after warm-up
     worst = None
     offenders = []
@@ -261,6 +269,56 @@ def targets(records: list[dict]) -> list[dict]:
     out.append(_target("steady-faults", "S1-S4", "steady state: minor page faults per message after warm-up",
                        "==", 0, worst, "faults/msg", detail))
     return out
+
+
+def _classes_targets(records: list[dict], out: list[dict]) -> None:
+    """Size classes: shared memory and message rate of a mixed-size stream,
+    classed segment vs one class sized for the largest message."""
+    cl = _find(records, scenario="classes", impl="zdshm", variant="classed")
+    one = _find(records, scenario="classes", impl="zdshm", variant="one-class")
+    queue = _find(records, scenario="classes", impl="mp.Queue")
+    desc = "mixed-size stream: shared memory of a one-class segment sized for the largest message / classed"
+    if cl and one and _ok(cl.get("shm_resident_bytes")) and _ok(one.get("shm_resident_bytes")):
+        m = one["shm_resident_bytes"] / cl["shm_resident_bytes"]
+        detail = (f"/dev/shm bytes {one['shm_resident_bytes'] / 2**20:.1f} MiB / "
+                  f"{cl['shm_resident_bytes'] / 2**20:.1f} MiB (total size {one['shm_total_bytes'] / 2**20:.1f}"
+                  f" / {cl['shm_total_bytes'] / 2**20:.1f} MiB)")
+    else:
+        m, detail = None, "not measured: no classes records"
+    out.append(_target("classes-shm-vs-one-class", "classes", desc, ">=", 4, m, "x", detail))
+    desc = "mixed-size stream: messages/s through the classed segment / the one-class segment"
+    if cl and one and _ok(cl.get("value")) and _ok(one.get("value")):
+        m = cl["value"] / one["value"]
+        detail = f"{cl['value']:.0f} / {one['value']:.0f} msgs/s"
+        rc, ro = cl.get("rounds_msgs_per_s") or [], one.get("rounds_msgs_per_s") or []
+        if len(rc) > 1 and len(rc) == len(ro) and all(_ok(x) for x in rc + ro):
+            # interleaved rounds: the median of the per-round ratios
+            per = sorted(a / b for a, b in zip(rc, ro, strict=False))
+            m = per[len(per) // 2] if len(per) % 2 else 0.5 * (per[len(per) // 2 - 1] + per[len(per) // 2])
+            detail = (f"median of {len(per)} interleaved rounds' ratios ("
+                      + ", ".join(f"{x:.2f}" for x in per) + f"); median rounds {detail}")
+    else:
+        m, detail = None, "not measured: no classes records"
+    out.append(_target("classes-rate-vs-one-class", "classes", desc, ">=", 0.9, m, "x", detail))
+    desc = "mixed-size stream: CPU per message (writer + reader), classed segment / one-class segment"
+    cc, co = (cl or {}).get("rounds_cpu_ns_per_msg") or [], (one or {}).get("rounds_cpu_ns_per_msg") or []
+    if cc and len(cc) == len(co) and all(_ok(x) for x in cc + co):
+        per = sorted(a / b for a, b in zip(cc, co, strict=False))
+        m = per[len(per) // 2] if len(per) % 2 else 0.5 * (per[len(per) // 2 - 1] + per[len(per) // 2])
+        detail = (f"median of {len(per)} interleaved rounds' ratios ({', '.join(f'{x:.2f}' for x in per)}); "
+                  f"medians {_us(median(cc))} / {_us(median(co))}")
+    else:
+        m, detail = None, "not measured: no classes records"
+    out.append(_target("classes-cpu-vs-one-class", "classes", desc, "<=", 1.1, m, "x", detail,
+                       "informational: the rate is sensitive to other processes on the CPUs, this is not"))
+    desc = "mixed-size stream: messages/s through the classed segment / multiprocessing.Queue"
+    if cl and queue and _ok(cl.get("value")) and _ok(queue.get("value")):
+        m = cl["value"] / queue["value"]
+        detail = f"{cl['value']:.0f} / {queue['value']:.0f} msgs/s ({queue['count']} queue messages per round)"
+    else:
+        m, detail = None, "not measured: mp.Queue unavailable or failed"
+    out.append(_target("classes-rate-vs-queue", "classes", desc, ">=", 1, m, "x", detail,
+                       "informational"))
 
 
 def _scaling_targets(records: list[dict], out: list[dict], ratio_row: Any) -> None:
@@ -491,6 +549,7 @@ def markdown(result: dict, plots: dict[str, str], md_dir: str, command: str) -> 
     L.append("")
 
     L.append(_scaling_md(recs, rel))
+    L.append(_classes_md(recs, rel))
 
     if result["errors"]:
         L.append("## Errors\n")
@@ -502,6 +561,37 @@ def markdown(result: dict, plots: dict[str, str], md_dir: str, command: str) -> 
     L.append("See `benchmarks/README.md` for the scenarios, the C floors, the peers and the JSON schema. "
              "The raw results of this run are in `" + os.path.relpath(plots.get("json", "results.json"), md_dir)
              + "`.\n")
+    return "\n".join(L)
+
+
+def _classes_md(recs: list[dict], rel: dict[str, str]) -> str:
+    rs = [r for r in recs if r["scenario"] == "classes"]
+    if not rs:
+        return ""
+    L = ["## classes — a mixed-size stream through size classes\n",
+         "One writer process, the reader (measuring) in the parent, the same stream of messages: "
+         "15 % control messages of 64 B, 80 % images of 48–160 KiB, 5 % frames of 2–6 MiB (a fixed "
+         "pseudo-random sequence). *classed*: one posix segment with 4 slots of 4 KiB, 9 of 160 KiB "
+         "and 3 of 6 MiB; *one-class*: 16 slots of 6 MiB; mp.Queue with maxsize 16 (fewer messages per "
+         "round: it is much slower). The writer stores one byte per 4 KiB page of each message, the "
+         "reader checks them. Shared memory: the bytes /dev/shm allocated for the segment (st_blocks "
+         "× 512) and its total size. Messages/s: the median of the interleaved rounds; CPU: writer + "
+         "reader CPU time per message, the median round.\n"]
+    if "classes" in rel:
+        L.append(f"![classes]({rel['classes']})\n")
+    rows = []
+    for r in rs:
+        rows.append([r["impl"], r["variant"] or "—",
+                     _fl(r.get("shm_resident_bytes", float("nan")) / 2**20, "{:.1f}"),
+                     _fl(r.get("shm_total_bytes", float("nan")) / 2**20, "{:.1f}"),
+                     _fl(r["value"], "{:.0f}"),
+                     " ".join(f"{x:.0f}" for x in r.get("rounds_msgs_per_s") or []),
+                     _fl((r.get("cpu_ns_per_msg") or float("nan")) / 1e3, "{:.1f}"),
+                     "/".join(str(x) for x in r.get("per_class_messages") or []) or "—",
+                     str(r.get("count")), str(r.get("errors", 0))])
+    L.append(_md_table(["impl", "segment", "/dev/shm MiB", "total MiB", "msgs/s", "rounds msgs/s",
+                        "CPU µs/msg (both)", "messages per class", "msgs/round", "errors"], rows))
+    L.append("")
     return "\n".join(L)
 
 
@@ -819,7 +909,32 @@ def plots(result: dict, out_dir: str) -> tuple[dict[str, str], str | None]:
         plt.close(fig)
 
     _scaling_plots(plt, recs, out_dir, files)
+    _classes_plot(plt, recs, out_dir, files, colors)
     return files, None
+
+
+def _classes_plot(plt: Any, recs: list[dict], out_dir: str, files: dict[str, str],
+                  colors: dict[str, str]) -> None:
+    rs = [r for r in recs if r["scenario"] == "classes" and _ok(r.get("value"))]
+    if not rs:
+        return
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.2))
+    zd = [r for r in rs if r["impl"] == "zdshm" and _ok(r.get("shm_resident_bytes"))]
+    ax1.barh([r["variant"] for r in zd], [r["shm_resident_bytes"] / 2**20 for r in zd],
+             color=colors["zdshm"])
+    ax1.set_xlabel("MiB allocated in /dev/shm")
+    ax1.set_title("classes: shared memory of the segment")
+    labels = [f"{r['impl']} {r['variant']}".strip() for r in rs]
+    ax2.barh(labels, [r["value"] for r in rs], color=[colors.get(r["impl"], "#333") for r in rs])
+    ax2.set_xscale("log")
+    ax2.set_xlabel("messages/s (log)")
+    ax2.set_title("classes: mixed-size stream, 1 writer → 1 reader")
+    for ax in (ax1, ax2):
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    files["classes"] = os.path.join(out_dir, "classes.png")
+    fig.savefig(files["classes"], dpi=110)
+    plt.close(fig)
 
 
 def _scaling_plots(plt: Any, recs: list[dict], out_dir: str, files: dict[str, str]) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from . import floors as floors_mod
 from . import aio as aio_mod
 from . import bridge as bridge_mod
+from . import classes as classes_mod
 from . import local, peers, pingpong, scaling, stream
 from .common import BenchError, Progress, env_record, median, sample_stats
 
@@ -38,6 +39,7 @@ MODES: dict[str, dict[str, Any]] = {
         "sc_procs": 2, "sc_2p_count": 300, "sc_2p_warm": 20, "sc_fx_paced": 40,
         "sc_fx_count": 300, "sc_rate_count": 300,
         "aio_rounds": 3, "aio_iters": 2_000, "aio_warm": 200, "aio_batch": 100_000,
+        "cl_rounds": 5, "cl_count": 2_000, "cl_queue_count": 150, "cl_warm": 64,
         "bridge_n": 2_000, "bridge_rounds": 1,
     },
     "full": {
@@ -52,6 +54,7 @@ MODES: dict[str, dict[str, Any]] = {
         "sc_procs": 8, "sc_2p_count": 4_000, "sc_2p_warm": 100, "sc_fx_paced": 400,
         "sc_fx_count": 3_000, "sc_rate_count": 3_000,
         "aio_rounds": 5, "aio_iters": 10_000, "aio_warm": 1_000, "aio_batch": 300_000,
+        "cl_rounds": 9, "cl_count": 10_000, "cl_queue_count": 500, "cl_warm": 200,
         "bridge_n": 5_000, "bridge_rounds": 3,
     },
 }
@@ -59,7 +62,7 @@ MODES: dict[str, dict[str, Any]] = {
 S1_SIZES = [64, 4096]
 S2_SIZES = [4096, 1 << 20, 64 << 20]
 S3_SIZE = 1 << 20
-SCENARIOS = ("floors", "S1", "S2", "S3", "S4", "S5", "scaling", "aio", "bridge")
+SCENARIOS = ("floors", "S1", "S2", "S3", "S4", "S5", "scaling", "aio", "classes", "bridge")
 # Run only when named in --only (they need root, zenoh and iceoryx2, and time).
 OPTIONAL = ("bridge",)
 
@@ -133,6 +136,8 @@ class Run:
             n += scaling.steps(self.p)
         if self.want("aio"):
             n += self.p["aio_rounds"] * (4 if aio_mod.have_uvloop() else 3) + 1
+        if self.want("classes"):
+            n += self.p["cl_rounds"] * len(classes_mod.TRANSPORTS)
         if self.want("bridge"):
             n += bridge_mod.STEPS * self.p["bridge_rounds"]
         return n
@@ -161,6 +166,8 @@ class Run:
                 scaling.run_all(self)
             if self.want("aio"):
                 self.run_aio()
+            if self.want("classes"):
+                self.run_classes()
             if self.want("bridge"):
                 bridge_mod.run_all(self, self.p["bridge_n"], self.p["bridge_rounds"])
         finally:
@@ -178,7 +185,13 @@ class Run:
                                scaling_slots=list(scaling.SLOTS), scaling_batch=scaling.BATCH,
                                scaling_futex_readers=list(scaling.FUTEX_READERS),
                                scaling_rate_readers=list(scaling.RATE_READERS),
-                               scaling_pace_s=scaling.PACE_S, scaling_spin_s=scaling.SPIN_S),
+                               scaling_pace_s=scaling.PACE_S, scaling_spin_s=scaling.SPIN_S,
+                               classes_depth=classes_mod.DEPTH,
+                               classes_layouts=dict(classes_mod.LAYOUTS),
+                               classes_mix={"control_bytes": classes_mod.CONTROL,
+                                            "image_bytes": list(classes_mod.IMAGE),
+                                            "frame_bytes": list(classes_mod.FRAME),
+                                            "shares": dict(classes_mod.MIX)}),
             "env": env_record(peers.package_versions()),
             "peers": self.peers,
             "floors_build": {"compiler": self.floors.cc, "floor_error": self.floors.floor_error,
@@ -523,6 +536,38 @@ class Run:
                          metric="ns_per_op", unit="ns", value=median(vals), rounds_p50=vals)
             self.progress.end(f"plain {median(r['plain']):.0f} ns, fd no waiter {median(r['fd']):.0f} ns")
         self.guarded("aio", "publish + take + release, with and without a descriptor", commits)
+
+    # ------------------------------------------------------------------
+    def run_classes(self) -> None:
+        """A mixed-size stream: a classed segment, a one-class segment sized
+        for the largest message, and mp.Queue (benchmarks/classes.py)."""
+        p = self.p
+        try:
+            res = classes_mod.classes_run(p["cl_rounds"], p["cl_count"], p["cl_queue_count"],
+                                          p["cl_warm"], p["timeout"], self.progress)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001
+            self.fail("classes", "zdshm mixed-size stream", e)
+            return
+        for kind, rounds in res.items():
+            if not rounds:
+                continue
+            r = classes_mod.summary(rounds)
+            impl, variant = ("mp.Queue", "") if kind == "mp.Queue" else ("zdshm", kind)
+            rec = self.add(scenario="classes", impl=impl, variant=variant,
+                           size=max(classes_mod.FRAME), metric="msgs_per_s", unit="msgs/s",
+                           value=r["msgs_per_s"], count=r["count"], warm=p["cl_warm"],
+                           errors=r["errors"], rounds_msgs_per_s=r["rounds_msgs_per_s"],
+                           median_msgs_per_s=r["median_msgs_per_s"],
+                           cpu_ns_per_msg=r["cpu_ns_per_msg"],
+                           rounds_cpu_ns_per_msg=r["rounds_cpu_ns_per_msg"],
+                           measuring=r["measuring"], peer=r["peer"])
+            if impl == "zdshm":
+                rec.update(classes=[list(c) for c in classes_mod.LAYOUTS[kind]],
+                           shm_resident_bytes=r["shm_resident_bytes"],
+                           shm_total_bytes=r["shm_total_bytes"],
+                           per_class_messages=r["per_class_messages"])
 
 
 # --------------------------------------------------------------------------

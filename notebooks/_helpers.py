@@ -22,7 +22,7 @@ import numpy as np
 import zdshm
 
 
-# --- 02: the frame pipeline ---------------------------------------------------
+# --- 02, 04: the frame pipeline ---------------------------------------------
 
 def frame_value(i: int) -> int:
     """The byte every pixel of frame i holds (a cheap, checkable pattern)."""
@@ -101,3 +101,64 @@ def queue_sink(queue: Queue[Any], ready: Event, n_msgs: int,
         bad += int(arr[0]) != i
         del arr
     results.put((time.monotonic_ns(), bad))
+
+
+# --- 04: variable-size images through size classes ----------------------------
+
+# Three kinds of image, as a photo service might decode them: (share, smallest
+# side, largest side) of square-ish uint8 RGB images.
+IMAGE_KINDS = ((0.6, 64, 128), (0.3, 200, 290), (0.1, 400, 590))
+
+
+def image_shapes(n_images: int, key: int = 4) -> list[tuple[int, int, int]]:
+    """The shapes (h, w, 3) of the producer's images: the same list for the
+    same n_images and key, so the consumer can check every one."""
+    rng = np.random.default_rng(key)
+    shares = np.array([k[0] for k in IMAGE_KINDS])
+    shapes = []
+    for kind in rng.choice(len(IMAGE_KINDS), size=n_images, p=shares / shares.sum()):
+        _, lo, hi = IMAGE_KINDS[int(kind)]
+        h, w = (int(x) for x in rng.integers(lo, hi, size=2, endpoint=True))
+        shapes.append((h, w, 3))
+    return shapes
+
+
+def produce_images(name: str, start: Event, n_images: int,
+                   results: Queue[tuple[str, dict[str, Any]]]) -> None:
+    """Producer process: loans each image by its size (loan_array picks the
+    smallest class that fits and has a free slot) and fills it in place."""
+    with zdshm.PosixSegment.attach(name) as seg:
+        writer = seg.writer(overflow="block", timeout=30.0)
+        if not start.wait(30.0):
+            raise TimeoutError("the consumer never became ready")
+        t0 = time.monotonic_ns()
+        for i, shape in enumerate(image_shapes(n_images)):
+            with writer.loan_array(shape, np.uint8) as image:
+                image.fill(frame_value(i))
+        results.put(("producer", {"images": n_images,
+                                  "seconds": (time.monotonic_ns() - t0) / 1e9}))
+
+
+# --- 04: a latest-value camera ------------------------------------------------
+
+def camera(name: str, start: Event, stop: Event, max_frames: int, shape: tuple[int, ...],
+           fps: float, results: Queue[tuple[str, dict[str, Any]]]) -> None:
+    """A fast camera: frames at fps until stop is set (at most max_frames),
+    overflow="reclaim" (it never waits for a reader: the oldest sample nobody
+    is viewing makes room).  Every pixel of frame i holds frame_value(i)."""
+    with zdshm.PosixSegment.attach(name) as seg:
+        writer = seg.writer(overflow="reclaim")
+        if not start.wait(30.0):
+            raise TimeoutError("the consumer never became ready")
+        t0 = time.monotonic_ns()
+        period = int(1e9 / fps)
+        frames = 0
+        while frames < max_frames and not stop.is_set():
+            delay = t0 + frames * period - time.monotonic_ns()
+            if delay > 0:
+                time.sleep(delay / 1e9)
+            with writer.loan_array(shape, np.uint8) as frame:
+                frame.fill(frame_value(frames))
+            frames += 1
+        results.put(("camera", {"frames": frames,
+                                "seconds": (time.monotonic_ns() - t0) / 1e9}))

@@ -41,6 +41,7 @@ BUDGET = {
     "01_quickstart.ipynb": 60,
     "02_numpy_pipeline.ipynb": 60,
     "03_property_testing.ipynb": 90,
+    "04_classes_and_latest.ipynb": 60,
 }
 DEFAULT_BUDGET = 60
 
