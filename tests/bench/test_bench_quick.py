@@ -25,6 +25,7 @@ TARGET_IDS = {
     "S2-64M-vs-1M", "S2-64M-vs-queue", "S2-64M-vs-1M-touch", "S2-64M-vs-queue-touch",
     "S4-memory-loan_commit_per_s", "S4-memory-take_release_per_s",
     "S4-posix-loan_commit_per_s", "S4-posix-take_release_per_s", "steady-faults",
+    "S4-loan_array-vs-bare", "S4-asarray-vs-bare",
     "scaling-1024-vs-4-loan_commit", "scaling-1024-vs-4-take_release", "scaling-1024-vs-4-two_process",
     "scaling-16384-vs-4-loan_commit", "scaling-16384-vs-4-take_release",
     "scaling-16384-vs-4-two_process", "scaling-futex-parked", "scaling-futex-nobody-sleeps",
@@ -215,6 +216,7 @@ def test_targets_table(quick_run: tuple[dict, str, Path]) -> None:
                         "S4-posix-loan_commit_per_s", "S4-posix-take_release_per_s", "steady-faults"}
     needs_only_zdshm |= {t for t in TARGET_IDS if t.startswith("scaling-")}
     needs_only_zdshm |= {"aio-rtt-vs-parked", "aio-commit-no-waiter"}
+    needs_only_zdshm |= {"S4-loan_array-vs-bare", "S4-asarray-vs-bare"}
     needs_only_zdshm |= {"classes-shm-vs-one-class", "classes-rate-vs-one-class", "classes-cpu-vs-one-class"}
     for t in res["targets"]:
         if t["id"] in needs_only_zdshm:
