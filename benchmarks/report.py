@@ -208,6 +208,8 @@ def targets(records: list[dict]) -> list[dict]:
     # The numpy conveniences against the bare calls, memory backend, same run:
     # with w.loan_array((64,), np.uint8) as a: a[0] = 7  /  w.loan().commit(1);
     # np.asarray(r.take()), a[0], release  /  r.take().release()
+    numpy_part = {"S4-loan_array-vs-bare": ("numpy_ndarray_over_a_buffer", "numpy's ndarray over a buffer"),
+                  "S4-asarray-vs-bare": ("numpy_asarray_of_a_memoryview", "numpy's asarray of a memoryview")}
     for tid, m, label, thr in (
             ("S4-loan_array-vs-bare", "loan_commit", "loan_array + commit vs a bare loan + commit", 3),
             ("S4-asarray-vs-bare", "take_release", "np.asarray(take()) + release vs a bare take + release",
@@ -222,6 +224,11 @@ def targets(records: list[dict]) -> list[dict]:
             val = num["ns_per_pair"] / den["ns_per_pair"]
             detail = (f"{num['ns_per_pair']:.0f} ns / {den['ns_per_pair']:.0f} ns per pair, "
                       "one process (memory), best of each's rounds")
+            # numpy's part alone, with no zdshm object, against the same bare pair
+            block = _find(records, scenario="S4", impl="python", variant=numpy_part[tid][0])
+            if block and _ok(block.get("value")):
+                detail += (f"; {numpy_part[tid][1]} alone {block['value']:.0f} ns = "
+                           f"{block['value'] / den['ns_per_pair']:.2f}x the bare pair")
         out.append(_target(tid, "S4", label, "<=", thr, val, "x", detail))
 
     _scaling_targets(records, out, ratio_row)
