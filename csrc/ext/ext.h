@@ -34,12 +34,16 @@
  *
  * Segment.close() raises ViewsAliveError while a live loan or an
  * unreleased sample has views.  Otherwise it waits for the calls inside
- * the core (below) and, with no view left, unmaps: zd_segment_close ends
- * whatever of the handle is left (readers, live loans, pins, the
- * attachment entry; the creator's goodbye).  Views of committed loans (a
- * loan_array frame) do not block: the close then detaches at once
+ * the core (below) and, with no view and no Loan or Sample object left,
+ * unmaps: zd_segment_close ends whatever of the handle is left (readers,
+ * live loans, pins, the attachment entry; the creator's goodbye).  Views
+ * of committed loans (a loan_array frame) do not block, nor do Loan and
+ * Sample objects without views: the close then detaches at once
  * (zd_segment_detach: all of the above but the unmap) and the unmap waits
- * for the last of them.  Segment.__exit__ defers instead of raising: it
+ * for the last view and the last of those objects.  (A consumer such as
+ * np.ndarray(buffer=sample) or torch.frombuffer gives its buffer back at
+ * once and keeps only a reference to the exporter: the export counts do
+ * not see it, but the mapping under it stays.)  Segment.__exit__ defers instead of raising: it
  * says goodbye and closes the handle's readers now (zd_segment_goodbye,
  * zd_segment_close_readers), and the segment refuses new operations; each
  * exporter whose last view goes then ends (a live loan is discarded, a
@@ -512,6 +516,11 @@ typedef struct SegmentObject {
 	Py_ssize_t n_loans;       /* live loans, unreleased samples, open     */
 	Py_ssize_t n_samples;     /* readers (Segment.info open_objects)      */
 	Py_ssize_t n_readers;
+	/* Loan and Sample objects alive, ended or not: the mapping stays
+	 * while one is, since a consumer may keep one as the base of its
+	 * memory without holding a view (np.ndarray(buffer=...),
+	 * torch.frombuffer take a buffer and give it back at once). */
+	Py_ssize_t exporters;
 	zd_backend_kind_t backend; /* geometry, cached at open: valid after close */
 	uint32_t slot_count;
 	int is_creator;
@@ -625,6 +634,10 @@ extern PyType_Spec zdext_sample_part_spec;
  * last (1 -> 0).  The latter finishes what a deferred close left. */
 void zdext_viewed_add(SegmentObject *seg, zdext_viewed *v);
 void zdext_viewed_remove(SegmentObject *seg, zdext_viewed *v);
+/* segment.c: a Loan or Sample object is made / is gone (its dealloc,
+ * before it drops its reference to seg: a closed segment may unmap). */
+void zdext_exporter_made(SegmentObject *seg);
+void zdext_exporter_gone(SegmentObject *seg);
 /* ClosedError unless the segment is open, ForkedHandleError in another
  * process than the segment's; returns 0 or -1. */
 int zdext_segment_check(SegmentObject *seg);

@@ -47,6 +47,7 @@ zdext_loan_new(zdext_state *st, SegmentObject *seg, uint32_t slot)
 	l->has_format = 0;
 	l->exports = 0;
 	seg->n_loans++;
+	zdext_exporter_made(seg);
 	return (PyObject *)l;
 }
 
@@ -338,6 +339,7 @@ loan_dealloc(LoanObject *l)
 	loan_drop(l);
 	tp->tp_free((PyObject *)l);
 	Py_DECREF(tp);
+	zdext_exporter_gone(seg);
 	Py_DECREF(seg);
 }
 

@@ -39,6 +39,7 @@ zdext_sample_new(zdext_state *st, SegmentObject *seg, const zd_view_t *view)
 	s->exports = 0;
 	s->dir = NULL;
 	seg->n_samples++;
+	zdext_exporter_made(seg);
 	return (PyObject *)s;
 }
 
@@ -201,6 +202,7 @@ sample_dealloc(SampleObject *s)
 	}
 	tp->tp_free((PyObject *)s);
 	Py_DECREF(tp);
+	zdext_exporter_gone(seg);
 	Py_DECREF(seg);
 }
 

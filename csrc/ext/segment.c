@@ -39,6 +39,19 @@ zdext_viewed_remove(SegmentObject *seg, zdext_viewed *v)
 	segment_settle(seg);
 }
 
+void
+zdext_exporter_made(SegmentObject *seg)
+{
+	seg->exporters++;
+}
+
+void
+zdext_exporter_gone(SegmentObject *seg)
+{
+	seg->exporters--;
+	segment_settle(seg);
+}
+
 /* The mapped handles of this process (SegmentObject.open_prev/next). */
 static SegmentObject *open_segments;
 
@@ -77,7 +90,8 @@ zdext_segments_disown(void)
 			zd_segment_disown(s->seg);
 }
 
-/* Unmaps: nothing points into the mapping any more (no exports).  The
+/* Unmaps: nothing points into the mapping any more (no exports, no
+ * Loan or Sample object).  The
  * core ends whatever of the handle is left (zd_segment_close); in a fork
  * child only the local mapping goes (zd_segment_abandon). */
 static void
@@ -129,8 +143,9 @@ segment_blocking(const SegmentObject *self)
 
 /* What a close left for the views, done as soon as they allow it: the
  * detach once no view of a live loan or unreleased sample is left, the
- * unmap once no view at all is left.  Called by close() and whenever an
- * exporter loses its last view. */
+ * unmap once no view and no Loan or Sample object is left.  Called by
+ * close(), whenever an exporter loses its last view, and when a Loan or
+ * Sample object goes. */
 static void
 segment_settle(SegmentObject *self)
 {
@@ -142,7 +157,7 @@ segment_settle(SegmentObject *self)
 	if (self->state < ZDEXT_DEFERRED || h == NULL ||
 	    self->inflight > zdext_own_waits(self, NULL))
 		return;
-	if (self->viewed.next == &self->viewed) {
+	if (self->viewed.next == &self->viewed && self->exporters == 0) {
 		segment_unmap(self);
 	} else if (self->state == ZDEXT_DEFERRED && !zdext_foreign(self) &&
 		   segment_blocking(self) == 0) {
@@ -1007,8 +1022,9 @@ seg_slot_capacity_of(SegmentObject *self, PyObject *arg)
 {
 	uint64_t v;
 
-	if (zdext_segment_check(self) < 0 ||
-	    zdext_u64_arg(arg, "slot", 0, self->slot_count - 1, &v) < 0)
+	/* The argument first: its __index__ may close the segment. */
+	if (zdext_u64_arg(arg, "slot", 0, self->slot_count - 1, &v) < 0 ||
+	    zdext_segment_check(self) < 0)
 		return NULL;
 	return PyLong_FromUnsignedLongLong(
 		zd_segment_slot_capacity_of(self->seg, (uint32_t)v));
@@ -1050,34 +1066,54 @@ row_set(PyObject *d, const char *key, PyObject *v)
 	return rc;
 }
 
-/* slots(): one dict per slot, a snapshot of words others keep changing. */
+/* One slot of slots(), read from the core before any object is made. */
+typedef struct slot_row {
+	zd_slot_info_t si;
+	int rc;
+	int cls;
+	uint64_t capacity;
+} slot_row;
+
+/* slots(): one dict per slot, a snapshot of words others keep changing.
+ * Every slot is read first: making the dicts may run a collection, and a
+ * finalizer may close the segment. */
 static PyObject *
 seg_slots(SegmentObject *self, PyObject *Py_UNUSED(ignored))
 {
-	PyObject *list;
+	PyObject *list = NULL;
+	slot_row *rows;
 
 	if (zdext_segment_check(self) < 0)
 		return NULL;
+	rows = PyMem_Malloc(sizeof(*rows) * self->slot_count);
+	if (rows == NULL)
+		return PyErr_NoMemory();
+	for (uint32_t i = 0; i < self->slot_count; i++) {
+		slot_row *row = &rows[i];
+
+		row->rc = zd_slot_describe(self->seg, i, &row->si);
+		if (row->rc < 0 && row->rc != -EBADMSG) {
+			zdext_raise(zdext_state_of((PyObject *)self), row->rc,
+				    "slots");
+			goto done;
+		}
+		row->cls = zd_segment_class_of(self->seg, i);
+		row->capacity = zd_segment_slot_capacity_of(self->seg, i);
+	}
 	list = PyList_New(self->slot_count);
 	if (list == NULL)
-		return NULL;
+		goto done;
 	for (uint32_t i = 0; i < self->slot_count; i++) {
-		zd_slot_info_t si;
-		PyObject *d;
-		int rc = zd_slot_describe(self->seg, i, &si);
+		const zd_slot_info_t si = rows[i].si;
+		int rc = rows[i].rc;
 		int committed = rc == 0 && si.state == 2;
+		PyObject *d = PyDict_New();
 
-		if (rc < 0 && rc != -EBADMSG) {
-			Py_DECREF(list);
-			return zdext_raise(zdext_state_of((PyObject *)self), rc, "slots");
-		}
-		d = PyDict_New();
 		if (d == NULL ||
 		    row_set(d, "slot", PyLong_FromUnsignedLong(i)) < 0 ||
-		    row_set(d, "class", PyLong_FromLong(
-				    zd_segment_class_of(self->seg, i))) < 0 ||
-		    row_set(d, "capacity", PyLong_FromUnsignedLongLong(
-				    zd_segment_slot_capacity_of(self->seg, i))) < 0 ||
+		    row_set(d, "class", PyLong_FromLong(rows[i].cls)) < 0 ||
+		    row_set(d, "capacity",
+			    PyLong_FromUnsignedLongLong(rows[i].capacity)) < 0 ||
 		    row_set(d, "state", PyUnicode_FromString(
 				    rc < 0 ? "corrupt" : slot_state_names[si.state])) < 0 ||
 		    row_set(d, "sn", committed ? PyLong_FromUnsignedLongLong(si.sn)
@@ -1093,11 +1129,13 @@ seg_slots(SegmentObject *self, PyObject *Py_UNUSED(ignored))
 				    ? PyLong_FromLong(si.loaned_by)
 				    : Py_NewRef(Py_None)) < 0) {
 			Py_XDECREF(d);
-			Py_DECREF(list);
-			return NULL;
+			Py_CLEAR(list);
+			goto done;
 		}
 		PyList_SET_ITEM(list, i, d);
 	}
+done:
+	PyMem_Free(rows);
 	return list;
 }
 
@@ -1117,8 +1155,8 @@ seg_reserve(SegmentObject *self, PyObject *const *args, Py_ssize_t nargs,
 	if (a[0] != NULL &&
 	    zdext_u64_arg(a[0], "active_readers_mask", 0, UINT64_MAX, &mask) < 0)
 		return NULL;
-	if (zdext_segment_check(self) < 0 ||
-	    zdext_nbytes_arg(self, a[1], "reserve", &nbytes) < 0)
+	if (zdext_nbytes_arg(self, a[1], "reserve", &nbytes) < 0 ||
+	    zdext_segment_check(self) < 0)
 		return NULL;
 	rc = zd_slot_reserve_size(self->seg, nbytes, mask, &slot);
 	if (rc < 0)
@@ -1363,6 +1401,7 @@ seg_info(SegmentObject *self, PyObject *Py_UNUSED(ignored))
 {
 	zd_segment_info_t info;
 	zd_segment_t *h;
+	uint64_t generation;
 	PyObject *d;
 	int rc;
 
@@ -1376,6 +1415,9 @@ seg_info(SegmentObject *self, PyObject *Py_UNUSED(ignored))
 	self->inflight--;
 	if (rc < 0)
 		return zdext_raise(zdext_state_of((PyObject *)self), rc, "info");
+	/* Read before any object is made: an allocation may run a collection,
+	 * and a finalizer may close the segment. */
+	generation = zd_notify_generation(h);
 	d = zdext_info_dict(&info);
 	if (d == NULL)
 		return NULL;
@@ -1390,7 +1432,7 @@ seg_info(SegmentObject *self, PyObject *Py_UNUSED(ignored))
 		if (PyDict_SetItemString(d, "is_creator", v) < 0)
 			goto fail_v;
 		Py_DECREF(v);
-		v = PyLong_FromUnsignedLongLong(zd_notify_generation(self->seg));
+		v = PyLong_FromUnsignedLongLong(generation);
 		if (v == NULL || PyDict_SetItemString(d, "notify_generation", v) < 0)
 			goto fail_v;
 		Py_DECREF(v);

@@ -170,8 +170,10 @@ writer_loan(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 	} else if (zdext_bind("loan", args, nargs, kwnames, names, 2, 1, a) < 0) {
 		return NULL;
 	}
-	if (timeout_arg(w, a[0], &timeout) < 0 || zdext_writer_check(w) < 0 ||
-	    zdext_nbytes_arg(w->segment, a[1], "loan", &nbytes) < 0)
+	/* The arguments first: an __index__ may close the segment. */
+	if (timeout_arg(w, a[0], &timeout) < 0 ||
+	    zdext_nbytes_arg(w->segment, a[1], "loan", &nbytes) < 0 ||
+	    zdext_writer_check(w) < 0)
 		return NULL;
 	rc = zdext_writer_loan_slot(w, timeout, nbytes, &slot);
 	if (rc < 0)
@@ -297,8 +299,8 @@ writer_try_loan(WriterObject *w, PyObject *const *args, Py_ssize_t nargs,
 	if ((nargs != 0 || kwnames != NULL) &&
 	    zdext_bind("try_loan", args, nargs, kwnames, names, 1, 0, a) < 0)
 		return NULL;
-	if (zdext_writer_check(w) < 0 ||
-	    zdext_nbytes_arg(w->segment, a[0], "try_loan", &nbytes) < 0)
+	if (zdext_nbytes_arg(w->segment, a[0], "try_loan", &nbytes) < 0 ||
+	    zdext_writer_check(w) < 0)
 		return NULL;
 	rc = zdext_writer_try_slot(w, nbytes, &slot);
 	if (rc == 1)
@@ -330,10 +332,9 @@ writer_arm(WriterObject *w, PyObject *arg)
 	unsigned long long last;
 	int rc;
 
-	if (zdext_writer_check(w) < 0)
-		return NULL;
 	last = PyLong_AsUnsignedLongLong(arg);
-	if (last == (unsigned long long)-1 && PyErr_Occurred())
+	if ((last == (unsigned long long)-1 && PyErr_Occurred()) ||
+	    zdext_writer_check(w) < 0)
 		return NULL;
 	rc = zd_writer_ready_arm(w->segment->seg, (uint64_t)last);
 	if (rc < 0)

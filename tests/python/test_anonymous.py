@@ -199,6 +199,7 @@ def test_send_and_recv_in_process_close_every_descriptor():
         w.publish(b"through the socket")
         with other.read(0) as s:
             assert bytes(s) == b"through the socket"
+        del s            # a Sample object keeps its mapping (and descriptor)
         other.close()
         w.close()
     finally:

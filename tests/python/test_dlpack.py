@@ -433,6 +433,26 @@ def test_torch_loan_writable(seg):
 
 
 @needs_torch
+def test_torch_frombuffer_keeps_the_mapping_after_close(make_segment):
+    # torch.frombuffer takes a buffer, gives it back at once and keeps a
+    # reference to the sample: no view, but the mapping stays under it.
+    torch = _torch()
+    seg = make_segment()
+    w, r = seg.writer(), seg.reader()
+    w.publish(np.arange(6, dtype=np.float32))
+    s = r.take(timeout=1)
+    t = torch.frombuffer(s, dtype=torch.float32)
+    assert s.exports == 0
+    del s
+    seg.close()
+    assert seg.closed and "closing" in repr(seg)
+    assert t.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    del t
+    gc.collect()
+    assert "closed" in repr(seg)
+
+
+@needs_torch
 def test_readme_dlpack_block_runs_verbatim():
     """The README's DLPack example (numpy and torch) in a fresh process."""
     _torch()

@@ -407,13 +407,14 @@ def test_deferred_close_ends_when_last_view_goes(make_segment):
     with pytest.raises(zdshm.ClosedError):
         memoryview(loan)                       # no new views of a closed segment
     assert bare.tobytes() == b"two" and arr.tobytes() == b"one"
-    del arr                                    # the last view: detach and unmap
-    assert "closed" in repr(seg)
+    del arr                                    # the last view: detach
     assert viewed.released and bare.released and not loan.live
     with pytest.raises(zdshm.ClosedError):
         bare.tobytes()
+    assert "closing" in repr(seg)              # the objects keep the mapping
     del viewed, bare, loan
     gc.collect()
+    assert "closed" in repr(seg)               # unmapped with the last of them
 
 
 def test_segment_dealloc_unmaps_once_nothing_references_it(make_segment):
@@ -450,3 +451,96 @@ def test_consecutive_samples_keep_their_own_layouts(seg):
             assert out.dtype == want.dtype and out.shape == want.shape
             np.testing.assert_array_equal(out, want)
             del out
+
+
+# --- consumers that keep a reference, not a view ---------------------------------
+
+def test_reference_only_consumer_keeps_the_mapping_after_close(make_segment):
+    # np.ndarray(buffer=...) takes a buffer and gives it back at once,
+    # keeping only a reference to the sample or loan: no export.  Release,
+    # commit and close cannot see it, but the mapping stays under it until
+    # the sample and the loan are collected.
+    seg = make_segment()
+    w, r = seg.writer(), seg.reader()
+    w.publish(np.arange(4, dtype=np.int32))
+    s = r.take(timeout=1)
+    a = np.ndarray((4,), np.int32, buffer=s)
+    assert s.exports == 0
+    loan = w.loan()
+    b = np.ndarray((8,), np.uint8, buffer=loan)
+    s.release()
+    loan.commit(8)
+    b[0] = 99
+    r.close()
+    w.close()
+    seg.close()
+    assert seg.closed and "closing" in repr(seg)      # not unmapped under a and b
+    assert a.tolist() == [0, 1, 2, 3] and b[0] == 99
+    del s, loan
+    gc.collect()
+    assert "closing" in repr(seg)                     # a and b hold them still
+    assert a.sum() == 6
+    del a, b
+    gc.collect()
+    assert "closed" in repr(seg)
+
+
+# --- a segment closed by Python code that runs inside a method -------------------
+
+GC_CLOSES = """
+import gc, sys, zdshm
+seg = zdshm.{cls}
+class Closer:
+    def __del__(self):
+        seg.close()
+def garbage():
+    a = Closer(); a.me = a
+gc.disable(); garbage()
+keep = [{{}} for _ in range(200)] + [[] for _ in range(200)]
+gc.set_threshold(1); gc.enable()
+out = seg.{method}()
+print(type(out).__name__, seg.closed)
+"""
+
+
+@pytest.mark.parametrize("method", ["info", "slots"])
+def test_a_finalizer_closing_the_segment_inside_a_method(tmp_path, method):
+    # Making the result's objects may run a collection, whose finalizer
+    # closes the segment: the method must not touch the handle after that
+    # (it used to, and crashed).  In a child, so a crash is a failure here.
+    import subprocess
+    import sys
+
+    for cls in ("MemorySegment(slot_count=4, slot_capacity=64)",
+                "MemorySegment(classes=[(2, 64), (2, 4096)])"):
+        p = subprocess.run([sys.executable, "-c", GC_CLOSES.format(cls=cls, method=method)],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, (cls, p.returncode, p.stderr[-2000:])
+        assert p.stdout.split() == [{"info": "dict", "slots": "list"}[method], "True"], p.stdout
+
+
+class _ClosesOnIndex:
+    """An int-like argument whose __index__ closes the segment."""
+
+    def __init__(self, seg, value: int) -> None:
+        self.seg, self.value = seg, value
+
+    def __index__(self) -> int:
+        self.seg.close()
+        return self.value
+
+
+@pytest.mark.parametrize("call", ["reserve", "slot_capacity_of", "loan", "try_loan"])
+def test_an_argument_closing_the_segment_before_the_call(make_segment, call):
+    # Arguments are converted before the segment is checked: an __index__
+    # that closes it gives ClosedError, never a call on a closed handle
+    # (a crash) nor a loan made after the goodbye.
+    seg = make_segment(4, 64)
+    w = seg.writer()
+    arg = _ClosesOnIndex(seg, 1 if call == "slot_capacity_of" else 8)
+    with pytest.raises(zdshm.ClosedError):
+        {"reserve": lambda: seg.reserve(0, nbytes=arg),
+         "slot_capacity_of": lambda: seg.slot_capacity_of(arg),
+         "loan": lambda: w.loan(nbytes=arg),
+         "try_loan": lambda: w.try_loan(nbytes=arg)}[call]()
+    assert seg.closed and "closed" in repr(seg)

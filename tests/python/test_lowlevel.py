@@ -325,6 +325,9 @@ def test_repr(seg):
     assert "sn=" in repr(s) and "size=3" in repr(s)
     s.release()
     seg.close()
+    # the Loan and Sample objects keep the mapping until they are collected
+    assert "closing" in repr(seg)
+    del loan, s
     assert "closed" in repr(seg)
 
 
