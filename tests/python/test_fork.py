@@ -252,6 +252,8 @@ _PARENT_DIES = textwrap.dedent("""
     r = seg.reader()
     pid = os.fork()
     if pid == 0:
+        # the fork handlers have run: the child let go of the descriptor
+        print("ready", flush=True)
         time.sleep(30)
         os._exit(0)
     print(pid, flush=True)
@@ -266,7 +268,12 @@ def _parent_dies_child_lives(seg, script, arg, **popen):
                               stdout=subprocess.PIPE, text=True, **popen)
     child = None
     try:
-        child = int(parent.stdout.readline())
+        # the child's pid (from the parent) and the child's "ready", in
+        # either order: killing the parent before the child's fork handler
+        # ran would leave the lock with the child for that moment
+        lines = sorted(parent.stdout.readline().strip() for _ in range(2))
+        assert lines[1] == "ready", lines
+        child = int(lines[0])
         assert seg.active_mask != 0
         parent.kill()
         parent.wait(WATCHDOG)
