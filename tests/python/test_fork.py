@@ -253,10 +253,11 @@ _PARENT_DIES = textwrap.dedent("""
     pid = os.fork()
     if pid == 0:
         # the fork handlers have run: the child let go of the descriptor
-        print("ready", flush=True)
+        # (each line one write, so the two processes' lines never mix)
+        os.write(1, b"ready\\n")
         time.sleep(30)
         os._exit(0)
-    print(pid, flush=True)
+    os.write(1, f"{pid}\\n".encode())
     time.sleep(30)
 """)
 
