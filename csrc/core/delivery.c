@@ -133,6 +133,7 @@ static int publish(zd_segment_t *seg, uint32_t slot, uint64_t loaned,
 	zdi_store_relaxed_u64(&h->size, len);
 	zdi_store_relaxed_u64(&h->commit_ns, zd_now_ns());
 	zdi_store_relaxed_u64(&h->read_mask, 0);
+	ZDI_TEST_HOOK(commit_claimed, seg, sn);
 	entry = &seg->ring[sn & seg->ring_mask];
 	keep_track(seg, sn, zdi_load_relaxed_u64(entry));
 	/* Release: pairs with the acquire load in zdi_ring_find. */
@@ -517,6 +518,8 @@ int zdi_reader_deliver_latest(zd_segment_t *seg, uint32_t r, zd_view_t *view,
 		 * the state check inside proves it is still sn t's. */
 		h = zdi_slot(seg, i);
 		rc = zdi_pin(seg, i, s, &h->reader_pins, bit);
+		if (rc == 0)
+			ZDI_TEST_HOOK(latest_pinned, seg, r, t);
 		if (rc == -EBUSY)
 			rc = pin_refused(seg, r, i, s);
 		if (rc == -EBADMSG) {
