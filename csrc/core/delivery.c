@@ -97,23 +97,6 @@
 
 /* ---- commit -------------------------------------------------------------- */
 
-/* The sample whose entry sn's commit takes over, if still held, goes into
- * the old map (before the entry is written: a reader that sees the new
- * entry sees the bit). */
-static void keep_track(zd_segment_t *seg, uint64_t sn, uint64_t old)
-{
-	uint64_t i = old & seg->ring_mask;
-	uint64_t old_sn = zdi_lap_of(seg, old) | (sn & seg->ring_mask);
-	struct zdi_slot_header *h;
-
-	if (i >= seg->geo.slot_count || old_sn >= sn)
-		return;
-	h = zdi_slot(seg, (uint32_t)i);
-	if (ZDI_ST_KIND(zdi_load_acquire_u64(&h->state)) == ZDI_SLOT_COMMITTED &&
-	    zdi_load_relaxed_u64(&h->sn) == old_sn)
-		zdi_map_set(&seg->old_map, (uint32_t)i);
-}
-
 static int publish(zd_segment_t *seg, uint32_t slot, uint64_t loaned,
 		   uint64_t len, uint64_t *sn_out)
 {
@@ -135,7 +118,7 @@ static int publish(zd_segment_t *seg, uint32_t slot, uint64_t loaned,
 	zdi_store_relaxed_u64(&h->read_mask, 0);
 	ZDI_TEST_HOOK(commit_claimed, seg, sn);
 	entry = &seg->ring[sn & seg->ring_mask];
-	keep_track(seg, sn, zdi_load_relaxed_u64(entry));
+	zdi_keep_track(seg, sn, zdi_load_relaxed_u64(entry));
 	/* Release: pairs with the acquire load in zdi_ring_find. */
 	zdi_store_release_u64(entry, zdi_lap_of(seg, sn) | slot);
 	/* Release: data, meta and the fields above are visible to whoever

@@ -246,6 +246,11 @@ enum zdi_find zdi_ring_find(const zd_segment_t *seg, uint64_t sn,
  * ZDI_FOUND (committed; slot and state filled). */
 enum zdi_find zdi_ring_settle(zd_segment_t *seg, uint64_t sn, uint32_t *slot,
 			      uint64_t *state);
+/* The commit of sn (or a HOLE mark) is about to replace the ring entry
+ * `old` of sn's index: if `old` names a sample of an older lap that is still
+ * held (committed, or in a recycle that may give it back), its slot's bit
+ * goes into the old map, so that the sample stays findable. */
+void zdi_keep_track(zd_segment_t *seg, uint64_t sn, uint64_t old);
 /* The sequence number bounds of the ring window: [*lo, *hi). */
 void zdi_window(const zd_segment_t *seg, uint64_t *lo, uint64_t *hi);
 /* sn with its low log2(ring_size) bits cleared: its "lap". */
