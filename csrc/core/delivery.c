@@ -104,7 +104,7 @@ static int publish(zd_segment_t *seg, uint32_t slot, uint64_t loaned,
 	uint64_t sn = zdi_load_relaxed_u64(&seg->hdr->next_sn);
 	uint64_t committed = ZDI_ST_MAKE(ZDI_SLOT_COMMITTED, 0, 0,
 					 ZDI_ST_VERSION(loaned) + 1u);
-	uint64_t *entry;
+	uint64_t *entry, old;
 
 	/* The sn goes into the (still loaned) slot before next_sn moves past
 	 * it; the CAS releases that store (see the overview). */
@@ -118,9 +118,26 @@ static int publish(zd_segment_t *seg, uint32_t slot, uint64_t loaned,
 	zdi_store_relaxed_u64(&h->read_mask, 0);
 	ZDI_TEST_HOOK(commit_claimed, seg, sn);
 	entry = &seg->ring[sn & seg->ring_mask];
-	zdi_keep_track(seg, sn, zdi_load_relaxed_u64(entry));
-	/* Release: pairs with the acquire load in zdi_ring_find. */
-	zdi_store_release_u64(entry, zdi_lap_of(seg, sn) | slot);
+	/* The entry, unless a later lap wrote it already (we were delayed
+	 * for ring_size commits since the claim): then sn is out of the
+	 * ring's reach from the start, and the sample goes into the old map
+	 * before the state CAS publishes it, as zdi_keep_track would have
+	 * put it there.  The CAS never replaces a later lap's entry. */
+	old = zdi_load_acquire_u64(entry);
+	for (;;) {
+		if ((old & seg->ring_mask) != ZDI_RING_UNWRITTEN(seg->ring_mask) &&
+		    (int64_t)(zdi_lap_of(seg, old) - zdi_lap_of(seg, sn)) > 0) {
+			zdi_map_set(&seg->old_map, slot);
+			break;
+		}
+		/* A held sample of an older lap goes into the old map before
+		 * the entry is written: a reader that sees the new entry sees
+		 * the bit. */
+		zdi_keep_track(seg, sn, old);
+		/* Release: pairs with the acquire load in zdi_ring_find. */
+		if (zdi_cas_acq_rel_u64(entry, &old, zdi_lap_of(seg, sn) | slot))
+			break;
+	}
 	/* Release: data, meta and the fields above are visible to whoever
 	 * loads this state with acquire.  A CAS, not a store: if the loan was
 	 * freed under us we must not publish (the entry then names a slot

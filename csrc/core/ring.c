@@ -20,7 +20,7 @@
 enum zdi_find zdi_ring_find(const zd_segment_t *seg, uint64_t sn,
 			    uint32_t *slot, uint64_t *state)
 {
-	/* Pairs with the release store of the entry in publish. */
+	/* Pairs with the release CAS of the entry in publish. */
 	uint64_t e = zdi_load_acquire_u64(&seg->ring[sn & seg->ring_mask]);
 	uint64_t i = e & seg->ring_mask;
 	int64_t lap = (int64_t)(zdi_lap_of(seg, e) - zdi_lap_of(seg, sn));
@@ -103,6 +103,9 @@ enum zdi_find zdi_ring_settle(zd_segment_t *seg, uint64_t sn, uint32_t *slot,
 	f = zdi_ring_find(seg, sn, slot, state);
 	if (f != ZDI_INFLIGHT)
 		return f;
+	/* The HOLE takes the entry over from an older lap, as a commit would:
+	 * a sample of that lap still held goes to the old map first. */
+	zdi_keep_track(seg, sn, e);
 	zdi_cas_acq_rel_u64(entry, &e, zdi_lap_of(seg, sn) | ZDI_RING_HOLE(seg->ring_mask));
 	return ZDI_GONE;
 }
