@@ -376,9 +376,11 @@ int zdi_reader_deliver(zd_segment_t *seg, uint32_t r, zd_view_t *view)
  * 0 when it was set already or the sample is gone (a recycler counted it
  * as r's drop).  r's pin bit already set there can only be another take of
  * r that pinned the sample as its own newest and is about to lose the
- * cursor CAS to us and unpin: we wait for it, boundedly; a bit that stays
- * set was written by someone else, and the sample then stays unread by r
- * until r leaves (its disconnect marks it). */
+ * cursor CAS to us: we wait for it to unpin, boundedly, and if it does
+ * not, leave the sample to it (a take that loses the CAS to a cursor past
+ * its sample marks that sample read itself, and counts it if its fetch_or
+ * set the bit).  A bit written by someone else is left alone: the sample
+ * then stays unread by r until r leaves (its disconnect marks it). */
 static int skip_one(zd_segment_t *seg, uint32_t r, uint32_t i, uint64_t s)
 {
 	struct zdi_slot_header *h = zdi_slot(seg, i);
@@ -528,7 +530,16 @@ int zdi_reader_deliver_latest(zd_segment_t *seg, uint32_t r, zd_view_t *view,
 			return rc;
 		}
 		if (rc != 0 || !zdi_cas_acq_rel_u64(&e->cursor, &c, t + 1u)) {
-			/* Recycled meanwhile, or another take of r moved on. */
+			/* Recycled meanwhile, or another take of r moved on.  If
+			 * that take moved the cursor past t, t is in its range,
+			 * and its skip_one may have given up on t while we pin
+			 * it: we mark t read here, under our pin.  The fetch_or
+			 * decides which of the two counts it (the CAS failure
+			 * loaded the cursor with acquire; either bit it sees is
+			 * on sample t, both being set under a pin). */
+			if (rc == 0 && c > t &&
+			    !(zdi_fetch_or_seqcst_u64(&h->read_mask, bit) & bit))
+				zdi_fetch_add_relaxed_u64(skipped, 1);
 			if (rc == 0)
 				zdi_unpin(seg, i, &h->reader_pins, bit);
 			if (++fails == ZDI_TAKE_TRIES)
