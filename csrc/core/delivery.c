@@ -30,7 +30,8 @@
  *
  * Order of a commit: the loaned slot's header gets sn before next_sn moves
  * past it (a CAS: release), then size, time and read mask; then the ring
- * entry (release); then the slot's state becomes COMMITTED (release).  So
+ * entry (a release CAS that never replaces an entry of a later lap); then
+ * the slot's state becomes COMMITTED (release).  So
  * for every sn < next_sn some slot shows it (loaned or committed) until it
  * is recycled, and an entry that names a loaned slot with its sn means "in
  * flight": the reader holds back.  Samples are delivered in sn order across
@@ -41,29 +42,44 @@
  * Who observes each release store:
  *   - next_sn (CAS): readers' acquire load before a lookup (an sn below it
  *     has its slot's sn visible: zdi_ring_settle relies on it);
- *   - ring entry: zdi_ring_find's acquire load (the slot's sn is visible);
+ *   - ring entry (CAS): zdi_ring_find's acquire load, and that of the
+ *     commit or HOLE mark that takes the entry over, before
+ *     zdi_keep_track (the slot's sn is visible);
  *   - slot state: zdi_ring_find's acquire load and the pin's seq_cst
  *     re-load (data, meta, size and time are visible).
  *
  * Lost entries.  A sample may outlive ring_size later commits (a view of it
  * kept long).  The commit that takes its entry over first sets its bit in
- * the old map, so writers can still recycle it and readers still find it
- * (zdi_old_best).  A reader more than 2 * ring_size behind next_sn jumps
- * to the oldest sample of the old map it has not read, or to next_sn -
- * ring_size if that is older: a sample still held stays ahead of its
+ * the old map (zdi_keep_track; so does a HOLE mark), so writers can still
+ * recycle it and readers still find it (zdi_old_best).  A slot that a
+ * recycler moved to LOANED and may give back still counts as holding its
+ * sample: the bit is set for it and not cleared (ring.c).  A commit
+ * delayed between its sn claim and its entry until ring_size later
+ * commits wrote that entry finds a later lap there: it leaves the entry
+ * alone and sets its own slot's bit before it publishes the state, so its
+ * sample is in the old map from the start.
+ *
+ * A reader more than 2 * ring_size behind next_sn jumps to the oldest
+ * sample of the old map it has not read, or to next_sn - ring_size if
+ * that is older: a sample still held stays ahead of its
  * cursor, however many laps took its entry over, and what it skips was
  * recycled already (counted as its drop by the recycler) or never
  * published.  The jump costs one old-map scan (the summary words, plus a
  * lookup per sample in the map); the walk after it at most ring_size
  * entries, and the lost ones among them share that scan.  Not covered,
- * both races with a commit that takes a held sample's entry over: between
- * its sn claim and keep_track the sample is in neither place, and a jump
- * passes it; and a walk whose scan ran just before keep_track takes it for
- * gone when it then finds its entry lost.  Either way it stays unread by
- * that reader until a reclaim counts it as the reader's drop, or the
- * reader leaves.  (Only a sample pinned across ring_size commits can be
- * taken over unread: a reader that has not read it keeps it and every
- * later sample from the recycling of every policy but reclaim.)
+ * four races around a sample whose entry is taken over: between the sn
+ * claim of the commit that takes it over and zdi_keep_track the sample is
+ * in neither place, and a jump passes it; a walk whose scan ran just
+ * before zdi_keep_track takes it for gone when it then finds its entry
+ * lost; a walk or jump that looks while its slot is in a recycle that is
+ * then given back passes it (the map keeps the bit but offers no LOANED
+ * slot); and a reader that looks for the sn of a commit delayed past
+ * ring_size later commits, before that commit set its bit, passes it.
+ * Each time it stays unread by that reader until a reclaim counts it as
+ * the reader's drop, or the reader leaves.  (Only a sample pinned across
+ * ring_size commits, or a commit delayed across them, can be taken over
+ * unread: a reader that has not read a sample keeps it and every later
+ * sample from the recycling of every policy but reclaim.)
  *
  * Holes.  A commit whose loan was freed under it (its writer was found
  * dead) claimed an sn that will never be published.  A reader that finds
@@ -81,6 +97,10 @@
  * each under a pin, counting those whose read bit its own fetch_or set:
  * the CAS gives every range to one take, the fetch_or every sample to one
  * marker, and a sample a writer recycled first is that writer's drop.  A
+ * take that pinned its newest t and then loses the cursor CAS to a take
+ * that moved past t marks t itself, still under its pin (the winner could
+ * not pin t meanwhile and may have given up on it), through the same
+ * fetch_or: t is counted once, by whichever of the two set the bit.  A
  * reader that dies between the CAS and the marks leaves its bits clear;
  * its reap disconnects it, which marks every slot read for it.
  *
