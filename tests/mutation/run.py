@@ -190,8 +190,8 @@ MUTANTS = [
     Mutant("recycle_newest",
            "the window walk goes newest first: reserve recycles the newest reusable "
            "sample, not the oldest",
-           [Edit(POOL, "take_window", "for (uint64_t sn = lo; sn < hi; sn++)",
-                 "for (uint64_t sn = hi; sn-- > lo;)")]),
+           [Edit(POOL, "take_window", "for (uint64_t sn = start; sn < hi; sn++)",
+                 "for (uint64_t sn = hi; sn-- > start;)")]),
     Mutant("reclaim_without_drops",
            "the reclaim policy does not count drops for the readers that had not read",
            [Edit(WRITER, "reclaim_oldest", "zdi_count_drops(seg, unread);", "")]),
