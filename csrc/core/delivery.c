@@ -30,7 +30,8 @@
  *
  * Order of a commit: the loaned slot's header gets sn before next_sn moves
  * past it (a CAS: release), then size, time and read mask; then the ring
- * entry (release); then the slot's state becomes COMMITTED (release).  So
+ * entry (a release CAS that never replaces an entry of a later lap); then
+ * the slot's state becomes COMMITTED (release).  So
  * for every sn < next_sn some slot shows it (loaned or committed) until it
  * is recycled, and an entry that names a loaned slot with its sn means "in
  * flight": the reader holds back.  Samples are delivered in sn order across
@@ -41,29 +42,44 @@
  * Who observes each release store:
  *   - next_sn (CAS): readers' acquire load before a lookup (an sn below it
  *     has its slot's sn visible: zdi_ring_settle relies on it);
- *   - ring entry: zdi_ring_find's acquire load (the slot's sn is visible);
+ *   - ring entry (CAS): zdi_ring_find's acquire load, and that of the
+ *     commit or HOLE mark that takes the entry over, before
+ *     zdi_keep_track (the slot's sn is visible);
  *   - slot state: zdi_ring_find's acquire load and the pin's seq_cst
  *     re-load (data, meta, size and time are visible).
  *
  * Lost entries.  A sample may outlive ring_size later commits (a view of it
  * kept long).  The commit that takes its entry over first sets its bit in
- * the old map, so writers can still recycle it and readers still find it
- * (zdi_old_best).  A reader more than 2 * ring_size behind next_sn jumps
- * to the oldest sample of the old map it has not read, or to next_sn -
- * ring_size if that is older: a sample still held stays ahead of its
+ * the old map (zdi_keep_track; so does a HOLE mark), so writers can still
+ * recycle it and readers still find it (zdi_old_best).  A slot that a
+ * recycler moved to LOANED and may give back still counts as holding its
+ * sample: the bit is set for it and not cleared (ring.c).  A commit
+ * delayed between its sn claim and its entry until ring_size later
+ * commits wrote that entry finds a later lap there: it leaves the entry
+ * alone and sets its own slot's bit before it publishes the state, so its
+ * sample is in the old map from the start.
+ *
+ * A reader more than 2 * ring_size behind next_sn jumps to the oldest
+ * sample of the old map it has not read, or to next_sn - ring_size if
+ * that is older: a sample still held stays ahead of its
  * cursor, however many laps took its entry over, and what it skips was
  * recycled already (counted as its drop by the recycler) or never
  * published.  The jump costs one old-map scan (the summary words, plus a
  * lookup per sample in the map); the walk after it at most ring_size
  * entries, and the lost ones among them share that scan.  Not covered,
- * both races with a commit that takes a held sample's entry over: between
- * its sn claim and keep_track the sample is in neither place, and a jump
- * passes it; and a walk whose scan ran just before keep_track takes it for
- * gone when it then finds its entry lost.  Either way it stays unread by
- * that reader until a reclaim counts it as the reader's drop, or the
- * reader leaves.  (Only a sample pinned across ring_size commits can be
- * taken over unread: a reader that has not read it keeps it and every
- * later sample from the recycling of every policy but reclaim.)
+ * four races around a sample whose entry is taken over: between the sn
+ * claim of the commit that takes it over and zdi_keep_track the sample is
+ * in neither place, and a jump passes it; a walk whose scan ran just
+ * before zdi_keep_track takes it for gone when it then finds its entry
+ * lost; a walk or jump that looks while its slot is in a recycle that is
+ * then given back passes it (the map keeps the bit but offers no LOANED
+ * slot); and a reader that looks for the sn of a commit delayed past
+ * ring_size later commits, before that commit set its bit, passes it.
+ * Each time it stays unread by that reader until a reclaim counts it as
+ * the reader's drop, or the reader leaves.  (Only a sample pinned across
+ * ring_size commits, or a commit delayed across them, can be taken over
+ * unread: a reader that has not read a sample keeps it and every later
+ * sample from the recycling of every policy but reclaim.)
  *
  * Holes.  A commit whose loan was freed under it (its writer was found
  * dead) claimed an sn that will never be published.  A reader that finds
@@ -81,6 +97,10 @@
  * each under a pin, counting those whose read bit its own fetch_or set:
  * the CAS gives every range to one take, the fetch_or every sample to one
  * marker, and a sample a writer recycled first is that writer's drop.  A
+ * take that pinned its newest t and then loses the cursor CAS to a take
+ * that moved past t marks t itself, still under its pin (the winner could
+ * not pin t meanwhile and may have given up on it), through the same
+ * fetch_or: t is counted once, by whichever of the two set the bit.  A
  * reader that dies between the CAS and the marks leaves its bits clear;
  * its reap disconnects it, which marks every slot read for it.
  *
@@ -97,23 +117,6 @@
 
 /* ---- commit -------------------------------------------------------------- */
 
-/* The sample whose entry sn's commit takes over, if still held, goes into
- * the old map (before the entry is written: a reader that sees the new
- * entry sees the bit). */
-static void keep_track(zd_segment_t *seg, uint64_t sn, uint64_t old)
-{
-	uint64_t i = old & seg->ring_mask;
-	uint64_t old_sn = zdi_lap_of(seg, old) | (sn & seg->ring_mask);
-	struct zdi_slot_header *h;
-
-	if (i >= seg->geo.slot_count || old_sn >= sn)
-		return;
-	h = zdi_slot(seg, (uint32_t)i);
-	if (ZDI_ST_KIND(zdi_load_acquire_u64(&h->state)) == ZDI_SLOT_COMMITTED &&
-	    zdi_load_relaxed_u64(&h->sn) == old_sn)
-		zdi_map_set(&seg->old_map, (uint32_t)i);
-}
-
 static int publish(zd_segment_t *seg, uint32_t slot, uint64_t loaned,
 		   uint64_t len, uint64_t *sn_out)
 {
@@ -121,7 +124,7 @@ static int publish(zd_segment_t *seg, uint32_t slot, uint64_t loaned,
 	uint64_t sn = zdi_load_relaxed_u64(&seg->hdr->next_sn);
 	uint64_t committed = ZDI_ST_MAKE(ZDI_SLOT_COMMITTED, 0, 0,
 					 ZDI_ST_VERSION(loaned) + 1u);
-	uint64_t *entry;
+	uint64_t *entry, old;
 
 	/* The sn goes into the (still loaned) slot before next_sn moves past
 	 * it; the CAS releases that store (see the overview). */
@@ -133,10 +136,28 @@ static int publish(zd_segment_t *seg, uint32_t slot, uint64_t loaned,
 	zdi_store_relaxed_u64(&h->size, len);
 	zdi_store_relaxed_u64(&h->commit_ns, zd_now_ns());
 	zdi_store_relaxed_u64(&h->read_mask, 0);
+	ZDI_TEST_HOOK(commit_claimed, seg, sn);
 	entry = &seg->ring[sn & seg->ring_mask];
-	keep_track(seg, sn, zdi_load_relaxed_u64(entry));
-	/* Release: pairs with the acquire load in zdi_ring_find. */
-	zdi_store_release_u64(entry, zdi_lap_of(seg, sn) | slot);
+	/* The entry, unless a later lap wrote it already (we were delayed
+	 * for ring_size commits since the claim): then sn is out of the
+	 * ring's reach from the start, and the sample goes into the old map
+	 * before the state CAS publishes it, as zdi_keep_track would have
+	 * put it there.  The CAS never replaces a later lap's entry. */
+	old = zdi_load_acquire_u64(entry);
+	for (;;) {
+		if ((old & seg->ring_mask) != ZDI_RING_UNWRITTEN(seg->ring_mask) &&
+		    (int64_t)(zdi_lap_of(seg, old) - zdi_lap_of(seg, sn)) > 0) {
+			zdi_map_set(&seg->old_map, slot);
+			break;
+		}
+		/* A held sample of an older lap goes into the old map before
+		 * the entry is written: a reader that sees the new entry sees
+		 * the bit. */
+		zdi_keep_track(seg, sn, old);
+		/* Release: pairs with the acquire load in zdi_ring_find. */
+		if (zdi_cas_acq_rel_u64(entry, &old, zdi_lap_of(seg, sn) | slot))
+			break;
+	}
 	/* Release: data, meta and the fields above are visible to whoever
 	 * loads this state with acquire.  A CAS, not a store: if the loan was
 	 * freed under us we must not publish (the entry then names a slot
@@ -375,9 +396,11 @@ int zdi_reader_deliver(zd_segment_t *seg, uint32_t r, zd_view_t *view)
  * 0 when it was set already or the sample is gone (a recycler counted it
  * as r's drop).  r's pin bit already set there can only be another take of
  * r that pinned the sample as its own newest and is about to lose the
- * cursor CAS to us and unpin: we wait for it, boundedly; a bit that stays
- * set was written by someone else, and the sample then stays unread by r
- * until r leaves (its disconnect marks it). */
+ * cursor CAS to us: we wait for it to unpin, boundedly, and if it does
+ * not, leave the sample to it (a take that loses the CAS to a cursor past
+ * its sample marks that sample read itself, and counts it if its fetch_or
+ * set the bit).  A bit written by someone else is left alone: the sample
+ * then stays unread by r until r leaves (its disconnect marks it). */
 static int skip_one(zd_segment_t *seg, uint32_t r, uint32_t i, uint64_t s)
 {
 	struct zdi_slot_header *h = zdi_slot(seg, i);
@@ -517,6 +540,8 @@ int zdi_reader_deliver_latest(zd_segment_t *seg, uint32_t r, zd_view_t *view,
 		 * the state check inside proves it is still sn t's. */
 		h = zdi_slot(seg, i);
 		rc = zdi_pin(seg, i, s, &h->reader_pins, bit);
+		if (rc == 0)
+			ZDI_TEST_HOOK(latest_pinned, seg, r, t);
 		if (rc == -EBUSY)
 			rc = pin_refused(seg, r, i, s);
 		if (rc == -EBADMSG) {
@@ -525,7 +550,16 @@ int zdi_reader_deliver_latest(zd_segment_t *seg, uint32_t r, zd_view_t *view,
 			return rc;
 		}
 		if (rc != 0 || !zdi_cas_acq_rel_u64(&e->cursor, &c, t + 1u)) {
-			/* Recycled meanwhile, or another take of r moved on. */
+			/* Recycled meanwhile, or another take of r moved on.  If
+			 * that take moved the cursor past t, t is in its range,
+			 * and its skip_one may have given up on t while we pin
+			 * it: we mark t read here, under our pin.  The fetch_or
+			 * decides which of the two counts it (the CAS failure
+			 * loaded the cursor with acquire; either bit it sees is
+			 * on sample t, both being set under a pin). */
+			if (rc == 0 && c > t &&
+			    !(zdi_fetch_or_seqcst_u64(&h->read_mask, bit) & bit))
+				zdi_fetch_add_relaxed_u64(skipped, 1);
 			if (rc == 0)
 				zdi_unpin(seg, i, &h->reader_pins, bit);
 			if (++fails == ZDI_TAKE_TRIES)

@@ -246,6 +246,11 @@ enum zdi_find zdi_ring_find(const zd_segment_t *seg, uint64_t sn,
  * ZDI_FOUND (committed; slot and state filled). */
 enum zdi_find zdi_ring_settle(zd_segment_t *seg, uint64_t sn, uint32_t *slot,
 			      uint64_t *state);
+/* The commit of sn (or a HOLE mark) is about to replace the ring entry
+ * `old` of sn's index: if `old` names a sample of an older lap that is still
+ * held (committed, or in a recycle that may give it back), its slot's bit
+ * goes into the old map, so that the sample stays findable. */
+void zdi_keep_track(zd_segment_t *seg, uint64_t sn, uint64_t old);
 /* The sequence number bounds of the ring window: [*lo, *hi). */
 void zdi_window(const zd_segment_t *seg, uint64_t *lo, uint64_t *hi);
 /* sn with its low log2(ring_size) bits cleared: its "lap". */
@@ -350,5 +355,32 @@ static inline int zdi_reader_live(const zd_segment_t *seg, const zd_reader_t *r)
 
 #define ZDI_COUNT(seg, field) \
 	zdi_fetch_add_relaxed_u64(&(seg)->hdr->counters.field, 1)
+
+/* Test hooks: interleaving points for the race tests of tests/c.  Only a
+ * build with ZD_TEST_HOOKS defined (the hooked copy of the core that those
+ * tests link) has them; the library, the extension and every other build
+ * compile ZDI_TEST_HOOK to nothing.  Each hook is NULL until a test sets
+ * it, and is called on the thread that reaches its point:
+ *   recycle_loaned  zdi_recycle, after its CAS COMMITTED -> LOANED and
+ *                   before its pin check (the slot);
+ *   commit_claimed  publish, after the sn claim and before the ring entry
+ *                   is written (the claimed sn);
+ *   latest_pinned   a latest-value take, after it pinned its newest
+ *                   sample t and before its cursor CAS (reader, t). */
+#ifdef ZD_TEST_HOOKS
+struct zdi_test_hooks {
+	void (*recycle_loaned)(zd_segment_t *seg, uint32_t slot);
+	void (*commit_claimed)(zd_segment_t *seg, uint64_t sn);
+	void (*latest_pinned)(zd_segment_t *seg, uint32_t r, uint64_t t);
+};
+extern struct zdi_test_hooks zdi_test_hooks;   /* defined in slot.c */
+#define ZDI_TEST_HOOK(name, ...)                                \
+	do {                                                    \
+		if (zdi_test_hooks.name != NULL)                \
+			zdi_test_hooks.name(__VA_ARGS__);       \
+	} while (0)
+#else
+#define ZDI_TEST_HOOK(name, ...) ((void)0)
+#endif
 
 #endif

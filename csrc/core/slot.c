@@ -18,6 +18,10 @@
 
 #include "internal.h"
 
+#ifdef ZD_TEST_HOOKS
+struct zdi_test_hooks zdi_test_hooks;
+#endif
+
 static inline int slot_check(const zd_segment_t *seg, uint32_t slot)
 {
 	return slot < seg->geo.slot_count ? 0 : -ERANGE;
@@ -89,6 +93,7 @@ int zdi_recycle(zd_segment_t *seg, uint32_t slot, uint64_t expected_state)
 
 	if (!zdi_cas_seqcst_u64(&h->state, &expected_state, loaned))
 		return -EAGAIN;
+	ZDI_TEST_HOOK(recycle_loaned, seg, slot);
 	if (zdi_pins_of(h) != 0) {
 		/* A view pinned it meanwhile: give it back unchanged. */
 		uint64_t cur = loaned;

@@ -136,9 +136,9 @@ MUTANTS = [
                  "int64_t lap = (int64_t)(zdi_lap_of(seg, e) - zdi_lap_of(seg, sn));",
                  "int64_t lap = 0;")]),
     Mutant("lost_entry_untracked",
-           "keep_track does not put a held sample whose ring entry is taken over "
+           "zdi_keep_track does not put a held sample whose ring entry is taken over "
            "into the old map",
-           [Edit(DELIVERY, "keep_track", "zdi_map_set(&seg->old_map, (uint32_t)i);",
+           [Edit(RING, "zdi_keep_track", "zdi_map_set(&seg->old_map, (uint32_t)i);",
                  "(void)0;")]),
     Mutant("take_without_pin",
            "zdi_reader_deliver advances the cursor without pinning the sample",
@@ -190,8 +190,8 @@ MUTANTS = [
     Mutant("recycle_newest",
            "the window walk goes newest first: reserve recycles the newest reusable "
            "sample, not the oldest",
-           [Edit(POOL, "take_window", "for (uint64_t sn = lo; sn < hi; sn++)",
-                 "for (uint64_t sn = hi; sn-- > lo;)")]),
+           [Edit(POOL, "take_window", "for (uint64_t sn = start; sn < hi; sn++)",
+                 "for (uint64_t sn = hi; sn-- > start;)")]),
     Mutant("reclaim_without_drops",
            "the reclaim policy does not count drops for the readers that had not read",
            [Edit(WRITER, "reclaim_oldest", "zdi_count_drops(seg, unread);", "")]),
