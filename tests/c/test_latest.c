@@ -18,18 +18,6 @@ static zd_reader_stats_t stats_of(zd_segment_t *seg, zd_reader_t *r)
 	return st;
 }
 
-/* How many FAIL loans succeed now (each discarded afterwards). */
-static uint32_t loanable(zd_segment_t *seg)
-{
-	uint32_t slots[64], n = 0;
-
-	while (n < 64 && zd_writer_loan(seg, ZD_OVERFLOW_FAIL, 0, 0, &slots[n]) == 0)
-		n++;
-	for (uint32_t i = 0; i < n; i++)
-		CHECK_OK(zd_slot_discard(seg, slots[i]));
-	return n;
-}
-
 static void newest_skips_and_frees(zdt_ctx_t *c)
 {
 	zd_reader_t r;
@@ -41,7 +29,7 @@ static void newest_skips_and_frees(zdt_ctx_t *c)
 	CHECK_RC(zd_reader_take(c->seg, &r, &v), -EAGAIN);
 	for (unsigned i = 0; i < 8; i++)
 		CHECK_EQ(put(c->seg, (unsigned char)i, NULL), i);
-	CHECK_EQ(loanable(c->seg), 0);  /* all eight held for the reader */
+	CHECK_EQ(zdt_loanable(c->seg), 0);  /* all eight held for the reader */
 	REQUIRE_OK(zd_reader_take(c->seg, &r, &v));
 	CHECK_EQ(v.sn, 7);
 	CHECK_EQ(((const unsigned char *)v.data)[0], 7);
@@ -53,9 +41,9 @@ static void newest_skips_and_frees(zdt_ctx_t *c)
 	CHECK_EQ(st.lag, 0);
 	/* The seven skipped slots are back in the pool; the taken one is
 	 * pinned by the view until it is released. */
-	CHECK_EQ(loanable(c->seg), 7);
+	CHECK_EQ(zdt_loanable(c->seg), 7);
 	CHECK_OK(zd_slot_release(c->seg, &v));
-	CHECK_EQ(loanable(c->seg), 8);
+	CHECK_EQ(zdt_loanable(c->seg), 8);
 	CHECK_RC(zd_reader_take(c->seg, &r, &v), -EAGAIN);
 	/* One more: taken, nothing skipped. */
 	CHECK_EQ(put(c->seg, 9, NULL), 8);
@@ -83,14 +71,14 @@ static void beside_a_plain_reader(zdt_ctx_t *c)
 	CHECK_EQ(v.sn, 3);
 	CHECK_OK(zd_slot_release(c->seg, &v));
 	CHECK_EQ(stats_of(c->seg, &l).skipped, 3);
-	CHECK_EQ(loanable(c->seg), 0);  /* the plain reader needs all four */
+	CHECK_EQ(zdt_loanable(c->seg), 0);  /* the plain reader needs all four */
 	for (unsigned i = 0; i < 4; i++) {
 		REQUIRE_OK(zd_reader_take(c->seg, &p, &v));
 		CHECK_EQ(v.sn, i);
 		CHECK_OK(zd_slot_release(c->seg, &v));
 	}
 	CHECK_EQ(stats_of(c->seg, &p).skipped, 0);
-	CHECK_EQ(loanable(c->seg), 4);
+	CHECK_EQ(zdt_loanable(c->seg), 4);
 }
 
 static void join_and_flags(zdt_ctx_t *c)
@@ -181,7 +169,7 @@ static void far_behind(zdt_ctx_t *c)
 	st = stats_of(c->seg, &r);
 	CHECK_EQ(st.taken + st.skipped + st.dropped, 100);
 	CHECK_EQ(st.skipped, 3);        /* the three older ones still held */
-	CHECK_EQ(loanable(c->seg), 4);
+	CHECK_EQ(zdt_loanable(c->seg), 4);
 }
 
 /* ---- a writer thread and a latest reader ------------------------------- */
@@ -274,7 +262,7 @@ static void stream(zdt_ctx_t *c, zd_overflow_t policy)
 	if (policy == ZD_OVERFLOW_BLOCK)
 		CHECK_EQ(st.dropped, 0);
 	/* Every slot went back to the pool. */
-	CHECK_EQ(loanable(c->seg), c->cfg.slot_count);
+	CHECK_EQ(zdt_loanable(c->seg), c->cfg.slot_count);
 	printf("  %s: taken %llu, skipped %llu, dropped %llu of %u\n",
 	       policy == ZD_OVERFLOW_BLOCK ? "block" : "reclaim",
 	       (unsigned long long)st.taken, (unsigned long long)st.skipped,

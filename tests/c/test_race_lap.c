@@ -115,18 +115,6 @@ static void loan_freed_then_settled(zd_segment_t *seg, uint64_t sn)
 		   zd_slot_next_unread(seg, 9, &s) == -EAGAIN;
 }
 
-/* How many loans succeed now (each discarded afterwards). */
-static uint32_t loanable(zd_segment_t *seg)
-{
-	uint32_t slots[8], n = 0;
-
-	while (n < 8 && zd_slot_reserve(seg, 0, &slots[n]) == 0)
-		n++;
-	for (uint32_t i = 0; i < n; i++)
-		CHECK_OK(zd_slot_discard(seg, slots[i]));
-	return n;
-}
-
 static void hole_takes_over_held_entry(zdt_ctx_t *c)
 {
 	zd_view_t v;
@@ -150,7 +138,7 @@ static void hole_takes_over_held_entry(zdt_ctx_t *c)
 	CHECK_OK(zd_slot_next_unread(c->seg, 9, &s));
 	CHECK_EQ(s, 0);
 	CHECK_OK(zd_slot_release(c->seg, &v));
-	CHECK_EQ(loanable(c->seg), 2);
+	CHECK_EQ(zdt_reservable(c->seg), 2);
 }
 
 int main(void)

@@ -48,18 +48,6 @@ static uint64_t put(zd_segment_t *seg, uint64_t payload)
 	return sn;
 }
 
-/* How many loans succeed now (each discarded afterwards). */
-static uint32_t loanable(zd_segment_t *seg)
-{
-	uint32_t slots[8], n = 0;
-
-	while (n < 8 && zd_slot_reserve(seg, 0, &slots[n]) == 0)
-		n++;
-	for (uint32_t i = 0; i < n; i++)
-		CHECK_OK(zd_slot_discard(seg, slots[i]));
-	return n;
-}
-
 static int look_up(zd_segment_t *seg)
 {
 	uint32_t s;
@@ -103,7 +91,7 @@ static void old_map_scan_during_recycle(zdt_ctx_t *c)
 	s = UINT32_MAX;
 	CHECK_OK(zd_slot_next_unread(c->seg, 9, &s));
 	CHECK_EQ(s, 0);
-	CHECK_EQ(loanable(c->seg), 2);
+	CHECK_EQ(zdt_reservable(c->seg), 2);
 }
 
 static int commit_one(zd_segment_t *seg)
@@ -150,7 +138,7 @@ static void takeover_during_recycle(zdt_ctx_t *c)
 	s = UINT32_MAX;
 	CHECK_OK(zd_slot_next_unread(c->seg, 9, &s));
 	CHECK_EQ(s, 0);
-	CHECK_EQ(loanable(c->seg), 2);
+	CHECK_EQ(zdt_reservable(c->seg), 2);
 }
 
 int main(void)

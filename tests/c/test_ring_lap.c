@@ -25,18 +25,6 @@ static zd_reader_stats_t stats_of(zd_segment_t *seg, zd_reader_t *r)
 	return st;
 }
 
-/* How many FAIL loans succeed now (each discarded afterwards). */
-static uint32_t loanable(zd_segment_t *seg)
-{
-	uint32_t slots[64], n = 0;
-
-	while (n < 64 && zd_writer_loan(seg, ZD_OVERFLOW_FAIL, 0, 0, &slots[n]) == 0)
-		n++;
-	for (uint32_t i = 0; i < n; i++)
-		CHECK_OK(zd_slot_discard(seg, slots[i]));
-	return n;
-}
-
 static uint64_t put_reclaim(zd_segment_t *seg, uint64_t payload)
 {
 	uint32_t x;
@@ -115,10 +103,10 @@ static void held_behind(zdt_ctx_t *c, uint32_t held, uint64_t later)
 	 * writer: nothing stays unread by b. */
 	while (zd_reader_take(c->seg, &a, &v) == 0)
 		CHECK_OK(zd_slot_release(c->seg, &v));
-	CHECK_EQ(loanable(c->seg), free_slots);
+	CHECK_EQ(zdt_loanable(c->seg), free_slots);
 	for (uint32_t k = 0; k < held; k++)
 		CHECK_OK(zd_slot_release(c->seg, &kept[k]));
-	CHECK_EQ(loanable(c->seg), slots);
+	CHECK_EQ(zdt_loanable(c->seg), slots);
 	CHECK_EQ(stats_of(c->seg, &b).dropped, later - free_slots);
 	CHECK_OK(zd_reader_close(c->seg, &a));
 	CHECK_OK(zd_reader_close(c->seg, &b));

@@ -953,4 +953,29 @@ static inline uint64_t zdt_slots_offset(const zd_segment_t *seg)
 	return info.geo.slots_offset;
 }
 
+/* How many FAIL loans succeed now (each discarded afterwards, at most 64). */
+static inline uint32_t zdt_loanable(zd_segment_t *seg)
+{
+	uint32_t slots[64], n = 0;
+
+	while (n < 64 && zd_writer_loan(seg, ZD_OVERFLOW_FAIL, 0, 0, &slots[n]) == 0)
+		n++;
+	for (uint32_t i = 0; i < n; i++)
+		CHECK_OK(zd_slot_discard(seg, slots[i]));
+	return n;
+}
+
+/* How many low-level reserves for no reader succeed now (each discarded
+ * afterwards, at most 64). */
+static inline uint32_t zdt_reservable(zd_segment_t *seg)
+{
+	uint32_t slots[64], n = 0;
+
+	while (n < 64 && zd_slot_reserve(seg, 0, &slots[n]) == 0)
+		n++;
+	for (uint32_t i = 0; i < n; i++)
+		CHECK_OK(zd_slot_discard(seg, slots[i]));
+	return n;
+}
+
 #endif
