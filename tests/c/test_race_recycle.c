@@ -48,6 +48,21 @@ static uint64_t put(zd_segment_t *seg, uint64_t payload)
 	return sn;
 }
 
+/* Sample 0 is still committed in slot 0 and found, and recycled like
+ * any other: with nothing held both slots can be loaned. */
+static void sample0_still_tracked(zd_segment_t *seg)
+{
+	zd_slot_info_t in;
+	uint32_t s = UINT32_MAX;
+
+	CHECK_OK(zd_slot_describe(seg, 0, &in));
+	CHECK_EQ(in.state, 2);
+	CHECK_EQ(in.sn, 0);
+	CHECK_OK(zd_slot_next_unread(seg, 9, &s));
+	CHECK_EQ(s, 0);
+	CHECK_EQ(zdt_reservable(seg), 2);
+}
+
 static int look_up(zd_segment_t *seg)
 {
 	uint32_t s;
@@ -63,7 +78,6 @@ static void old_map_scan_during_recycle(zdt_ctx_t *c)
 {
 	zd_view_t v;
 	uint32_t s = UINT32_MAX, x = UINT32_MAX;
-	zd_slot_info_t in;
 
 	CHECK_EQ(put(c->seg, 0), 0);
 	REQUIRE_OK(zd_slot_acquire(c->seg, 0, &v));
@@ -84,14 +98,7 @@ static void old_map_scan_during_recycle(zdt_ctx_t *c)
 	pinner_backs_off(c->seg, 0);
 	CHECK_OK(zd_slot_discard(c->seg, x));
 
-	CHECK_OK(zd_slot_describe(c->seg, 0, &in));
-	CHECK_EQ(in.state, 2);
-	CHECK_EQ(in.sn, 0);
-	/* Sample 0 is still found, and recycled like any other. */
-	s = UINT32_MAX;
-	CHECK_OK(zd_slot_next_unread(c->seg, 9, &s));
-	CHECK_EQ(s, 0);
-	CHECK_EQ(zdt_reservable(c->seg), 2);
+	sample0_still_tracked(c->seg);
 }
 
 static int commit_one(zd_segment_t *seg)
@@ -112,8 +119,7 @@ static int commit_one(zd_segment_t *seg)
 static void takeover_during_recycle(zdt_ctx_t *c)
 {
 	zd_view_t v;
-	uint32_t s = UINT32_MAX, x;
-	zd_slot_info_t in;
+	uint32_t x;
 
 	CHECK_EQ(put(c->seg, 0), 0);
 	REQUIRE_OK(zd_slot_acquire(c->seg, 0, &v));
@@ -132,13 +138,7 @@ static void takeover_during_recycle(zdt_ctx_t *c)
 	CHECK_OK(during_rc);
 	pinner_backs_off(c->seg, 0);
 
-	CHECK_OK(zd_slot_describe(c->seg, 0, &in));
-	CHECK_EQ(in.state, 2);
-	CHECK_EQ(in.sn, 0);
-	s = UINT32_MAX;
-	CHECK_OK(zd_slot_next_unread(c->seg, 9, &s));
-	CHECK_EQ(s, 0);
-	CHECK_EQ(zdt_reservable(c->seg), 2);
+	sample0_still_tracked(c->seg);
 }
 
 int main(void)
