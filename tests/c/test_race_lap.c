@@ -21,16 +21,6 @@
 
 static int armed, inner_ok;
 
-static uint64_t put(zd_segment_t *seg, uint64_t payload)
-{
-	uint32_t x;
-	uint64_t sn = UINT64_MAX;
-
-	REQUIRE_OK(zd_slot_reserve(seg, 0, &x));
-	REQUIRE_OK(zd_slot_commit(seg, x, &payload, sizeof(payload), &sn));
-	return sn;
-}
-
 static void commit_claimed(zd_segment_t *seg, uint64_t sn)
 {
 	if (!armed)
@@ -89,7 +79,7 @@ static void delayed_commit(zdt_ctx_t *c)
 	/* With no reader, every later loan succeeds: both slots are found
 	 * again, oldest sample first. */
 	for (uint64_t k = 5; k < 13; k++)
-		CHECK_EQ(put(c->seg, k), k);
+		CHECK_EQ(zdt_put_u64(c->seg, k), k);
 	CHECK_OK(zd_slot_describe(c->seg, 0, &in));
 	CHECK_EQ(in.state, 2);
 	CHECK_GE(in.sn, 11);
@@ -121,10 +111,10 @@ static void hole_takes_over_held_entry(zdt_ctx_t *c)
 	uint32_t s = UINT32_MAX;
 	uint64_t sn = UINT64_MAX, four = 4;
 
-	CHECK_EQ(put(c->seg, 0), 0);
+	CHECK_EQ(zdt_put_u64(c->seg, 0), 0);
 	REQUIRE_OK(zd_slot_acquire(c->seg, 0, &v));
 	for (uint64_t k = 1; k <= 3; k++)
-		CHECK_EQ(put(c->seg, k), k);
+		CHECK_EQ(zdt_put_u64(c->seg, k), k);
 	REQUIRE_OK(zd_slot_reserve(c->seg, 0, &freed_slot));
 	CHECK_EQ(freed_slot, 1);
 	zdi_test_hooks.commit_claimed = loan_freed_then_settled;

@@ -38,16 +38,6 @@ static void pinner_backs_off(zd_segment_t *seg, uint32_t slot)
 	__atomic_fetch_and(&zdi_slot(seg, slot)->reader_pins, ~PINNER, __ATOMIC_SEQ_CST);
 }
 
-static uint64_t put(zd_segment_t *seg, uint64_t payload)
-{
-	uint32_t x;
-	uint64_t sn = UINT64_MAX;
-
-	REQUIRE_OK(zd_slot_reserve(seg, 0, &x));
-	REQUIRE_OK(zd_slot_commit(seg, x, &payload, sizeof(payload), &sn));
-	return sn;
-}
-
 /* Sample 0 is still committed in slot 0 and found, and recycled like
  * any other: with nothing held both slots can be loaned. */
 static void sample0_still_tracked(zd_segment_t *seg)
@@ -79,10 +69,10 @@ static void old_map_scan_during_recycle(zdt_ctx_t *c)
 	zd_view_t v;
 	uint32_t s = UINT32_MAX, x = UINT32_MAX;
 
-	CHECK_EQ(put(c->seg, 0), 0);
+	CHECK_EQ(zdt_put_u64(c->seg, 0), 0);
 	REQUIRE_OK(zd_slot_acquire(c->seg, 0, &v));
 	for (uint64_t k = 1; k <= 4; k++)
-		CHECK_EQ(put(c->seg, k), k);
+		CHECK_EQ(zdt_put_u64(c->seg, k), k);
 	CHECK_OK(zd_slot_release(c->seg, &v));
 	REQUIRE_OK(zd_slot_next_unread(c->seg, 9, &s));
 	CHECK_EQ(s, 0);
@@ -121,10 +111,10 @@ static void takeover_during_recycle(zdt_ctx_t *c)
 	zd_view_t v;
 	uint32_t x;
 
-	CHECK_EQ(put(c->seg, 0), 0);
+	CHECK_EQ(zdt_put_u64(c->seg, 0), 0);
 	REQUIRE_OK(zd_slot_acquire(c->seg, 0, &v));
 	for (uint64_t k = 1; k <= 3; k++)
-		CHECK_EQ(put(c->seg, k), k);
+		CHECK_EQ(zdt_put_u64(c->seg, k), k);
 	CHECK_OK(zd_slot_release(c->seg, &v));
 
 	during = commit_one;

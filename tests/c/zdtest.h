@@ -978,4 +978,15 @@ static inline uint32_t zdt_reservable(zd_segment_t *seg)
 	return n;
 }
 
+/* Reserves a slot for no reader and commits an 8-byte payload; the sn. */
+static inline uint64_t zdt_put_u64(zd_segment_t *seg, uint64_t payload)
+{
+	uint32_t x;
+	uint64_t sn = UINT64_MAX;
+
+	REQUIRE_OK(zd_slot_reserve(seg, 0, &x));
+	REQUIRE_OK(zd_slot_commit(seg, x, &payload, sizeof(payload), &sn));
+	return sn;
+}
+
 #endif
